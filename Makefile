@@ -1,0 +1,35 @@
+# On a fresh machine these two targets are the whole set-up: each creates .venv and installs what
+# it needs when missing. MIRROR points at a folder with data/ (a local hub mirror) and
+# tools/seed-hf-cache; when it exists the run is fully offline, otherwise the Hugging Face Hub is used.
+MIRROR ?= ../shared
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+ifneq ($(wildcard $(MIRROR)/data),)
+OFFLINE := KDBENCH_DATA_DIR=$(abspath $(MIRROR)/data) HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+endif
+SEED_TOOL := $(wildcard $(MIRROR)/tools/seed-hf-cache)
+
+.PHONY: quickstart test models clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# Real weights into the standard HF cache (idempotent; a no-op without the mirror's tool).
+models: $(BIN)/.installed
+ifneq ($(SEED_TOOL),)
+	$(BIN)/python $(SEED_TOOL) --extra
+endif
+
+quickstart: models
+	$(OFFLINE) $(BIN)/kdbench train-and-eval
+
+test: models
+	$(OFFLINE) $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) reports leaderboards

@@ -1,0 +1,26 @@
+"""kdbench: a benchmark and evaluation harness for distilled models.
+
+Library use mirrors the CLI::
+
+    import kdbench
+    suite = kdbench.load_suite("quickstart", ["data.train_rows=2000"])
+    result = kdbench.train_and_eval(suite)
+    result.record["results"]["sst2"]["student"]["accuracy"]
+"""
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # heavy imports (torch, transformers) only when the API is used, so `kdbench --help` is fast
+    if name == "train_and_eval":
+        from kdbench.pipeline import train_and_eval
+
+        return train_and_eval
+    if name == "load_suite":
+        from kdbench.config import load_suite
+
+        return load_suite
+    raise AttributeError(name)
+
+
+__all__ = ["__version__", "load_suite", "train_and_eval"]

@@ -1,0 +1,1 @@
+"""Inference engines behind one interface; tasks ask a backend for predictions."""

@@ -1,0 +1,62 @@
+"""The transformers backend: ``torch.inference_mode``, bf16 autocast (AMX on this class of CPU),
+batches sorted by length with dynamic padding, original order restored."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from kdbench.backends.batching import collate, encode, sorted_batches
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def autocast(dtype: str, device: torch.device | str = "cpu"):
+    """bf16 autocast on CPU or GPU; a no-op context for fp32."""
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=DTYPES[dtype])
+
+
+class HFClassifier:
+    """Class logits / probabilities from a sequence-classification model."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        dtype: str = "bf16",
+        max_length: int = 64,
+        batch_size: int = 64,
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.dtype = dtype
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    def logits_of_features(self, features: Sequence[dict], desc: str | None = None) -> np.ndarray:
+        lengths = [len(f["input_ids"]) for f in features]
+        out: np.ndarray | None = None
+        batches = sorted_batches(lengths, self.batch_size)
+        with torch.inference_mode(), autocast(self.dtype, self.model.device):
+            for idx in tqdm(batches, desc=desc, disable=desc is None, leave=False, unit="batch"):
+                batch = collate(self.tokenizer, [features[i] for i in idx]).to(self.model.device)
+                logits = self.model(**batch).logits.float().cpu().numpy()
+                if out is None:
+                    out = np.empty((len(features), logits.shape[1]), dtype=np.float32)
+                out[idx] = logits
+        return out
+
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, desc: str | None = None) -> np.ndarray:
+        return self.logits_of_features(encode(self.tokenizer, texts, pairs, self.max_length), desc)
+
+    def predict_proba(
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None, desc: str | None = None
+    ) -> np.ndarray:
+        logits = torch.from_numpy(self.logits(texts, pairs, desc))
+        return torch.softmax(logits, dim=-1).numpy().astype(np.float64)

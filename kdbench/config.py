@@ -1,0 +1,125 @@
+"""Typed, validated suite configs: YAML in, objects out.
+
+A suite names a teacher, how to build and train a student, the tasks to score and the evaluation
+settings. Every value can be overridden from the CLI with dotted keys (``--set distill.alpha=0.7``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from kdbench.errors import KdbenchError
+from kdbench.yamlio import StrictModel, read_yaml, validate
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+
+class TrainConfig(StrictModel):
+    """One supervised or distillation training run."""
+
+    epochs: float = Field(3, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+
+
+class TeacherConfig(StrictModel):
+    model: str
+    revision: str | None = None
+    finetune: TrainConfig | None = Field(
+        default_factory=TrainConfig,
+        description="fine-tune a classification head on the task first; null scores the model as is",
+    )
+
+
+class StudentConfig(StrictModel):
+    builder: Literal["layer_selection"] = "layer_selection"
+    layers: list[int] = Field(..., min_length=1, description="teacher layer indices copied, in order")
+
+
+class DistillConfig(TrainConfig):
+    loss: Literal["forward_kl"] = "forward_kl"
+    temperature: float = Field(2.0, gt=0)
+    t2_scaling: bool = True
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha on labels")
+
+
+class DataConfig(StrictModel):
+    train_rows: int | None = Field(8000, gt=0, description="first N rows of the shuffled train split; null = all")
+    eval_rows: int | None = Field(None, gt=0, description="first N evaluation rows; null = the whole split")
+
+
+class EvalConfig(StrictModel):
+    batch_size: int = Field(64, gt=0)
+    bootstrap_samples: int = Field(1000, ge=100)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    ece_bins: int = Field(15, gt=0)
+    latency_batches: list[int] = Field(default_factory=lambda: [1, 32])
+
+
+class SuiteConfig(StrictModel):
+    name: str
+    description: str = ""
+    tasks: list[str] = Field(..., min_length=1)
+    seed: int = 0
+    dtype: Literal["bf16", "fp32"] = "bf16"
+    max_length: int = Field(64, gt=0)
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig
+    student: StudentConfig
+    distill: DistillConfig
+    baseline: bool = Field(True, description="also train the student on labels only, same budget and seed")
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _layers_unique(self) -> "SuiteConfig":
+        if len(set(self.student.layers)) != len(self.student.layers):
+            raise ValueError(f"student.layers repeats a layer: {self.student.layers}")
+        return self
+
+
+def suite_path(name_or_path: str) -> Path:
+    """A suite is a name under ``suites/`` or a path to a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise KdbenchError(f"suite file not found: {p}")
+        return p
+    p = SUITES_DIR / f"{name_or_path}.yaml"
+    if not p.is_file():
+        known = ", ".join(sorted(s.stem for s in SUITES_DIR.glob("*.yaml"))) or "none"
+        raise KdbenchError(f"unknown suite '{name_or_path}' (known: {known})")
+    return p
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], value parsed as YAML, so numbers, lists and null work)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise KdbenchError(f"override '{item}' is not KEY=VALUE (e.g. distill.alpha=0.7)")
+    return key.split("."), yaml.safe_load(raw) if raw else ""
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = raw
+        for k in keys[:-1]:
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            if not isinstance(child, dict):
+                raise KdbenchError(f"override '{item}': '{k}' is not a section")
+            node = child
+        node[keys[-1]] = value
+    return raw
+
+
+def load_suite(name_or_path: str, overrides: list[str] = ()) -> SuiteConfig:
+    path = suite_path(name_or_path)
+    raw = apply_overrides(read_yaml(path), list(overrides))
+    return validate(SuiteConfig, raw, path)

@@ -1,0 +1,1 @@
+"""Distillation: losses (a registry), the training loop, teacher fine-tuning."""

@@ -1,0 +1,97 @@
+"""The training loop shared by teacher fine-tuning, KD students and label-only baselines.
+
+Length-grouped batches with dynamic padding, AdamW with linear warm-up and decay, bf16 autocast,
+seeded shuffling. The objective is a function of (student logits, gold labels, teacher logits).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+
+from kdbench.backends.batching import collate, length_grouped_batches
+from kdbench.backends.hf import autocast
+from kdbench.config import DistillConfig, TrainConfig
+from kdbench.distill.losses import LOSSES
+
+Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+@dataclass
+class TrainStats:
+    steps: int
+    seconds: float
+    final_loss: float
+
+
+def label_objective() -> Objective:
+    """Cross-entropy on gold labels only (fine-tuning, and the no-KD baseline)."""
+    return lambda logits, labels, _teacher: F.cross_entropy(logits.float(), labels)
+
+
+def kd_objective(cfg: DistillConfig) -> Objective:
+    """alpha · KD(student, teacher) + (1 − alpha) · CE(student, labels)."""
+    kd = LOSSES[cfg.loss]
+
+    def objective(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
+        soft = kd(logits, teacher, temperature=cfg.temperature, t2_scaling=cfg.t2_scaling)
+        return cfg.alpha * soft + (1.0 - cfg.alpha) * F.cross_entropy(logits.float(), labels)
+
+    return objective
+
+
+def train(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    features: Sequence[dict],
+    labels: np.ndarray,
+    cfg: TrainConfig,
+    objective: Objective,
+    *,
+    teacher_logits: np.ndarray | None = None,
+    seed: int = 0,
+    dtype: str = "bf16",
+    desc: str = "train",
+) -> TrainStats:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    lengths = [len(f["input_ids"]) for f in features]
+    per_epoch = math.ceil(len(features) / cfg.batch_size)
+    total = max(1, math.ceil(cfg.epochs * per_epoch))
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    labels_t = torch.as_tensor(labels, dtype=torch.long)
+    teacher_t = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)
+    model.train()
+    start, step, loss_value = time.perf_counter(), 0, float("nan")
+    with tqdm(total=total, desc=desc, unit="step", leave=False) as bar:
+        while step < total:
+            for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
+                batch = collate(tokenizer, [features[i] for i in idx]).to(model.device)
+                with autocast(dtype, model.device):
+                    logits = model(**batch).logits
+                loss = objective(logits, labels_t[idx], None if teacher_t is None else teacher_t[idx])
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                loss_value = loss.item()
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                bar.update()
+                if step >= total:
+                    break
+    model.eval()
+    return TrainStats(steps=total, seconds=time.perf_counter() - start, final_loss=loss_value)

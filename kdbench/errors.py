@@ -1,0 +1,9 @@
+"""User-facing errors: one clear line, exit status 2 (DESIGN.md, "Errors")."""
+
+
+class KdbenchError(Exception):
+    """Bad input from the user: a file, key, task, model or dataset that cannot be used.
+
+    The message is a single line naming what and where; the CLI prints it without a traceback
+    and exits with status 2.
+    """

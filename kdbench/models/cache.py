@@ -1,0 +1,50 @@
+"""On-disk cache of fine-tuned models, keyed by everything that decides their weights
+(base model revision, data content hash, training config), so a second run reuses them."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+CACHE_ENV = "KDBENCH_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "kdbench")
+
+
+def cache_key(**fields) -> str:
+    """Stable digest of JSON-serialisable fields (sorted keys)."""
+    blob = json.dumps(fields, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def finetuned_dir(key: str) -> Path:
+    return cache_root() / "finetuned" / key
+
+
+def is_cached(key: str) -> bool:
+    folder = finetuned_dir(key)
+    return (folder / "config.json").is_file() and (folder / "kdbench_cache.json").is_file()
+
+
+def save_finetuned(key: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, manifest: dict) -> Path:
+    """Write into a temporary sibling and rename, so a killed run never leaves a half-written entry."""
+    final = finetuned_dir(key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "kdbench_cache.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -1,0 +1,1 @@
+"""Run records, their HTML report, the leaderboard and the terminal table."""

@@ -1,0 +1,77 @@
+"""The run record (``report.json``): schema_version 1 as in DESIGN.md, validated against the JSON
+Schema shipped with the package on write and on read."""
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+
+from kdbench.errors import KdbenchError
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
+RECORD_FILE = "report.json"
+SAMPLES_FILE = "samples.parquet"
+
+
+@cache
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _non_finite(node, path="") -> str | None:
+    """JSON cannot carry NaN/inf faithfully; a metric that is not a number is an error, not a pass."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return path or "(root)"
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite(v, f"{path}.{k}" if path else str(k))
+        if found:
+            return found
+    return None
+
+
+def validate_record(record: dict, where: str = "run record") -> dict:
+    bad = _non_finite({k: record.get(k) for k in ("results", "pairs", "efficiency")})
+    if bad:
+        raise KdbenchError(f"{where}: {bad} is not a finite number")
+    try:
+        jsonschema.validate(record, schema())
+    except jsonschema.ValidationError as e:
+        at = "/".join(str(p) for p in e.absolute_path) or "(root)"
+        raise KdbenchError(f"{where}: schema violation at {at}: {e.message}") from None
+    return record
+
+
+def dumps(record: dict) -> str:
+    return json.dumps(validate_record(record), indent=2, sort_keys=False, allow_nan=False)
+
+
+def read_record(path: Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KdbenchError(f"{path}: no such run record") from None
+    except json.JSONDecodeError as e:
+        raise KdbenchError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise KdbenchError(f"{path}: schema_version {record.get('schema_version')!r}, this kdbench reads {SCHEMA_VERSION}")
+    return validate_record(record, str(path))
+
+
+def find_runs(reports_dir: Path) -> list[tuple[Path, dict]]:
+    """Every finished run under ``reports_dir`` (staging folders start with a dot and are skipped),
+    oldest first."""
+    runs = [(p.parent, read_record(p)) for p in sorted(Path(reports_dir).glob(f"[!.]*/{RECORD_FILE}"))]
+    return sorted(runs, key=lambda r: r[1]["created"])

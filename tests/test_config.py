@@ -1,0 +1,47 @@
+import pytest
+
+from kdbench.config import load_suite
+from kdbench.errors import KdbenchError
+
+
+def test_quickstart_suite_loads_with_its_documented_defaults():
+    cfg = load_suite("quickstart")
+    assert cfg.tasks == ["sst2"]
+    assert cfg.teacher.model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert cfg.student.layers == [0, 5]
+    assert cfg.distill.loss == "forward_kl" and cfg.distill.t2_scaling
+    assert cfg.data.train_rows == 8000 and cfg.data.eval_rows is None
+    assert cfg.eval.ece_bins == 15
+
+
+def test_overrides_reach_any_value_and_are_typed():
+    cfg = load_suite("quickstart", ["distill.alpha=0.8", "student.layers=[1, 3, 5]", "data.eval_rows=null",
+                                    "teacher.finetune.lr=3e-5"])
+    assert cfg.distill.alpha == 0.8
+    assert cfg.student.layers == [1, 3, 5]
+    assert cfg.teacher.finetune.lr == 3e-5
+
+
+def test_unknown_suite_lists_known_ones():
+    with pytest.raises(KdbenchError, match=r"unknown suite 'nope' \(known: .*quickstart"):
+        load_suite("nope")
+
+
+def test_bad_value_names_file_line_and_key(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text((load_suite.__globals__["SUITES_DIR"] / "quickstart.yaml").read_text().replace(
+        "alpha: 0.5", "alpha: 1.5"))
+    with pytest.raises(KdbenchError) as e:
+        load_suite(str(path))
+    msg = str(e.value)
+    line = next(i for i, l in enumerate(path.read_text().splitlines(), 1) if "alpha: 1.5" in l)
+    assert f"{path}:{line}: key 'distill.alpha'" in msg and "\n" not in msg
+
+
+def test_unknown_key_and_bad_override_are_errors(tmp_path):
+    with pytest.raises(KdbenchError, match="distill.alfa"):
+        load_suite("quickstart", ["distill.alfa=0.3"])
+    with pytest.raises(KdbenchError, match="not KEY=VALUE"):
+        load_suite("quickstart", ["distill.alpha"])
+    with pytest.raises(KdbenchError, match="repeats a layer"):
+        load_suite("quickstart", ["student.layers=[1, 1]"])

@@ -1,35 +1,249 @@
-"""Statistics for the report and the gate."""
+"""Statistics for the report and the gate: bootstrap confidence intervals (vectorised, seeded),
+the paired bootstrap, the exact McNemar test and multi-seed aggregation.
+
+Resampling scheme (used by every CI in the run record)
+------------------------------------------------------
+* ``N × n_samples ≤ EXACT_DRAWS`` (2·10⁷): the classic Efron bootstrap — each resample draws N
+  examples with replacement; the draw counts form an ``(n_samples, N)`` matrix built with one
+  ``bincount`` (Efron & Tibshirani 1993, ch. 6).
+* larger: the Poisson bootstrap (Hanley & MacGibbon 2006, "Creating non-parametric bootstrap
+  samples using Poisson frequencies"; Chamandy et al. 2012) on *atoms*: examples are grouped into
+  at most ``max_units`` atoms of similar examples (see :class:`Units`); an atom of n examples gets
+  a Poisson(n) count per resample, which is exactly the sum of its members' Poisson(1) weights;
+  the sum of a per-example column over the m draws that fall in an atom is drawn from its normal
+  approximation m·mean + √m·sd·z (sd the within-atom standard deviation). With atoms of one
+  example this is the plain Poisson bootstrap, exactly.
+
+Percentile intervals: the (α/2, 1 − α/2) quantiles of the resampled statistic, α = 1 − confidence.
+"""
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import numpy as np
+from scipy import stats as _st
+
+EXACT_DRAWS = 20_000_000
+DEFAULT_MAX_UNITS = 1024
+
+
+def percentile_ci(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval: the (α/2, 1 − α/2) empirical quantiles of ``samples`` (Efron 1979)."""
+    alpha = 1.0 - confidence
+    samples = np.asarray(samples, dtype=np.float64)
+    samples = samples[np.isfinite(samples)]
+    if samples.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.quantile(samples, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+# --------------------------------------------------------------------------------------------------
+# resampling units and weights
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Units:
+    """Resampling units: ``unit`` maps each example to its unit (atom); units are numbered in the
+    order of ``order_key`` (ascending), ``size`` counts examples per unit."""
+
+    unit: np.ndarray  # (N,) int64
+    size: np.ndarray  # (U,) float64
+
+    @property
+    def n(self) -> int:
+        return int(self.unit.size)
+
+    @property
+    def exact(self) -> bool:
+        return bool(np.all(self.size == 1))
+
+    @classmethod
+    def build(cls, order_key: np.ndarray, groups: Sequence[np.ndarray] = (), max_units: int = DEFAULT_MAX_UNITS) -> Units:
+        """Atoms of consecutive examples in ``order_key`` order inside each combination of ``groups``
+        (integer arrays; examples of different groups never share an atom). With N ≤ max_units each
+        example is its own unit. Units are numbered by their mean ``order_key``."""
+        order_key = np.asarray(order_key, dtype=np.float64)
+        n = order_key.size
+        if n <= max_units:
+            rank = np.argsort(order_key, kind="stable")
+            unit = np.empty(n, dtype=np.int64)
+            unit[rank] = np.arange(n)
+            return cls(unit, np.ones(n))
+        block = math.ceil(n / max_units)
+        gkey = np.zeros(n, dtype=np.int64)
+        for g in groups:
+            g = np.asarray(g, dtype=np.int64)
+            gkey = gkey * (int(g.max()) + 1) + g
+        order = np.lexsort((order_key, gkey))
+        gsorted = gkey[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(gsorted)) + 1]
+        pos_in_group = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+        raw = np.empty(n, dtype=np.int64)
+        raw[order] = gsorted * (n + 1) + pos_in_group // block
+        _, inv = np.unique(raw, return_inverse=True)
+        size = np.bincount(inv).astype(np.float64)
+        mean_key = np.bincount(inv, weights=order_key) / size
+        renumber = np.empty(size.size, dtype=np.int64)
+        renumber[np.argsort(mean_key, kind="stable")] = np.arange(size.size)
+        unit = renumber[inv]
+        return cls(unit, np.bincount(unit).astype(np.float64))
+
+    def moments(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-unit mean and (population) variance of each column of ``columns`` (N × M)."""
+        columns = np.asarray(columns, dtype=np.float64)
+        if columns.ndim == 1:
+            columns = columns[:, None]
+        if self.exact:
+            out = np.empty_like(columns)
+            out[self.unit] = columns
+            return out, np.zeros_like(out)
+        u = self.size.size
+        mean = np.zeros((u, columns.shape[1]))
+        sq = np.zeros((u, columns.shape[1]))
+        np.add.at(mean, self.unit, columns)
+        np.add.at(sq, self.unit, columns * columns)
+        mean /= self.size[:, None]
+        var = np.maximum(sq / self.size[:, None] - mean * mean, 0.0)
+        return mean, var
+
+
+def resample_counts(units: Units, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_samples, U)`` draw counts: Efron multinomial counts when every unit is one example and
+    N·n_samples ≤ EXACT_DRAWS, else Poisson(size) counts (the Poisson bootstrap)."""
+    n_units = units.size.size
+    if units.exact and n_units * n_samples <= EXACT_DRAWS:
+        idx = rng.integers(0, n_units, size=(n_samples, n_units))
+        idx += (np.arange(n_samples, dtype=np.int64) * n_units)[:, None]
+        return np.bincount(idx.ravel(), minlength=n_samples * n_units).reshape(n_samples, n_units).astype(np.float64)
+    return rng.poisson(units.size, size=(n_samples, n_units)).astype(np.float64)
+
+
+def resampled_sums(counts: np.ndarray, mean: np.ndarray, var: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``(n_samples, M)`` resampled column sums: counts @ mean, plus the within-unit normal term
+    √(counts @ var)·z where units hold more than one example (var = 0 otherwise)."""
+    sums = counts @ mean
+    if np.any(var > 0):
+        sums += np.sqrt(counts @ var) * rng.standard_normal(sums.shape)
+    return sums
+
+
+# --------------------------------------------------------------------------------------------------
+# bootstrap CIs
+# --------------------------------------------------------------------------------------------------
+def bootstrap_mean_samples(
+    values: np.ndarray, n_samples: int = 1000, seed: int = 0, max_units: int = DEFAULT_MAX_UNITS
+) -> np.ndarray:
+    """Resampled means Σ w_i v_i / Σ w_i of per-example ``values`` (atoms sorted by value)."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    units = Units.build(values, max_units=max_units)
+    mean, var = units.moments(values)
+    counts = resample_counts(units, n_samples, rng)
+    total = counts.sum(axis=1)
+    sums = resampled_sums(counts, mean, var, rng)[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / total
 
 
 def bootstrap_mean_ci(
-    values: np.ndarray, n_samples: int = 1000, confidence: float = 0.95, seed: int = 0
+    values: np.ndarray, n_samples: int = 1000, confidence: float = 0.95, seed: int = 0,
+    max_units: int = DEFAULT_MAX_UNITS,
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of per-example ``values`` (Efron & Tibshirani 1993).
-
-    Resamples examples with replacement ``n_samples`` times (vectorised, seeded) and returns the
-    (α/2, 1 − α/2) quantiles of the resampled means, α = 1 − confidence.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_samples, len(values)))
-    means = values[idx].mean(axis=1)
-    alpha = 1.0 - confidence
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    """Percentile bootstrap CI of the mean of per-example ``values`` (Efron & Tibshirani 1993),
+    seeded and vectorised (see the module docstring for the resampling scheme)."""
+    return percentile_ci(bootstrap_mean_samples(values, n_samples, seed, max_units), confidence)
 
 
 def bootstrap_statistic_ci(
-    statistic, arrays: tuple[np.ndarray, ...], n_samples: int = 1000, confidence: float = 0.95, seed: int = 0
+    statistic: Callable[..., float], arrays: tuple[np.ndarray, ...], n_samples: int = 1000,
+    confidence: float = 0.95, seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of any ``statistic(*arrays)`` that is not a mean of per-example
-    values (ECE, say): the same seeded resampling of examples, one evaluation per resample."""
+    """Percentile bootstrap CI of any ``statistic(*arrays)``: Efron resamples of the examples (rows),
+    one evaluation per resample. Generic and exact but a Python loop: the registry uses vectorised
+    forms instead; this is the reference they are tested against."""
     n = len(arrays[0])
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_samples, n))
-    values = np.array([statistic(*(a[i] for a in arrays)) for i in idx])
-    alpha = 1.0 - confidence
-    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    values = np.array([statistic(*(np.asarray(a)[i] for a in arrays)) for i in idx])
+    return percentile_ci(values, confidence)
+
+
+def paired_bootstrap(
+    a_values: np.ndarray, b_values: np.ndarray, n_samples: int = 1000, confidence: float = 0.95, seed: int = 0,
+) -> dict:
+    """Paired bootstrap for the difference of two systems scored on the same items
+    (Koehn 2004; Berg-Kirkpatrick et al. 2012): resample items, keeping each item's pair together,
+    so the difference of means is the mean of d_i = a_i − b_i.
+
+    Returns ``value`` (mean a − mean b), the percentile ``ci`` and ``p_value``, the two-sided
+    bootstrap p-value 2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)) (capped at 1).
+    """
+    a_values, b_values = np.asarray(a_values, dtype=np.float64), np.asarray(b_values, dtype=np.float64)
+    if a_values.shape != b_values.shape:
+        raise ValueError(f"paired bootstrap needs the same items: shapes {a_values.shape} and {b_values.shape}")
+    d = a_values - b_values
+    samples = bootstrap_mean_samples(d, n_samples, seed)
+    samples = samples[np.isfinite(samples)]
+    p = min(1.0, 2.0 * min(np.mean(samples <= 0), np.mean(samples >= 0))) if np.any(d != 0) else 1.0
+    return {"value": float(d.mean()), "ci": list(percentile_ci(samples, confidence)), "p_value": float(p)}
+
+
+def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray, confidence: float = 0.95) -> dict:
+    """Exact McNemar test for paired right/wrong outcomes (McNemar 1947; exact form: the discordant
+    pairs are Binomial(b + c, ½) under H0, Fay 2010 "Two-sided exact tests and matching confidence
+    intervals for discrete data").
+
+    b = #(A right, B wrong), c = #(A wrong, B right). p-value: two-sided binomial test of b out of
+    b + c at ½ (``scipy.stats.binomtest``). Effect size: the conditional (matched-pairs) odds ratio
+    OR = b / c (A's odds of being right on a discordant item), with its exact CI from the
+    Clopper–Pearson interval [pl, pu] for b/(b + c): OR ∈ [pl/(1 − pl), pu/(1 − pu)]
+    (Breslow & Day 1980, §7). Also the accuracy difference (b − c)/N. OR is inf when c = 0 and
+    nan when b + c = 0 (p = 1 then).
+    """
+    a_correct, b_correct = np.asarray(a_correct, dtype=bool), np.asarray(b_correct, dtype=bool)
+    if a_correct.shape != b_correct.shape:
+        raise ValueError("McNemar needs paired outcomes of the same length")
+    b = int(np.sum(a_correct & ~b_correct))
+    c = int(np.sum(~a_correct & b_correct))
+    n = a_correct.size
+    out = {"b": b, "c": c, "n": n, "accuracy_difference": (b - c) / n if n else float("nan")}
+    if b + c == 0:
+        return {**out, "p_value": 1.0, "odds_ratio": float("nan"), "odds_ratio_ci": [float("nan"), float("nan")]}
+    test = _st.binomtest(b, b + c, 0.5)
+    ci = test.proportion_ci(confidence_level=confidence, method="exact")
+
+    def odds(p: float) -> float:
+        return float("inf") if p >= 1 else p / (1 - p)
+
+    return {**out, "p_value": float(test.pvalue), "odds_ratio": odds(b / (b + c)),
+            "odds_ratio_ci": [odds(ci.low), odds(ci.high)]}
+
+
+def aggregate_seeds(values: Sequence[float]) -> dict:
+    """Mean ± sample standard deviation (ddof = 1; 0 for one seed) over runs with different seeds."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n_seeds": int(v.size)}
+
+
+def aggregate_seed_results(per_seed: Sequence[dict[str, dict]]) -> dict[str, dict]:
+    """Combine ``{metric: {"value", "ci"}}`` dicts of several seeds into the run-record form
+    ``{metric: {"value": mean, "ci": [mean − t·s/√n, mean + t·s/√n] | null, "std": s, "n_seeds": n,
+    "per_seed": [...]}}`` — the CI is the t interval over seeds (null for one seed); metrics missing
+    from a seed are dropped rather than averaged over fewer seeds."""
+    if not per_seed:
+        return {}
+    names = [m for m in per_seed[0] if all(m in r for r in per_seed)]
+    out = {}
+    for m in names:
+        vals = [float(r[m]["value"]) for r in per_seed]
+        agg = aggregate_seeds(vals)
+        n = agg["n_seeds"]
+        if n > 1:
+            half = float(_st.t.ppf(0.975, n - 1)) * agg["std"] / math.sqrt(n)
+            ci = [agg["mean"] - half, agg["mean"] + half]
+        else:
+            ci = per_seed[0][m].get("ci")
+        out[m] = {"value": agg["mean"], "ci": ci, "std": agg["std"], "n_seeds": n, "per_seed": vals}
+    return out

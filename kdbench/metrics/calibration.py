@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
+from scipy.special import softmax
 
 _EPS = 1e-12
 
@@ -133,17 +132,35 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
-    """T > 0 minimising the NLL of softmax(z / T) on (probs, labels) (Guo et al. 2017, §4.2),
-    z = ln p; a bounded 1-D search over ln T (the NLL is convex in 1/T)."""
+    """T > 0 minimising the NLL of softmax(z / T) on (probs, labels) (Guo et al. 2017, §4.2), z = ln p.
+
+    With β = 1/T the NLL, mean_i [logsumexp(β z_i) − β z_i,y_i], is convex in β, with gradient
+    mean_i (E_β[z_i] − z_i,y_i) and curvature mean_i Var_β[z_i]; we take safeguarded Newton steps
+    from β = 1 (a bracketed bisection when a step leaves the bracket), clipped to ``bounds`` on T.
+    """
     z, labels = probs_to_logits(probs), np.asarray(labels)
-    rows = np.arange(len(labels))
+    zy = z[np.arange(len(labels)), labels]
+    lo, hi = 1.0 / bounds[1], 1.0 / bounds[0]
 
-    def nll(log_t: float) -> float:
-        return float(-np.mean(log_softmax(z / math.exp(log_t), axis=1)[rows, labels]))
+    def grad_curv(beta: float) -> tuple[float, float]:
+        p = softmax(beta * z, axis=1)
+        ez = np.sum(p * z, axis=1)
+        return float(np.mean(ez - zy)), float(np.mean(np.sum(p * z * z, axis=1) - ez * ez))
 
-    res = minimize_scalar(nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded",
-                          options={"xatol": 1e-6})
-    return float(math.exp(res.x))
+    beta = 1.0
+    for _ in range(100):
+        g, h = grad_curv(beta)
+        if g > 0:
+            hi = beta
+        else:
+            lo = beta
+        step = beta - g / h if h > 1e-12 else 0.5 * (lo + hi)
+        new = step if lo < step < hi else 0.5 * (lo + hi)
+        if abs(new - beta) <= 1e-10 * max(1.0, beta) or hi - lo < 1e-12:
+            beta = new
+            break
+        beta = new
+    return float(1.0 / min(max(beta, 1.0 / bounds[1]), 1.0 / bounds[0]))
 
 
 def temperature_split(n: int, fit_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -192,19 +192,25 @@ def temperature_scaling_report(
 # --------------------------------------------------------------------------------------------------
 # selective prediction
 # --------------------------------------------------------------------------------------------------
+def _descending(conf: np.ndarray) -> np.ndarray:
+    """Examples from most to least confident; among equal confidences the later example first
+    (the reverse of a stable ascending sort, the order the bootstrap engine uses)."""
+    return np.argsort(conf, kind="stable")[::-1]
+
+
 def selective_accuracy(probs: np.ndarray, labels: np.ndarray, coverage: float = 0.1) -> float:
-    """Accuracy on the k = ⌈coverage·N⌉ most confident examples (top-label confidence; ties broken by
-    example order) — the coverage point of the risk–coverage curve (Geifman & El-Yaniv 2017)."""
+    """Accuracy on the k = ⌈coverage·N⌉ most confident examples (top-label confidence; among ties the
+    later example counts as more confident) — the coverage point of the risk–coverage curve (Geifman & El-Yaniv 2017)."""
     conf, correct = top_label(probs, labels)
     k = max(1, math.ceil(coverage * conf.size - 1e-9))
-    top = np.argsort(-conf, kind="stable")[:k]
+    top = _descending(conf)[:k]
     return float(correct[top].mean())
 
 
 def coverage_accuracy_curve(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(coverage k/N, accuracy of the k most confident) for k = 1..N (descending confidence)."""
     conf, correct = top_label(probs, labels)
-    order = np.argsort(-conf, kind="stable")
+    order = _descending(conf)
     k = np.arange(1, conf.size + 1)
     return k / conf.size, np.cumsum(correct[order]) / k
 

@@ -25,6 +25,7 @@ from kdbench.metrics.stats import (
     bootstrap_statistic_ci,
     percentile_ci,
     resample_counts,
+    unit_budget,
 )
 
 SELECTIVE_COVERAGE = 0.1
@@ -87,7 +88,7 @@ class Resampled:
             self.units, self.counts, self.total = share.units, share.counts, share.total
         else:
             key = np.zeros(self.n) if order_key is None else order_key
-            self.units = Units.build(key, groups, max_units=max_units)
+            self.units = Units.build(key, groups, max_units=unit_budget(self.n, n_samples, max_units))
             self.counts = resample_counts(self.units, n_samples, np.random.default_rng(seed))
             self.total = self.counts.sum(axis=1)
         self._noise_seed = seed
@@ -148,6 +149,26 @@ class ClassifierResamples(Resampled):
         self.bin = calibration.equal_width_bin(self.conf, ece_bins)
         super().__init__(probs, labels, n_samples=n_samples, seed=seed, ece_bins=ece_bins, order_key=self.conf,
                          groups=(self.bin, *extra_groups), max_units=max_units, share=share)
+
+    # exact point estimates from the shared per-example arrays (the same formulas as calibration.py;
+    # tests check they agree) -------------------------------------------------------------------
+    def point(self, name: str) -> float | None:
+        rows = np.arange(self.n)
+        if name == "accuracy":
+            return float(self.correct.mean())
+        if name in ("ece", "mce"):
+            gap = np.bincount(self.bin, weights=self.correct - self.conf, minlength=self.ece_bins)
+            if name == "ece":
+                return float(np.abs(gap).sum() / self.n)
+            count = np.bincount(self.bin, minlength=self.ece_bins)
+            return float(np.max(np.abs(gap[count > 0]) / count[count > 0]))
+        if name == "brier_top_label":
+            return float(np.mean((self.conf - self.correct) ** 2))
+        if name == "nll":
+            return float(-np.mean(np.log(np.clip(self.a[rows, self.b], 1e-12, 1.0))))
+        if name == "brier":
+            return float(np.mean(np.sum(self.a * self.a, axis=1) - 2 * self.a[rows, self.b] + 1.0))
+        return None
 
     # linear statistics --------------------------------------------------------------------------
     def accuracy(self) -> np.ndarray:
@@ -400,9 +421,10 @@ def compute(
     out = {}
     for name in names:
         m = metrics[name]
-        if name in _TS_METRICS and ctx_cls is ClassifierContext:
-            point = context().ts.points[name]
-        else:
+        point = None
+        if ctx_cls is ClassifierContext and m is not None:
+            point = context().ts.points[name] if name in _TS_METRICS else context().point(name)
+        if point is None:
             point = m.point(a, b)
         ci = None
         if m.has_ci and n_samples > 0:

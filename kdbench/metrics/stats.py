@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats as _st
 
 EXACT_DRAWS = 20_000_000
-DEFAULT_MAX_UNITS = 1024
+DEFAULT_MAX_UNITS = 256
 
 
 def percentile_ci(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
@@ -66,7 +66,7 @@ class Units:
         example is its own unit. Units are numbered by their mean ``order_key``."""
         order_key = np.asarray(order_key, dtype=np.float64)
         n = order_key.size
-        if n <= max_units:
+        if n <= max_units:  # one unit per example
             rank = np.argsort(order_key, kind="stable")
             unit = np.empty(n, dtype=np.int64)
             unit[rank] = np.arange(n)
@@ -109,6 +109,12 @@ class Units:
         return mean, var
 
 
+def unit_budget(n: int, n_samples: int, max_units: int = DEFAULT_MAX_UNITS) -> int:
+    """How many units to resample: every example (the exact Efron bootstrap) while
+    n·n_samples ≤ EXACT_DRAWS, else ``max_units`` atoms."""
+    return n if n * n_samples <= EXACT_DRAWS else max_units
+
+
 def resample_counts(units: Units, n_samples: int, rng: np.random.Generator) -> np.ndarray:
     """``(n_samples, U)`` draw counts: Efron multinomial counts when every unit is one example and
     N·n_samples ≤ EXACT_DRAWS, else Poisson(size) counts (the Poisson bootstrap)."""
@@ -138,7 +144,7 @@ def bootstrap_mean_samples(
     """Resampled means Σ w_i v_i / Σ w_i of per-example ``values`` (atoms sorted by value)."""
     values = np.asarray(values, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    units = Units.build(values, max_units=max_units)
+    units = Units.build(values, max_units=unit_budget(values.size, n_samples, max_units))
     mean, var = units.moments(values)
     counts = resample_counts(units, n_samples, rng)
     total = counts.sum(axis=1)

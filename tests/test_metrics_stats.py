@@ -183,3 +183,17 @@ def test_builtin_task_metrics_are_registered():
     spec = yaml.safe_load((Path(registry.__file__).parents[1] / "tasks/builtin/glue_sst2.yaml").read_text())
     assert set(spec["metrics"]) <= set(registry.classifier_metrics(15))
     assert set(spec["pair_metrics"]) <= set(registry.PAIR_METRICS)
+
+
+def test_paired_comparison_in_run_record_form():
+    rng = np.random.default_rng(8)
+    probs_a, labels = _classifier(rng, 300, 3)
+    probs_b = softmax(np.log(probs_a) + rng.normal(size=probs_a.shape), axis=1)
+    out = registry.paired_comparison(labels, probs_a, probs_b, n_samples=300)
+    a_right, b_right = probs_a.argmax(1) == labels, probs_b.argmax(1) == labels
+    assert out["accuracy_difference"]["value"] == pytest.approx(a_right.mean() - b_right.mean())
+    assert out["mcnemar_p_value"]["value"] == pytest.approx(stats.mcnemar_exact(a_right, b_right)["p_value"])
+    assert out["mcnemar_p_value"]["ci"] is None
+    assert all(np.isfinite(v["value"]) for v in out.values())
+    same = registry.paired_comparison(labels, probs_a, probs_a, n_samples=50)
+    assert "mcnemar_odds_ratio" not in same and same["mcnemar_p_value"]["value"] == 1.0

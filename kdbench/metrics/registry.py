@@ -23,6 +23,8 @@ from kdbench.metrics.stats import (
     Units,
     bootstrap_mean_ci,
     bootstrap_statistic_ci,
+    mcnemar_exact,
+    paired_bootstrap,
     percentile_ci,
     resample_counts,
     unit_budget,
@@ -136,9 +138,11 @@ class Resampled:
 
 
 class ClassifierResamples(Resampled):
-    """Resampling context of one classifier: units are atoms of examples with the same predicted
-    class (when K ≤ 16), the same correctness and the same equal-width confidence bin, consecutive
-    in confidence, numbered by mean confidence."""
+    """Resampling context of one classifier: units are single examples (exact bootstrap) or atoms of
+    examples consecutive in top-label confidence inside one equal-width bin (so bin membership is
+    exact), numbered by mean confidence. Correctness may vary inside an atom: its within-atom
+    variance enters through the normal term (splitting atoms by correctness would misorder them
+    at the selective-accuracy cut)."""
 
     def __init__(self, probs: np.ndarray, labels: np.ndarray, *, n_samples: int, seed: int, ece_bins: int = 15,
                  max_units: int = DEFAULT_MAX_UNITS, extra_groups: tuple[np.ndarray, ...] = (),
@@ -353,8 +357,8 @@ _TS_METRICS = ("ts_temperature", "ts_ece_before", "ts_ece_after", "ts_nll_before
 # pair metrics: functions of (teacher probs, student probs)
 # --------------------------------------------------------------------------------------------------
 class PairContext(Resampled):
-    """Resampling context of a teacher–student pair: atoms of examples with the same teacher and
-    student argmax agreement, consecutive in probability loyalty."""
+    """Resampling context of a teacher–student pair: atoms of examples with the same argmax
+    agreement (so label loyalty is exact), consecutive in probability loyalty."""
 
     def __init__(self, teacher, student, *, n_samples, seed, ece_bins=15):
         teacher, student = np.asarray(teacher, dtype=np.float64), np.asarray(student, dtype=np.float64)
@@ -437,6 +441,26 @@ def compute(
             if not all(math.isfinite(x) for x in ci):
                 ci = None
         out[name] = {"value": float(point), "ci": ci}
+    return out
+
+
+def paired_comparison(
+    labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, *, n_samples: int = 1000,
+    confidence: float = 0.95, seed: int = 0,
+) -> dict[str, dict]:
+    """System A against system B on the same examples, in run-record form: ``accuracy_difference``
+    (acc_A − acc_B with a paired-bootstrap CI), ``mcnemar_p_value`` (exact McNemar, CI null) and
+    ``mcnemar_odds_ratio`` (b/c with its exact CI; left out when not finite)."""
+    labels = np.asarray(labels)
+    a_right = np.asarray(probs_a).argmax(axis=1) == labels
+    b_right = np.asarray(probs_b).argmax(axis=1) == labels
+    diff = paired_bootstrap(a_right.astype(float), b_right.astype(float), n_samples, confidence, seed)
+    mc = mcnemar_exact(a_right, b_right, confidence)
+    out = {"accuracy_difference": {"value": diff["value"], "ci": diff["ci"]},
+           "mcnemar_p_value": {"value": mc["p_value"], "ci": None}}
+    if math.isfinite(mc["odds_ratio"]):
+        ci = mc["odds_ratio_ci"] if all(math.isfinite(x) for x in mc["odds_ratio_ci"]) else None
+        out["mcnemar_odds_ratio"] = {"value": mc["odds_ratio"], "ci": ci}
     return out
 
 

@@ -8,7 +8,7 @@ Resampling scheme (used by every CI in the run record)
   ``bincount`` (Efron & Tibshirani 1993, ch. 6).
 * larger: the Poisson bootstrap (Hanley & MacGibbon 2006, "Creating non-parametric bootstrap
   samples using Poisson frequencies"; Chamandy et al. 2012) on *atoms*: examples are grouped into
-  at most ``max_units`` atoms of similar examples (see :class:`Units`); an atom of n examples gets
+  about ``max_units`` atoms of similar examples (a few more where groups split them) (see :class:`Units`); an atom of n examples gets
   a Poisson(n) count per resample, which is exactly the sum of its members' Poisson(1) weights;
   the sum of a per-example column over the m draws that fall in an atom is drawn from its normal
   approximation m·mean + √m·sd·z (sd the within-atom standard deviation). With atoms of one

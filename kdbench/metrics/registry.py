@@ -247,7 +247,9 @@ class ClassifierResamples(Resampled):
         above = self.total[:, None] - self.ccum  # draws more confident than each unit
         m = self.counts
         h_t = _harmonic(self.total)[:, None]
-        contrib = cbar * (m * h_t - (_harmonic_prefix(above + m) - _harmonic_prefix(above)))
+        # above + m of unit u is `above` of unit u − 1 (and T for the first): one SH evaluation
+        sh = _harmonic_prefix(np.concatenate([self.total[:, None], above], axis=1))
+        contrib = cbar * (m * h_t - (sh[:, :-1] - sh[:, 1:]))
         return contrib.sum(axis=1) / self.total
 
 

@@ -415,7 +415,8 @@ def compute(
     b = np.asarray(b)
     if ece_bins is None:
         ece_bins = _infer_bins(metrics)
-    ctx_cls = PairContext if metrics is PAIR_METRICS else ClassifierContext
+    # the two name sets are disjoint: pair metrics take (teacher probs, student probs)
+    ctx_cls = PairContext if names and all(n in PAIR_METRICS for n in names) else ClassifierContext
     ctx: Resampled | None = None
 
     def context() -> Resampled:

@@ -5,6 +5,7 @@ run record → report/leaderboard."""
 from __future__ import annotations
 
 import secrets
+from contextlib import contextmanager
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,9 +21,9 @@ from kdbench.backends import efficiency
 from kdbench.backends.batching import encode
 from kdbench.backends.hf import HFClassifier
 from kdbench.config import SuiteConfig
-from kdbench.distill.trainer import kd_objective, label_objective, train
+from kdbench.distill.trainer import TRAINER_REVISION, kd_objective, label_objective, train
 from kdbench.models import cache
-from kdbench.models.loading import count_parameters, load_classifier, load_tokenizer, model_revision
+from kdbench.models.loading import count_parameters, load_classifier, load_tokenizer, model_revision, save_model
 from kdbench.models.students import BUILDERS
 from kdbench.predictions import ClassifierPredictions
 from kdbench.report import html, leaderboard
@@ -55,15 +56,11 @@ def new_run_id(suite: str) -> str:
     return f"{stamp}-{suite}-{secrets.token_hex(3)}"
 
 
+@contextmanager
 def _timed(durations: dict, name: str):
-    class _Timer:
-        def __enter__(self):
-            self.start = time.perf_counter()
-
-        def __exit__(self, *exc):
-            durations[name] = round(time.perf_counter() - self.start, 2)
-
-    return _Timer()
+    start = time.perf_counter()
+    yield
+    durations[name] = round(time.perf_counter() - start, 2)
 
 
 def _teacher(task: ClassificationTask, suite: SuiteConfig, tokenizer, features, labels, data_sha: str,
@@ -76,7 +73,7 @@ def _teacher(task: ClassificationTask, suite: SuiteConfig, tokenizer, features, 
         return model.eval(), revision, {"finetuned": False}, spec.model
     key = cache.cache_key(
         model=spec.model, revision=revision, task=task.name, labels=task.spec.label_names, data_sha256=data_sha,
-        train=spec.finetune.model_dump(), max_length=suite.max_length, dtype=suite.dtype, seed=suite.seed,
+        train=spec.finetune.model_dump(), trainer=TRAINER_REVISION, max_length=suite.max_length, dtype=suite.dtype, seed=suite.seed,
     )
     folder = cache.finetuned_dir(key)
     reused = cache.is_cached(key)
@@ -121,8 +118,7 @@ def _run_task(task: ClassificationTask, suite: SuiteConfig, run_dir: Path) -> _T
             train(model, tokenizer, features, labels, suite.distill, objective, teacher_logits=logits,
                   seed=suite.seed, dtype=suite.dtype, desc=f"train {role} on {task.name}")
         folder = run_dir / "models" / task.name / role
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        save_model(model, tokenizer, folder)
         trained[role] = model
 
     with _timed(durations, "eval_s"):
@@ -164,6 +160,9 @@ def train_and_eval(
             results[task.name] = {role: task.score(p, suite.eval, suite.seed) for role, p in preds.items()}
             pairs[task.name] = {f"{role}|{TEACHER}": task.score_pair(p, preds[TEACHER], suite.eval, suite.seed)
                                 for role, p in preds.items() if role != TEACHER}
+            if BASELINE in preds:
+                pairs[task.name][f"{STUDENT}|{BASELINE}"] = task.compare(preds[STUDENT], preds[BASELINE],
+                                                                         suite.eval, suite.seed)
             datasets[task.name] = outcome.dataset
             durations[task.name] = outcome.durations
             samples.extend(p.to_frame() for p in preds.values())

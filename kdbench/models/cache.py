@@ -11,6 +11,8 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from kdbench.models.loading import save_model
+
 CACHE_ENV = "KDBENCH_CACHE_DIR"
 
 
@@ -39,8 +41,7 @@ def save_finetuned(key: str, model: PreTrainedModel, tokenizer: PreTrainedTokeni
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_model(model, tokenizer, tmp)
         (tmp / "kdbench_cache.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
         if final.exists():
             shutil.rmtree(final)

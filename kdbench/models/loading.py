@@ -66,3 +66,13 @@ def count_parameters(model: torch.nn.Module) -> int:
 def _first_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder) -> None:
+    """``save_pretrained`` for model and tokenizer, so transformers, lm-eval and vLLM load it as is."""
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    finally:
+        hf_logging.enable_progress_bar()

@@ -79,3 +79,12 @@ class ClassificationTask:
             registry.PAIR_METRICS, self.spec.pair_metrics, teacher.probs, student.probs,
             n_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=seed,
         )
+
+    def compare(
+        self, a: ClassifierPredictions, b: ClassifierPredictions, cfg: EvalConfig, seed: int
+    ) -> dict[str, dict]:
+        """System ``a`` against ``b`` on the same items: accuracy difference with a paired-bootstrap
+        CI and the exact McNemar test (what KD bought over the baseline, and whether it is real)."""
+        a.aligned_with(b)
+        return registry.paired_comparison(a.labels, a.probs, b.probs, n_samples=cfg.bootstrap_samples,
+                                          confidence=cfg.confidence, seed=seed)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +16,8 @@ def _user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        # a killed run unwinds (staging folders are removed) instead of dying mid-write
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         try:
             return fn(*args, **kwargs)
         except KdbenchError as e:
@@ -37,6 +40,7 @@ def main(debug: bool) -> None:
       kdbench train-and-eval                       # the quickstart suite on CPU
       kdbench train-and-eval --set distill.temperature=4 --train-rows 2000
       kdbench leaderboard reports/ -o leaderboards/
+      kdbench gate --baseline baselines/quickstart.json --candidate reports/RUN/report.json
       kdbench suites
     """
 
@@ -87,17 +91,80 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
 @click.option("-o", "--output", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
 @_user_errors
 def leaderboard(reports_dir, output):
-    """Rebuild the static HTML leaderboard from every run under REPORTS_DIR.
+    """Rebuild the static HTML leaderboards from every run under REPORTS_DIR: an index, a page per
+    suite (sortable, filterable table; Pareto plots), a page per run. Opens from disk.
+
+    Runs that are not comparable with a suite's reference on a task (different task configuration
+    or evaluation data) are listed on stderr and marked on the pages.
 
     \b
     Example:
       kdbench leaderboard reports/ -o leaderboards/
     """
-    from kdbench.report.leaderboard import build
+    from kdbench.report.leaderboard import build, comparability_notes
 
-    if not Path(reports_dir).is_dir():
-        raise KdbenchError(f"reports folder {reports_dir} does not exist")
-    click.echo(build(Path(reports_dir), Path(output)))
+    index = build(Path(reports_dir), Path(output))
+    for note in comparability_notes(Path(reports_dir)):
+        click.echo(f"kdbench: note: not comparable: {note}", err=True)
+    click.echo(index)
+
+
+@main.command()
+@click.option("--baseline", required=True, metavar="RECORD",
+              help="Baseline record: baselines/NAME.json, a bare NAME, a run folder or its report.json.")
+@click.option("--candidate", required=True, metavar="RECORD", help="Candidate record: reports/RUN/report.json or the run folder.")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="METRIC=DELTA",
+              help="Absolute tolerance for a metric (repeatable); a worse value within it is not a regression. Default 0.")
+@click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the Markdown summary to this file.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level of each paired test.")
+@click.option("--role", "roles", multiple=True, help="Gate only these models (repeatable), e.g. --role student.")
+@click.option("--ignore", multiple=True, metavar="METRIC", help="Leave a metric out of the gate (repeatable).")
+@click.option("--bootstrap-samples", type=click.IntRange(100), default=1000, show_default=True)
+@_user_errors
+def gate(baseline, candidate, tolerances, markdown, alpha, roles, ignore, bootstrap_samples):
+    """CI regression gate: compare a candidate run with a baseline, metric by metric, with paired
+    tests on their per-example samples (exact McNemar for accuracy-like metrics, paired bootstrap
+    otherwise). A regression is significant (p < alpha) and worse than the tolerance.
+
+    Prints a Markdown table. Exit status: 0 pass, 1 regression, 2 unusable input (one-line reason).
+
+    \b
+    Example:
+      kdbench gate --baseline baselines/quickstart.json --candidate reports/RUN/report.json \\
+                   --tolerance accuracy=0.01 --markdown gate.md
+    """
+    from kdbench import gate as gate_lib
+
+    result = gate_lib.run_gate(baseline, candidate, gate_lib.parse_tolerances(tolerances), alpha=alpha, roles=roles,
+                               ignore=ignore, n_samples=bootstrap_samples, markdown=markdown)
+    click.echo(result.markdown(), nl=False)
+    sys.exit(result.exit_code)
+
+
+@main.group()
+def baseline():
+    """Manage the reference run records in baselines/ that `kdbench gate` compares against."""
+
+
+@baseline.command()
+@click.argument("run", metavar="RUN")
+@click.option("--name", required=True, help="Baseline name: writes baselines/NAME.json and NAME.samples.parquet.")
+@click.option("--baselines-dir", default="baselines", show_default=True, type=click.Path(file_okay=False))
+@click.option("--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False),
+              help="Where a bare run id is looked up.")
+@click.option("--force", is_flag=True, help="Replace an existing baseline of that name.")
+@_user_errors
+def promote(run, name, baselines_dir, reports_dir, force):
+    """Promote a run (folder, report.json or run id) to a baseline: its record and samples.
+
+    \b
+    Example:
+      kdbench baseline promote reports/20260101-120000-quickstart-abc123 --name quickstart
+    """
+    from kdbench.gate import promote as promote_run
+
+    record, samples = promote_run(run, name, baselines_dir, reports_dir=reports_dir, force=force)
+    click.echo(f"baseline: {record}\nsamples:  {samples}")
 
 
 @main.command()

@@ -1,39 +1,247 @@
-"""Static HTML leaderboard rebuilt from every run record under ``reports/``."""
+"""Static HTML leaderboards rebuilt from every run record under ``reports/``.
+
+``out_dir/index.html`` lists the suites and the runs; ``suite-<name>.html`` has one sortable,
+filterable table per suite (one row per model of each run), Pareto plots of each task's score
+against latency and against parameters, and capacity-gap curves where records have them;
+``runs/<run-id>.html`` shows one run. Plots are SVG files in ``plots/``. Everything opens from disk
+with no server; every string from a record is escaped by jinja2's autoescape (and plots are loaded
+through ``<img>``, which never runs scripts).
+
+Rows are ranked only against comparable runs: per task, the reference is the task configuration and
+evaluation-data hash most runs share (:mod:`kdbench.report.compare`); a score from any other
+configuration is shown greyed with the reason, sorts last and stays out of the plots.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+from kdbench.report import compare, plots
 from kdbench.report.html import environment
-from kdbench.report.record import find_runs
-from kdbench.report.summary import fmt, fmt_params, rows
+from kdbench.report.record import write_atomic
+from kdbench.report.runs import scan
+from kdbench.report.summary import ROLE_LABELS, fmt, fmt_ci, fmt_params, headline
+
+PERCENT_METRICS = {"accuracy", "exact_match", "label_loyalty", "f1", "selective_accuracy_10"}
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a suite name (unsafe names also get a short hash, so they stay distinct)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "suite"
+    if safe != name:
+        safe += "-" + hashlib.sha256(name.encode()).hexdigest()[:6]
+    return safe
+
+
+def _value(metrics: dict | None, name: str) -> float | None:
+    m = (metrics or {}).get(name)
+    return None if m is None else m["value"]
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _model_detail(model: dict) -> str:
+    layers = model.get("layer_map")
+    return f"layers {', '.join(map(str, layers))} of the teacher" if layers else ""
+
+
+def _method(model: dict, role: str) -> str:
+    method = model.get("method") or ("finetune" if role == "teacher" else "")
+    return f"{method} ({model['loss']})" if model.get("loss") else method
+
+
+class _Board:
+    def __init__(self, runs: list[tuple[Path, dict]], out_dir: Path):
+        self.runs = runs
+        self.out_dir = out_dir
+        records = [r for _, r in runs]
+        self.refs = compare.reference_keys(records)
+        self.ref_records = compare.reference_records(records)
+
+    def note(self, record: dict, task: str) -> str:
+        """'' when ``record`` is comparable with the reference on ``task``, else why not."""
+        if compare.key(record, task) == self.refs[task]:
+            return ""
+        return (compare.reason(self.ref_records[task], record, task, ("reference", "this run"))
+                or f"{task}: not the reference configuration")
+
+    def report_href(self, run_dir: Path, from_dir: Path) -> str | None:
+        report = run_dir / "report.html"
+        return os.path.relpath(report, from_dir) if report.exists() else None
+
+    # one suite ----------------------------------------------------------------------------------
+    def suite_view(self, suite: str, runs: list[tuple[Path, dict]]) -> dict:
+        tasks = list(dict.fromkeys(t for _, r in runs for t in r["results"]))
+        head = {}
+        for task in tasks:
+            for _, r in runs:
+                if task in r["results"]:
+                    head[task] = headline(next(iter(r["results"][task].values())))[0]
+        rows, notes = [], []
+        points = {t: [] for t in tasks}
+        for run_dir, record in runs:
+            teacher = record["models"].get("teacher", {}).get("id", "")
+            task_notes = {t: self.note(record, t) for t in record["results"]}
+            notes += [f"{record['run_id']}: {n}" for n in task_notes.values() if n]
+            roles = list(dict.fromkeys(role for t in record["results"].values() for role in t))
+            eff_all = record.get("efficiency", {})
+            for role in roles:
+                model = record["models"].get(role, {})
+                eff = eff_all.get(role, {})
+                cells, ploy, lloy, ece = [], [], [], []
+                for task in tasks:
+                    metrics = record["results"].get(task, {}).get(role)
+                    m = (metrics or {}).get(head[task])
+                    if m is None:
+                        cells.append({"text": "–", "v": "", "note": ""})
+                        continue
+                    note = task_notes[task]
+                    cells.append({"text": fmt_ci(m["value"], m["ci"], pct=head[task] in PERCENT_METRICS),
+                                  "v": "" if note else repr(m["value"]), "note": note})
+                    if note:
+                        continue
+                    pair = record["pairs"].get(task, {}).get(f"{role}|teacher")
+                    ploy.append(_value(pair, "probability_loyalty"))
+                    lloy.append(_value(pair, "label_loyalty"))
+                    ece.append(_value(metrics, "ece"))
+                    label = f"{record['run_id'][-6:]} {ROLE_LABELS.get(role, role)}"
+                    base = {"label": label, "role": role, "y": m["value"], "ci": m["ci"]}
+                    if eff.get("latency_ms_b32") is not None:
+                        points[task].append({**base, "x": eff["latency_ms_b32"], "cost": "latency"})
+                    if model.get("params") is not None:
+                        points[task].append({**base, "x": model["params"] / 1e6, "cost": "params"})
+                ploy_v, lloy_v, ece_v = _mean(ploy), _mean(lloy), _mean(ece)
+                rows.append({
+                    "run_id": record["run_id"], "href": f"runs/{record['run_id']}.html", "created": record["created"],
+                    "role": role, "role_label": ROLE_LABELS.get(role, role), "model": model.get("id", ""),
+                    "detail": _model_detail(model), "teacher": teacher, "method": _method(model, role),
+                    "params": model.get("params"), "params_s": fmt_params(model.get("params")), "cells": cells,
+                    "ploy": ploy_v, "ploy_s": fmt(ploy_v, ".3f"), "lloy": lloy_v, "lloy_s": fmt(lloy_v, ".3f"),
+                    "ece": ece_v, "ece_s": fmt(ece_v, ".3f"),
+                    "lat1": eff.get("latency_ms_b1"), "lat1_s": fmt(eff.get("latency_ms_b1"), ".2f"),
+                    "lat32": eff.get("latency_ms_b32"), "lat32_s": fmt(eff.get("latency_ms_b32"), ".3f"),
+                })
+        rows.sort(key=lambda r: -float(r["cells"][0]["v"]) if r["cells"] and r["cells"][0]["v"] else float("inf"))
+        name = slug(suite)
+        figures = []
+        for task in tasks:
+            for cost, xlabel in (("latency", "latency per example at batch 32 (ms)"), ("params", "parameters (millions)")):
+                pts = [p for p in points[task] if p["cost"] == cost]
+                if not pts:
+                    continue
+                svg = plots.pareto(pts, xlabel, head[task], f"{task}: {head[task]} vs {cost}")
+                figures.append({"task": task, "file": self.write_plot(f"{name}-{slug(task)}-{cost}.svg", svg),
+                                "alt": f"{task}: {head[task]} against {cost}, Pareto front dashed"})
+            curves = [{"label": r["run_id"][-6:] + " " + r["capacity_gap"][task].get("student", ""),
+                       **r["capacity_gap"][task]}
+                      for _, r in runs if task in r.get("capacity_gap", {}) and not self.note(r, task)]
+            if curves:
+                svg = plots.capacity_gap(curves, curves[0]["metric"], f"{task}: capacity gap")
+                figures.append({"task": task, "file": self.write_plot(f"{name}-{slug(task)}-capacity-gap.svg", svg),
+                                "alt": f"{task}: student score against teacher size"})
+        task_info = []
+        for task in tasks:
+            ref_rec = self.ref_records[task]
+            d = ref_rec["datasets"].get(task, {})
+            task_info.append({"name": task, "metric": head[task], "dataset": d, "sha": (d.get("sha256") or "")[:12],
+                              "config_hash": self.refs[task].config_hash[:12]})
+        return {"suite": suite, "file": f"suite-{name}.html", "tasks": task_info, "rows": rows, "figures": figures,
+                "notes": list(dict.fromkeys(notes)), "runs": len(runs),
+                "latest": max(r["created"] for _, r in runs), "roles": sorted({r["role"] for r in rows})}
+
+    def write_plot(self, name: str, svg: str) -> str:
+        write_atomic(self.out_dir / "plots" / name, svg)
+        self.written.add(Path("plots") / name)
+        return f"plots/{name}"
+
+    # one run ------------------------------------------------------------------------------------
+    def run_view(self, run_dir: Path, record: dict) -> dict:
+        tasks = []
+        for task, by_role in record["results"].items():
+            names = list(dict.fromkeys(m for ms in by_role.values() for m in ms))
+            pairs = record["pairs"].get(task, {})
+            pair_names = list(dict.fromkeys(m for ms in pairs.values() for m in ms))
+            cap = record.get("capacity_gap", {}).get(task)
+            cap_file = None
+            if cap:
+                svg = plots.capacity_gap([{"label": cap.get("student", ""), **cap}], cap["metric"], f"{task}: capacity gap")
+                cap_file = "../" + self.write_plot(f"run-{record['run_id']}-{slug(task)}-capacity-gap.svg", svg)
+            tasks.append({
+                "name": task, "dataset": record["datasets"].get(task, {}), "note": self.note(record, task),
+                "key": compare.key(record, task), "roles": list(by_role), "metrics": names,
+                "cells": {role: {n: _cell(ms.get(n)) for n in names} for role, ms in by_role.items()},
+                "pairs": list(pairs), "pair_names": pair_names,
+                "pair_cells": {p: {n: _cell(ms.get(n)) for n in pair_names} for p, ms in pairs.items()},
+                "capacity": cap, "capacity_file": cap_file,
+            })
+        return {"record": record, "tasks": tasks, "report_href": self.report_href(run_dir, self.out_dir / "runs"),
+                "config": json.dumps(record.get("config"), indent=2),
+                "environment": json.dumps(record.get("environment"), indent=2),
+                "durations": json.dumps(record.get("durations"), indent=2)}
+
+
+def _cell(m: dict | None) -> str:
+    if m is None:
+        return "–"
+    ci = m.get("ci")
+    return f"{m['value']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
 
 def build(reports_dir: Path, out_dir: Path) -> Path:
-    """Write ``out_dir/index.html``: per task, one row per (run, model), best score first."""
+    """Rebuild the leaderboard from every run under ``reports_dir`` into ``out_dir``; returns the
+    index page. Records that cannot be read are listed on the index, not fatal. Files of runs that
+    are gone are removed; each file is written atomically."""
+    reports_dir, out_dir = Path(reports_dir), Path(out_dir)
+    runs, skipped = scan(reports_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    by_task: dict[str, list[dict]] = {}
-    runs = find_runs(reports_dir)
+    board = _Board(runs, out_dir)
+    board.written = set()
+    env = environment()
+    built = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def write(rel: str, html: str) -> None:
+        write_atomic(out_dir / rel, html)
+        board.written.add(Path(rel))
+
+    by_suite: dict[str, list] = {}
     for run_dir, record in runs:
-        href = os.path.relpath(run_dir / "report.html", out_dir)
-        for r in rows(record):
-            half = (r["ci"][1] - r["ci"][0]) / 2 * 100 if r["ci"] else None
-            by_task.setdefault(r["task"], []).append({
-                **r, "href": href,
-                "value_pct": fmt(None if r["value"] is None else r["value"] * 100, ".1f"), "ci_half": fmt(half, ".1f"),
-                "ece_s": fmt(r["ece"], ".3f"), "ll_s": fmt(r["label_loyalty"], ".3f"),
-                "pl_s": fmt(r["probability_loyalty"], ".3f"), "params_s": fmt_params(r["params"]),
-                "lat_s": fmt(r["latency_ms_b32"], ".3f"),
-            })
-    for task_rows in by_task.values():
-        task_rows.sort(key=lambda r: -(r["value"] if r["value"] is not None else float("-inf")))
-    html = environment().get_template("leaderboard.html").render(
-        by_task=by_task, runs=len(runs), source=str(reports_dir),
-        built=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    index = out_dir / "index.html"
-    tmp = index.with_suffix(".html.tmp")
-    tmp.write_text(html)
-    os.replace(tmp, index)
-    return index
+        by_suite.setdefault(record["suite"], []).append((run_dir, record))
+    suites = [board.suite_view(s, r) for s, r in sorted(by_suite.items())]
+    for view in suites:
+        write(view["file"], env.get_template("suite.html").render(**view, built=built))
+    run_rows = []
+    for run_dir, record in runs:
+        write(f"runs/{record['run_id']}.html", env.get_template("leaderboard_run.html").render(
+            **board.run_view(run_dir, record), built=built, suite_file=f"../suite-{slug(record['suite'])}.html"))
+        student = record["models"].get("student", {})
+        notes = [n for n in (board.note(record, t) for t in record["results"]) if n]
+        run_rows.append({"run_id": record["run_id"], "suite": record["suite"], "created": record["created"],
+                         "teacher": record["models"].get("teacher", {}).get("id", ""),
+                         "student": _model_detail(student) or student.get("id", ""), "notes": notes,
+                         "suite_file": f"suite-{slug(record['suite'])}.html"})
+    run_rows.reverse()  # newest first
+    write("index.html", env.get_template("leaderboard.html").render(
+        suites=suites, runs=run_rows, skipped=[(str(p), why) for p, why in skipped], source=str(reports_dir),
+        built=built))
+    for sub in ("runs", "plots"):  # pages and plots of runs that are gone
+        for f in (out_dir / sub).glob("*") if (out_dir / sub).is_dir() else ():
+            if f.suffix in (".html", ".svg") and f.relative_to(out_dir) not in board.written:
+                f.unlink()
+    for f in out_dir.glob("suite-*.html"):
+        if f.relative_to(out_dir) not in board.written:
+            f.unlink()
+    return out_dir / "index.html"
+
+
+def comparability_notes(reports_dir: Path) -> list[str]:
+    """One line per (run, task) that is not comparable with the reference — for the CLI to print."""
+    runs, _ = scan(Path(reports_dir))
+    board = _Board(runs, Path("."))
+    return [f"{r['run_id']}: {n}" for _, r in runs for n in (board.note(r, t) for t in r["results"]) if n]

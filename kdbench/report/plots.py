@@ -49,3 +49,61 @@ def score_vs_latency(points: list[dict], metric: str, title: str) -> str:
     ax.legend(fontsize=8)
     return _svg(fig)
 
+
+
+def pareto_front(points: list[dict]) -> list[dict]:
+    """Points no other point beats on both axes (lower ``x`` cost, higher ``y`` score), by ``x``."""
+    front, best = [], float("-inf")
+    for p in sorted(points, key=lambda p: (p["x"], -p["y"])):
+        if p["y"] > best:
+            front.append(p)
+            best = p["y"]
+    return front
+
+
+def pareto(points: list[dict], xlabel: str, ylabel: str, title: str) -> str:
+    """Score against a cost, one point per model: ``{"label", "role", "x", "y", "ci"}``; error bars
+    are the score's CI; the dashed line joins the Pareto front (no model is both cheaper and better)."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    seen = set()
+    for p in points:
+        low, high = p.get("ci") or (p["y"], p["y"])
+        role = p["role"] if p["role"] in COLORS else "other"
+        ax.errorbar(p["x"], p["y"], yerr=[[max(p["y"] - low, 0)], [max(high - p["y"], 0)]], fmt="o", capsize=3,
+                    color=COLORS.get(role, "#6a3d9a"), alpha=0.85, label=None if role in seen else role)
+        seen.add(role)
+        ax.annotate(p["label"], (p["x"], p["y"]), textcoords="offset points", xytext=(4, 4), fontsize=6, color="#444")
+    front = pareto_front(points)
+    if len(front) > 1:
+        ax.step([p["x"] for p in front], [p["y"] for p in front], where="post", ls="--", color="#999", lw=1,
+                label="Pareto front")
+    if all(p["x"] > 0 for p in points) and max(p["x"] for p in points) > 3 * min(p["x"] for p in points):
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return _svg(fig)
+
+
+def capacity_gap(curves: list[dict], metric: str, title: str) -> str:
+    """Student score against teacher size, one line per curve ``{"label", "points": [{"teacher",
+    "teacher_params", "value", "ci", "teacher_value"}], "best_teacher"}``; teachers' own scores dashed."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    for i, curve in enumerate(curves):
+        pts = sorted(curve["points"], key=lambda p: p["teacher_params"])
+        x = [p["teacher_params"] for p in pts]
+        y = [p["value"] for p in pts]
+        err = [[max(v - (p.get("ci") or (v, v))[0], 0) for v, p in zip(y, pts)],
+               [max((p.get("ci") or (v, v))[1] - v, 0) for v, p in zip(y, pts)]]
+        color = f"C{i % 10}"
+        ax.errorbar(x, y, yerr=err, fmt="-o", capsize=3, color=color, label=f"student — {curve['label']}")
+        tv = [(p["teacher_params"], p["teacher_value"]) for p in pts if p.get("teacher_value") is not None]
+        if tv:
+            ax.plot(*zip(*tv), ls="--", marker="s", ms=4, color=color, alpha=0.5, label=f"teachers — {curve['label']}")
+        best = next((p for p in pts if p["teacher"] == curve.get("best_teacher")), None) or max(pts, key=lambda p: p["value"])
+        ax.scatter([best["teacher_params"]], [best["value"]], s=160, facecolors="none", edgecolors=color, lw=1.5)
+    ax.set_xscale("log")
+    ax.set(xlabel="teacher parameters (log scale)", ylabel=metric, title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return _svg(fig)

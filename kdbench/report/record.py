@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -40,7 +42,7 @@ def _non_finite(node, path="") -> str | None:
 
 
 def validate_record(record: dict, where: str = "run record") -> dict:
-    bad = _non_finite({k: record.get(k) for k in ("results", "pairs", "efficiency")})
+    bad = _non_finite({k: record.get(k) for k in ("results", "pairs", "efficiency", "capacity_gap")})
     if bad:
         raise KdbenchError(f"{where}: {bad} is not a finite number")
     try:
@@ -55,6 +57,72 @@ def dumps(record: dict) -> str:
     return json.dumps(validate_record(record), indent=2, sort_keys=False, allow_nan=False)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a
+    reader sees the old file or the whole new one, never part of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is as readable as any file
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_record(path: Path, record: dict) -> Path:
+    """Validate ``record`` against the schema and write it atomically (a run folder or a file path)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_FILE
+    return write_atomic(path, dumps(record))
+
+
+def samples_path(record_path: Path) -> Path:
+    """Where a record's per-example samples live: ``samples.parquet`` beside a ``report.json``, and
+    ``NAME.samples.parquet`` beside any other ``NAME.json`` (a promoted baseline)."""
+    record_path = Path(record_path)
+    if record_path.is_dir():
+        return record_path / SAMPLES_FILE
+    if record_path.name == RECORD_FILE:
+        return record_path.parent / SAMPLES_FILE
+    return record_path.with_name(record_path.name.removesuffix(".json") + ".samples.parquet")
+
+
+SAMPLES_COLUMNS = ("task", "example_id", "role", "label", "pred", "probs", "correct")
+
+
+def read_samples(path: Path, where: str | None = None):
+    """``samples.parquet`` as a pandas DataFrame; a missing file or column is a one-line error."""
+    import pandas as pd
+    import pyarrow
+
+    path = Path(path)
+    where = where or str(path)
+    if not path.is_file():
+        raise KdbenchError(f"{where}: missing samples (no file {path})")
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError, pyarrow.ArrowException) as e:
+        raise KdbenchError(f"{where}: samples file {path} cannot be read ({str(e).splitlines()[0]})") from None
+    missing = [c for c in SAMPLES_COLUMNS if c not in frame.columns]
+    if missing:
+        raise KdbenchError(f"{where}: samples file {path} has no column {missing[0]!r}")
+    return frame
+
+
 def read_record(path: Path) -> dict:
     path = Path(path)
     if path.is_dir():
@@ -65,6 +133,10 @@ def read_record(path: Path) -> dict:
         raise KdbenchError(f"{path}: no such run record") from None
     except json.JSONDecodeError as e:
         raise KdbenchError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise KdbenchError(f"{path}: cannot be read ({e.__class__.__name__})") from None
+    if not isinstance(record, dict):
+        raise KdbenchError(f"{path}: not a run record (a JSON {type(record).__name__}, not an object)")
     if record.get("schema_version") != SCHEMA_VERSION:
         raise KdbenchError(f"{path}: schema_version {record.get('schema_version')!r}, this kdbench reads {SCHEMA_VERSION}")
     return validate_record(record, str(path))

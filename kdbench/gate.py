@@ -66,7 +66,10 @@ class Side:
         part = self.samples[(self.samples["task"] == task) & (self.samples["role"] == role)]
         if part.empty:
             raise KdbenchError(f"{self.label} {self.path}: missing samples for {task}/{role}")
-        part = part.drop_duplicates("example_id").set_index("example_id")
+        if part["example_id"].duplicated().any():
+            dup = part.loc[part["example_id"].duplicated(), "example_id"].iloc[0]
+            raise KdbenchError(f"{self.label} {self.path}: example {dup!r} appears twice in the samples of {task}/{role}")
+        part = part.set_index("example_id")
         if ids is not None:
             ids = list(ids)
             if set(ids) != set(part.index):
@@ -297,8 +300,10 @@ def _run_gate(baseline, candidate, tolerances, *, alpha, roles, ignore, n_sample
             if k not in cache:
                 ids = None if side is base else data(base, role)[0]
                 if role not in side.record["results"].get(task, {}):
-                    raise KdbenchError(f"candidate has no model {role!r} on {task} (the baseline has it)")
+                    raise KdbenchError(f"{side.label} has no model {role!r} on {task}")
                 cache[k] = side.probs_and_labels(task, role, ids)
+                if side is cand and not np.array_equal(cache[k][2], data(base, role)[2]):
+                    raise KdbenchError(f"{task}/{role}: the baseline's and the candidate's gold labels differ")
             return cache[k]
 
         def add(model: str, name: str, metric: registry.Metric, view: Paired, b_val: float, c_val: float):
@@ -391,8 +396,10 @@ def _num(x: float) -> str:
     return f"{x:.4f}"
 
 
-def _p(p: float) -> str:
-    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+def _p(c: Check, n_samples: int) -> str:
+    if c.p_value == 0 and not c.test.startswith("exact"):  # no resample crossed zero
+        return f"< {1 / n_samples:g}"
+    return f"{c.p_value:.2g}" if c.p_value < 0.001 else f"{c.p_value:.3f}"
 
 
 _VERDICT_ICON = {"regression": "❌ regression", "worse, within tolerance": "⚠️ worse, within tolerance",
@@ -430,7 +437,7 @@ def render_markdown(result: GateResult) -> str:
         ci = f"[{ch.ci[0]:+.4f}, {ch.ci[1]:+.4f}]" if ch.ci else "–"
         arrow = "↑" if ch.higher_is_better else "↓"
         lines.append(f"| {_md(ch.task)} | {_md(ch.model)} | {_md(ch.metric)} {arrow} | {_num(ch.baseline)} | "
-                     f"{_num(ch.candidate)} | {ch.delta:+.4f} | {ci} | {_p(ch.p_value)} | {_md(ch.test)} | "
+                     f"{_num(ch.candidate)} | {ch.delta:+.4f} | {ci} | {_p(ch, result.n_samples)} | {_md(ch.test)} | "
                      f"{ch.tolerance:g} | {_VERDICT_ICON[ch.verdict]} |")
     if result.not_gated:
         lines += ["", "Not gated: " + ", ".join(_md(x) for x in result.not_gated) + "."]

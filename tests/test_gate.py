@@ -184,6 +184,17 @@ def _samples_swapped(run_dir):
     s.to_parquet(run_dir / "samples.parquet", index=False)
 
 
+def _duplicate_example(run_dir):
+    s = pd.read_parquet(run_dir / "samples.parquet")
+    pd.concat([s, s.iloc[[0]]]).to_parquet(run_dir / "samples.parquet", index=False)
+
+
+def _labels_differ(run_dir):
+    s = pd.read_parquet(run_dir / "samples.parquet")
+    s["label"] = 1 - s["label"]
+    s.to_parquet(run_dir / "samples.parquet", index=False)
+
+
 def _not_json(run_dir):
     (run_dir / "report.json").write_text("{nope")
 
@@ -202,9 +213,11 @@ def _not_json(run_dir):
     (None, _samples_without_student, "missing samples for sst2/student"),
     (None, _samples_swapped, "samples do not match the record: sst2/student/"),
     (None, _not_json, "not valid JSON"),
+    (None, _duplicate_example, "appears twice in the samples of sst2/"),
+    (None, _labels_differ, "gold labels differ"),
 ], ids=["missing-metric", "nan-metric", "schema-version", "schema-violation", "data-hash", "task-config",
         "missing-role", "missing-task", "nan-samples", "missing-samples", "samples-without-role",
-        "samples-not-matching", "not-json"])
+        "samples-not-matching", "not-json", "duplicate-example", "labels-differ"])
 def test_unusable_candidate_exits_2_with_one_line(runs, tmp_path, record_edit, files_edit, expected):
     cand = _copy(runs["same"], tmp_path / "cand")
     if record_edit:

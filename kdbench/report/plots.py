@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -79,6 +80,9 @@ def pareto(points: list[dict], xlabel: str, ylabel: str, title: str) -> str:
                 label="Pareto front")
     if all(p["x"] > 0 for p in points) and max(p["x"] for p in points) > 3 * min(p["x"] for p in points):
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(  # label 2× and 5× ticks only
+            lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else ""))
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)

@@ -125,6 +125,19 @@ class Paired:
     stat: Callable[..., float]
     per_example: Callable[..., np.ndarray] | None = None
     binary: bool = False
+    # optional vectorised form: (arrays, counts (S, N) draw counts) -> (S,) statistic per resample
+    replicates: Callable[..., np.ndarray] | None = None
+
+
+def _ece_replicates(n_bins: int) -> Callable[..., np.ndarray]:
+    """ECE over resamples at once: (1/N) Σ_b |Σ_{i∈b} w_i (c_i − conf_i)| with draw counts w —
+    the same formula as :func:`calibration.expected_calibration_error`, bins fixed per example."""
+    def replicates(probs: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        conf, correct = calibration.top_label(probs, labels)
+        gap = np.zeros((conf.size, n_bins))
+        gap[np.arange(conf.size), calibration.equal_width_bin(conf, n_bins)] = correct - conf
+        return np.abs(counts @ gap).sum(axis=1) / counts.sum(axis=1)
+    return replicates
 
 
 def _paired_statistic_bootstrap(p: Paired, n_samples: int, confidence: float, seed: int) -> dict:
@@ -134,10 +147,13 @@ def _paired_statistic_bootstrap(p: Paired, n_samples: int, confidence: float, se
     2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)), capped at 1."""
     n = len(p.base[0])
     rng = np.random.default_rng(seed)
-    deltas = np.empty(n_samples)
-    for i in range(n_samples):
-        idx = rng.integers(0, n, size=n)
-        deltas[i] = p.stat(*(a[idx] for a in p.cand)) - p.stat(*(a[idx] for a in p.base))
+    idx = rng.integers(0, n, size=(n_samples, n))
+    if p.replicates is not None:
+        counts = np.zeros((n_samples, n))
+        np.add.at(counts, (np.repeat(np.arange(n_samples), n), idx.ravel()), 1.0)
+        deltas = p.replicates(*p.cand, counts) - p.replicates(*p.base, counts)
+    else:
+        deltas = np.array([p.stat(*(a[i] for a in p.cand)) - p.stat(*(a[i] for a in p.base)) for i in idx])
     deltas = deltas[np.isfinite(deltas)]
     identical = all(np.array_equal(a, b) for a, b in zip(p.base, p.cand))
     pval = 1.0 if identical or deltas.size == 0 else min(1.0, 2.0 * min(np.mean(deltas <= 0), np.mean(deltas >= 0)))
@@ -162,8 +178,10 @@ def _classifier_view(name: str, metric: registry.Metric, base, cand, ece_bins: i
         base_h, cand_h = half(bp, by), half(cp, cy)
         if "_nll_" in name:
             return Paired(base_h, cand_h, calibration.negative_log_likelihood, registry._nll_terms)
-        return Paired(base_h, cand_h, lambda p, y: calibration.expected_calibration_error(p, y, ece_bins))
-    return Paired((bp, by), (cp, cy), metric.point, metric.per_example, binary=name in ACCURACY_LIKE)
+        return Paired(base_h, cand_h, lambda p, y: calibration.expected_calibration_error(p, y, ece_bins),
+                      replicates=_ece_replicates(ece_bins))
+    return Paired((bp, by), (cp, cy), metric.point, metric.per_example, binary=name in ACCURACY_LIKE,
+                  replicates=_ece_replicates(ece_bins) if name == "ece" else None)
 
 
 def _pair_view(name: str, metric: registry.Metric, base, cand) -> Paired:
@@ -272,20 +290,27 @@ def run_gate(
     return result
 
 
-def _run_gate(baseline, candidate, tolerances, *, alpha, roles, ignore, n_samples, confidence, seed) -> GateResult:
-    if not 0 < alpha < 1:
-        raise KdbenchError(f"--alpha {alpha}: must be between 0 and 1")
-    base = load_side(baseline, "baseline")
-    cand = load_side(candidate, "candidate")
+def _plan(base: Side, cand: Side, roles, ignore, classifier: dict) -> tuple[list[tuple], list[str]]:
+    """Every check to run as (task, model, metric name, Metric, baseline value, candidate value),
+    and what is not gated — all inputs are checked here, before any test runs, so unusable input
+    fails fast."""
     b_rec, c_rec = base.record, cand.record
-    b_metrics = {m for t in b_rec["results"].values() for ms in t.values() for m in ms}
-    b_metrics |= {m for t in b_rec["pairs"].values() for ms in t.values() for m in ms}
-    for name in tolerances:
-        if name not in b_metrics:
-            raise KdbenchError(f"--tolerance {name}: the baseline has no metric {name!r}")
-    ece_bins = int(b_rec["config"].get("eval", {}).get("ece_bins", 15))
-    classifier = registry.classifier_metrics(ece_bins)
-    checks, not_gated = [], []
+    plan, not_gated = [], []
+
+    def classify(name: str, table: dict, where: str) -> registry.Metric | None:
+        if name in ignore:
+            not_gated.append(f"{where}/{name} (ignored)")
+            return None
+        if name in COMPARISON_STATISTICS:
+            not_gated.append(f"{where}/{name} (a comparison statistic, not a metric of one model)")
+            return None
+        metric = table.get(name)
+        if metric is None:
+            raise KdbenchError(f"no paired test for metric {name!r} ({where}); pass --ignore {name} to leave it out")
+        if not metric.has_ci:
+            not_gated.append(f"{where}/{name} (a fitted parameter with no better direction)")
+            return None
+        return metric
 
     for task, by_role in b_rec["results"].items():
         if task not in c_rec["results"]:
@@ -293,79 +318,23 @@ def _run_gate(baseline, candidate, tolerances, *, alpha, roles, ignore, n_sample
         why = compare.reason(b_rec, c_rec, task)
         if why:
             raise KdbenchError(f"runs not comparable on {why}")
-        cache: dict[tuple[str, str], tuple] = {}
-
-        def data(side: Side, role: str):
-            k = (side.label, role)
-            if k not in cache:
-                ids = None if side is base else data(base, role)[0]
-                if role not in side.record["results"].get(task, {}):
-                    raise KdbenchError(f"{side.label} has no model {role!r} on {task}")
-                cache[k] = side.probs_and_labels(task, role, ids)
-                if side is cand and not np.array_equal(cache[k][2], data(base, role)[2]):
-                    raise KdbenchError(f"{task}/{role}: the baseline's and the candidate's gold labels differ")
-            return cache[k]
-
-        def add(model: str, name: str, metric: registry.Metric, view: Paired, b_val: float, c_val: float):
-            for side, val, arrays in ((base, b_val, view.base), (cand, c_val, view.cand)):
-                got = view.stat(*arrays)
-                if not math.isfinite(got) or abs(got - val) > SAMPLES_MATCH_TOL * max(1.0, abs(val)):
-                    raise KdbenchError(f"{side.label} {side.path}: samples do not match the record: {task}/{model}/"
-                                       f"{name} is {val:.6g} in the record, {got:.6g} from the samples")
-            if view.binary:
-                a = view.per_example(*view.cand).astype(bool)
-                b = view.per_example(*view.base).astype(bool)
-                mc = mcnemar_exact(a, b, confidence)
-                boot = paired_bootstrap(a.astype(float), b.astype(float), n_samples, confidence, seed)
-                p, ci, test = mc["p_value"], boot["ci"], f"exact McNemar (b={mc['b']}, c={mc['c']})"
-            elif view.per_example is not None:
-                boot = paired_bootstrap(view.per_example(*view.cand), view.per_example(*view.base), n_samples,
-                                        confidence, seed)
-                p, ci, test = boot["p_value"], boot["ci"], "paired bootstrap"
-            else:
-                boot = _paired_statistic_bootstrap(view, n_samples, confidence, seed)
-                p, ci, test = boot["p_value"], boot["ci"], "paired bootstrap"
-            c = Check(task, model, name, b_val, c_val, c_val - b_val, ci, p, test, tolerances.get(name, 0.0),
-                      metric.higher_is_better)
-            c.verdict = _verdict(c, alpha)
-            checks.append(c)
-
-        def classify(name: str, metrics_table: dict, where: str) -> registry.Metric | None:
-            if name in ignore:
-                not_gated.append(f"{where}/{name} (ignored)")
-                return None
-            if name in COMPARISON_STATISTICS:
-                not_gated.append(f"{where}/{name} (a comparison statistic, not a metric of one model)")
-                return None
-            metric = metrics_table.get(name)
-            if metric is None:
-                raise KdbenchError(f"no paired test for metric {name!r} ({where}); pass --ignore {name} to leave it out")
-            if not metric.has_ci:
-                not_gated.append(f"{where}/{name} (a fitted parameter with no better direction)")
-                return None
-            return metric
-
         for role in roles:
             if role not in by_role:
                 raise KdbenchError(f"--role {role}: the baseline has no model {role!r} on {task}")
         for role in (r for r in by_role if not roles or r in roles):
+            if role not in c_rec["results"][task]:
+                raise KdbenchError(f"candidate has no model {role!r} on {task} (the baseline has it)")
             for name, b_m in by_role[role].items():
                 metric = classify(name, classifier, f"{task}/{role}")
                 if metric is None:
                     continue
-                if role not in c_rec["results"][task]:
-                    raise KdbenchError(f"candidate has no model {role!r} on {task} (the baseline has it)")
                 c_m = c_rec["results"][task][role].get(name)
                 if c_m is None:
                     raise KdbenchError(f"candidate has no metric {task}/{role}/{name} (missing metric; the baseline "
                                        "has it)")
-                (_, bp, by), (_, cp, cy) = data(base, role), data(cand, role)
-                add(role, name, metric, _classifier_view(name, metric, (bp, by), (cp, cy), ece_bins),
-                    b_m["value"], c_m["value"])
-
+                plan.append((task, role, name, metric, b_m["value"], c_m["value"]))
         for pair, b_ms in b_rec["pairs"].get(task, {}).items():
-            model, ref = pair.split("|")
-            if roles and model not in roles:
+            if roles and pair.split("|")[0] not in roles:
                 continue
             for name, b_m in b_ms.items():
                 metric = classify(name, registry.PAIR_METRICS, f"{task}/{pair}")
@@ -375,11 +344,73 @@ def _run_gate(baseline, candidate, tolerances, *, alpha, roles, ignore, n_sample
                 if c_m is None:
                     raise KdbenchError(f"candidate has no metric {task}/{pair}/{name} (missing metric; the "
                                        "baseline has it)")
-                view = _pair_view(name, metric, (data(base, ref)[1], data(base, model)[1]),
-                                  (data(cand, ref)[1], data(cand, model)[1]))
-                add(pair, name, metric, view, b_m["value"], c_m["value"])
-    if not checks:
+                plan.append((task, pair, name, metric, b_m["value"], c_m["value"]))
+    if not plan:
         raise KdbenchError("nothing to gate: the baseline has no metric with a paired test")
+    return plan, not_gated
+
+
+def _run_gate(baseline, candidate, tolerances, *, alpha, roles, ignore, n_samples, confidence, seed) -> GateResult:
+    if not 0 < alpha < 1:
+        raise KdbenchError(f"--alpha {alpha}: must be between 0 and 1")
+    base = load_side(baseline, "baseline")
+    cand = load_side(candidate, "candidate")
+    b_metrics = {m for t in base.record["results"].values() for ms in t.values() for m in ms}
+    b_metrics |= {m for t in base.record["pairs"].values() for ms in t.values() for m in ms}
+    for name in tolerances:
+        if name not in b_metrics:
+            raise KdbenchError(f"--tolerance {name}: the baseline has no metric {name!r}")
+    ece_bins = int(base.record["config"].get("eval", {}).get("ece_bins", 15))
+    plan, not_gated = _plan(base, cand, roles, ignore, registry.classifier_metrics(ece_bins))
+
+    cache: dict[tuple[str, str, str], tuple] = {}
+
+    def data(side: Side, task: str, role: str):
+        """(ids, probs, labels) of one model, the candidate's in the baseline's example order."""
+        k = (side.label, task, role)
+        if k not in cache:
+            if role not in side.record["results"].get(task, {}):
+                raise KdbenchError(f"{side.label} has no model {role!r} on {task}")
+            ids = None if side is base else data(base, task, role)[0]
+            cache[k] = side.probs_and_labels(task, role, ids)
+            if side is cand and not np.array_equal(cache[k][2], data(base, task, role)[2]):
+                raise KdbenchError(f"{task}/{role}: the baseline's and the candidate's gold labels differ")
+        return cache[k]
+
+    views = []
+    for task, model, name, metric, b_val, c_val in plan:  # load and check every input first
+        if "|" in model:
+            student, ref = model.split("|")
+            view = _pair_view(name, metric, (data(base, task, ref)[1], data(base, task, student)[1]),
+                              (data(cand, task, ref)[1], data(cand, task, student)[1]))
+        else:
+            view = _classifier_view(name, metric, data(base, task, model)[1:], data(cand, task, model)[1:], ece_bins)
+        for side, val, arrays in ((base, b_val, view.base), (cand, c_val, view.cand)):
+            got = view.stat(*arrays)
+            if not math.isfinite(got) or abs(got - val) > SAMPLES_MATCH_TOL * max(1.0, abs(val)):
+                raise KdbenchError(f"{side.label} {side.path}: samples do not match the record: {task}/{model}/"
+                                   f"{name} is {val:.6g} in the record, {got:.6g} from the samples")
+        views.append(view)
+
+    checks = []
+    for (task, model, name, metric, b_val, c_val), view in zip(plan, views):
+        if view.binary:
+            a = view.per_example(*view.cand).astype(bool)
+            b = view.per_example(*view.base).astype(bool)
+            mc = mcnemar_exact(a, b, confidence)
+            boot = paired_bootstrap(a.astype(float), b.astype(float), n_samples, confidence, seed)
+            p, ci, test = mc["p_value"], boot["ci"], f"exact McNemar (b={mc['b']}, c={mc['c']})"
+        elif view.per_example is not None:
+            boot = paired_bootstrap(view.per_example(*view.cand), view.per_example(*view.base), n_samples,
+                                    confidence, seed)
+            p, ci, test = boot["p_value"], boot["ci"], "paired bootstrap"
+        else:
+            boot = _paired_statistic_bootstrap(view, n_samples, confidence, seed)
+            p, ci, test = boot["p_value"], boot["ci"], "paired bootstrap"
+        c = Check(task, model, name, b_val, c_val, c_val - b_val, ci, p, test, tolerances.get(name, 0.0),
+                  metric.higher_is_better)
+        c.verdict = _verdict(c, alpha)
+        checks.append(c)
     return GateResult(base, cand, checks, alpha, confidence, n_samples, not_gated)
 
 
@@ -428,7 +459,8 @@ def render_markdown(result: GateResult) -> str:
         f"Data: {data}", "",
         f"A regression is a change for the worse that is significant (p < {result.alpha:g}) and larger than the "
         f"metric's tolerance. Tests pair the two runs example by example: exact McNemar for accuracy-like metrics, "
-        f"paired bootstrap ({result.n_samples} resamples) otherwise. Δ = candidate − baseline.", "",
+        f"paired bootstrap ({result.n_samples} resamples) otherwise. Δ = candidate − baseline; McNemar's b counts examples "
+        f"only the candidate gets right, c those only the baseline gets right; ↑/↓: higher/lower is better.", "",
         f"| task | model | metric | baseline | candidate | Δ | {pct}% CI of Δ | p | test | tolerance | verdict |",
         "|---|---|---|---:|---:|---:|---|---:|---|---:|---|",
     ]

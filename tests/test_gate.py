@@ -261,3 +261,19 @@ def test_an_unknown_metric_is_not_silently_passed(runs, tmp_path):
     with pytest.raises(KdbenchError, match="no paired test for metric 'bleu'.*--ignore bleu"):
         gate.run_gate(base, cand)
     assert gate.run_gate(base, cand, ignore=["bleu"]).exit_code == 0
+
+
+def test_vectorised_ece_resamples_equal_the_loop():
+    import numpy as np
+
+    from kdbench.metrics import calibration
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1, 1], 200)
+    labels = rng.integers(0, 3, 200)
+    idx = rng.integers(0, 200, size=(20, 200))
+    counts = np.zeros((20, 200))
+    np.add.at(counts, (np.repeat(np.arange(20), 200), idx.ravel()), 1.0)
+    fast = gate._ece_replicates(15)(probs, labels, counts)
+    slow = [calibration.expected_calibration_error(probs[i], labels[i], 15) for i in idx]
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from kdbench.errors import KdbenchError
 from kdbench.yamlio import StrictModel, read_yaml, validate
@@ -42,10 +42,26 @@ class StudentConfig(StrictModel):
 
 
 class DistillConfig(TrainConfig):
-    loss: Literal["forward_kl"] = "forward_kl"
+    loss: str = Field("forward_kl", description="a logit-level loss from `kdbench losses`")
+    loss_args: dict[str, Any] = Field(default_factory=dict,
+                                      description="the loss's own arguments, e.g. {beta: 0.5} for generalized_jsd")
     temperature: float = Field(2.0, gt=0)
     t2_scaling: bool = True
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha on labels")
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        from kdbench.distill.losses.catalog import check_logit_loss  # torch-free
+
+        return check_logit_loss(name)
+
+    @field_validator("loss_args")
+    @classmethod
+    def _known_loss_args(cls, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from kdbench.distill.losses.catalog import check_loss_args
+
+        return check_loss_args(info.data["loss"], args) if "loss" in info.data else args
 
 
 class DataConfig(StrictModel):

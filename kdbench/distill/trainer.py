@@ -40,11 +40,12 @@ def label_objective() -> Objective:
 
 
 def kd_objective(cfg: DistillConfig) -> Objective:
-    """alpha · KD(student, teacher) + (1 − alpha) · CE(student, labels)."""
-    kd = LOSSES[cfg.loss]
+    """alpha · KD(student, teacher) + (1 − alpha) · CE(student, labels); KD is the logit-level loss
+    ``cfg.loss`` from the registry, called with ``cfg.loss_args`` (e.g. beta, lam, t)."""
+    kd, args = LOSSES[cfg.loss], dict(cfg.loss_args)
 
     def objective(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
-        soft = kd(logits, teacher, temperature=cfg.temperature, t2_scaling=cfg.t2_scaling)
+        soft = kd(logits, teacher, temperature=cfg.temperature, t2_scaling=cfg.t2_scaling, **args)
         return cfg.alpha * soft + (1.0 - cfg.alpha) * F.cross_entropy(logits.float(), labels)
 
     return objective

@@ -1,0 +1,71 @@
+"""MiniLM self-attention value–value relation distillation (Wang et al. 2020, "MiniLM: Deep
+Self-Attention Distillation for Task-Agnostic Compression of Pre-Trained Transformers")."""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdbench.distill.losses._layers import token_mask
+
+
+def value_relation(values: torch.Tensor, num_heads: int, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Log of VR = softmax(V_h V_hᵀ / √d_h) per head, over the last axis (keys).
+    ``values`` (batch, length, dim) are split into ``num_heads`` heads of d_h = dim / num_heads."""
+    b, n, d = values.shape
+    if d % num_heads:
+        raise ValueError(f"value width {d} is not divisible by num_heads={num_heads}")
+    v = values.float().view(b, n, num_heads, d // num_heads).transpose(1, 2)  # (b, h, n, d_h)
+    scores = v @ v.transpose(-1, -2) / math.sqrt(d // num_heads)
+    if keep is not None:
+        scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
+    return F.log_softmax(scores, dim=-1)
+
+
+def minilm_relation(
+    student_values: torch.Tensor, teacher_values: torch.Tensor, num_heads: int, *, mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Value–value relation transfer from the last self-attention layer:
+
+        VR = softmax(V_h V_hᵀ / √d_h)          per head h, rows over keys
+        L  = mean_{b, h, valid q} KL(VR_t[q] ‖ VR_s[q])
+
+    ``student_values``/``teacher_values``: (batch, length, dim) outputs of the value projection
+    (widths may differ: each model uses its own d_h). ``num_heads``: the attention heads, the same
+    for both (MiniLM), or any common number of relation heads (MiniLMv2). Padded keys
+    (``mask`` (batch, length), 1 = real token) are masked before the softmax and padded queries
+    left out. MiniLM adds :func:`attention_transfer` (KL) on the last layer to this term.
+    """
+    if student_values.shape[:2] != teacher_values.shape[:2]:
+        raise ValueError(f"student values {tuple(student_values.shape)} and teacher {tuple(teacher_values.shape)} "
+                         "differ in batch or length")
+    keep = token_mask(mask, student_values.shape[:2], student_values.device)
+    log_s = value_relation(student_values, num_heads, keep)
+    log_t = value_relation(teacher_values, num_heads, keep)
+    p_t = log_t.exp()
+    per = torch.where(p_t > 0, p_t * (log_t - log_s), 0.0).sum(-1)  # (b, h, q)
+    if keep is None:
+        return per.mean()
+    return per[keep[:, None, :].expand_as(per)].mean()
+
+
+@contextlib.contextmanager
+def record_values(model: nn.Module, layer: int = -1) -> Iterator[dict[str, torch.Tensor]]:
+    """Capture the value projection output of one self-attention layer of a BERT-family model
+    (modules named ``…layer.<i>.attention.self.value``) during forward passes inside the block:
+    ``with record_values(model) as rec: model(**batch)``; then ``rec["values"]``."""
+    names = sorted((n for n, _ in model.named_modules() if n.endswith("attention.self.value")),
+                   key=lambda n: int(n.split("layer.")[-1].split(".")[0]))
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no '...attention.self.value' modules (BERT-family expected)")
+    module = dict(model.named_modules())[names[layer]]
+    record: dict[str, torch.Tensor] = {}
+    handle = module.register_forward_hook(lambda _m, _i, out: record.__setitem__("values", out))
+    try:
+        yield record
+    finally:
+        handle.remove()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from kdbench.distill.losses.catalog import LEVELS as LOSS_LEVELS  # torch-free
 from kdbench.errors import KdbenchError
 
 
@@ -181,6 +182,27 @@ def suites():
     for path in sorted(SUITES_DIR.glob("*.yaml")):
         cfg = load_suite(str(path))
         click.echo(f"{cfg.name:<14} tasks: {', '.join(cfg.tasks):<20} {cfg.description}")
+
+
+@main.command()
+@click.option("--level", type=click.Choice(LOSS_LEVELS), help="Only losses of this level.")
+@_user_errors
+def losses(level):
+    """List the distillation losses: name, level, one-line description, and the arguments
+    `distill.loss_args` takes. Logit-level losses can be a suite's `distill.loss`.
+
+    \b
+    Examples:
+      kdbench losses
+      kdbench losses --level logits
+      kdbench train-and-eval --set distill.loss=generalized_jsd --set distill.loss_args.beta=0.5
+    """
+    from kdbench.distill.losses.catalog import CATALOG
+
+    for info in CATALOG.values():
+        if level is None or info.level == level:
+            args = "; ".join(f"{a.name}={a.default:g} in [{a.low:g}, {a.high:g}]" for a in info.args)
+            click.echo(f"{info.name:<19} {info.level:<10} {info.description}" + (f"  [{args}]" if args else ""))
 
 
 @main.command()

@@ -87,3 +87,20 @@ def test_kd_objective_passes_loss_args_through():
     a = kd_objective(DistillConfig(loss="generalized_jsd", loss_args={"beta": 0.1}))(s, y, t)
     b = kd_objective(DistillConfig(loss="generalized_jsd", loss_args={"beta": 0.9}))(s, y, t)
     assert not torch.allclose(a, b)
+
+
+def test_kdbench_losses_lists_every_loss_with_level_and_description():
+    from click.testing import CliRunner
+
+    from kdbench.cli import main
+
+    out = CliRunner().invoke(main, ["losses"])
+    assert out.exit_code == 0
+    lines = out.output.splitlines()
+    assert [line.split()[0] for line in lines] == list(CATALOG)
+    for line, info in zip(lines, CATALOG.values()):
+        assert line.split()[1] == info.level and info.description in line
+    assert "[beta=0.5 in [0, 1]]" in next(line for line in lines if line.startswith("generalized_jsd"))
+    ranking = CliRunner().invoke(main, ["losses", "--level", "ranking"])
+    assert ranking.output.split()[0] == "margin_mse" and len(ranking.output.splitlines()) == 1
+    assert "Example" in CliRunner().invoke(main, ["losses", "--help"]).output

@@ -21,26 +21,45 @@ def environment() -> jinja2.Environment:
                               lstrip_blocks=True)
 
 
+def _cell(metric: dict | None) -> str:
+    if metric is None:
+        return "–"
+    ci = metric["ci"]
+    return f"{metric['value']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+
+def _kd_vs_baseline(pair: dict) -> str:
+    diff, p = pair.get("accuracy_difference"), pair.get("mcnemar_p_value")
+    if not diff or not p:
+        return ""
+    lo, hi = diff["ci"]
+    verdict = "significant" if p["value"] < 0.05 else "not significant"
+    return (f"KD student − baseline accuracy = {diff['value'] * 100:+.1f} points "
+            f"(95% CI {lo * 100:+.1f} to {hi * 100:+.1f}); exact McNemar p = {p['value']:.3g} ({verdict} at 0.05).")
+
+
 def _task_view(record: dict, task: str, samples: pd.DataFrame) -> dict:
     cfg = record["config"]
-    spec = cfg.get("task_specs", {}).get(task, {})
-    metrics = spec.get("metrics") or list(next(iter(record["results"][task].values())))
-    pair_metrics = spec.get("pair_metrics") or []
-    view_rows = []
-    points = []
+    results, pairs = record["results"][task], record["pairs"].get(task, {})
+    roles = list(results)
+    view_rows, points = [], []
     for r in (r for r in rows(record) if r["task"] == task):
-        res = record["results"][task][r["role"]]
-        pair = record["pairs"].get(task, {}).get(f"{r['role']}|teacher", {})
-        view_rows.append({
-            **r,
-            "metric_cells": [fmt_ci(res[m]["value"], res[m]["ci"], pct=m == "accuracy") if m in res else "–" for m in metrics],
-            "pair_cells": [fmt_ci(pair[m]["value"], pair[m]["ci"], pct=False) if m in pair else "–" for m in pair_metrics],
-            "params": fmt_params(r["params"]), "lat1": fmt(r["latency_ms_b1"], ".2f"),
-            "lat32": fmt(r["latency_ms_b32"], ".3f"), "tput": fmt(r["throughput_eps"], ".0f"),
-        })
+        res, pair = results[r["role"]], pairs.get(f"{r['role']}|teacher", {})
+        headline_cells = [fmt_ci(r["value"], r["ci"], pct=r["metric"] == "accuracy")]
+        headline_cells += [fmt_ci(res[m]["value"], res[m]["ci"], pct=False) if m in res else "–"
+                           for m in ("ece", "brier", "nll")]
+        headline_cells += [fmt_ci(pair[m]["value"], pair[m]["ci"], pct=False) if m in pair else "–"
+                           for m in ("label_loyalty", "probability_loyalty")]
+        view_rows.append({**r, "headline_cells": headline_cells, "params_s": fmt_params(r["params"]),
+                          "lat1": fmt(r["latency_ms_b1"], ".2f"), "lat32": fmt(r["latency_ms_b32"], ".3f"),
+                          "tput": fmt(r["throughput_eps"], ".0f")})
         if r["latency_ms_b32"] is not None and r["value"] is not None:
             points.append({"label": r["role_label"], "role": r["role"], "latency": r["latency_ms_b32"],
                            "value": r["value"], "ci": r["ci"]})
+    all_metrics = [(name, [_cell(results[role].get(name)) for role in roles])
+                   for name in dict.fromkeys(m for role in roles for m in results[role])]
+    all_metrics += [(f"{name} vs teacher", [_cell(pairs.get(f"{role}|teacher", {}).get(name)) for role in roles])
+                    for name in dict.fromkeys(m for key, ms in pairs.items() if key.endswith("|teacher") for m in ms)]
     bins = {}
     for role, part in samples[samples["task"] == task].groupby("role", sort=False):
         if part["label"].isna().all():
@@ -49,8 +68,8 @@ def _task_view(record: dict, task: str, samples: pd.DataFrame) -> dict:
         bins[role] = reliability_bins(probs, part["label"].to_numpy(dtype=np.int64), cfg["eval"]["ece_bins"])
     headline = view_rows[0]["metric"] if view_rows else "score"
     return {
-        "name": task, "dataset": record["datasets"][task], "metrics": metrics, "pair_metrics": pair_metrics,
-        "rows": view_rows,
+        "name": task, "dataset": record["datasets"][task], "headline": headline, "rows": view_rows, "roles": roles,
+        "all_metrics": all_metrics, "kd_vs_baseline": _kd_vs_baseline(pairs.get("student|baseline", {})),
         "reliability_svg": plots.reliability_diagram(bins, f"Reliability — {task}") if bins else "",
         "latency_svg": plots.score_vs_latency(points, headline, f"{headline} vs latency — {task}") if points else "",
     }

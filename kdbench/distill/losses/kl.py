@@ -7,6 +7,7 @@ out padding), times s = T² when ``t2_scaling`` else 1.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from kdbench.distill.losses._common import check_unit, kl_rows, log_mix, mean_positions, soft_log_probs, t2
 
@@ -25,7 +26,12 @@ def forward_kl(
     """
     log_q = soft_log_probs(student_logits, temperature)
     log_p = soft_log_probs(teacher_logits, temperature)
-    return t2(temperature, t2_scaling) * mean_positions(kl_rows(log_p, log_q), mask)
+    if mask is None:  # kept bit-identical to the original quickstart loss (kl_div "batchmean" on (N, C))
+        positions = log_q.numel() // max(1, log_q.shape[-1])
+        kl = F.kl_div(log_q, log_p, log_target=True, reduction="sum") / positions
+    else:
+        kl = mean_positions(kl_rows(log_p, log_q), mask)
+    return kl * t2(temperature, t2_scaling)
 
 
 def reverse_kl(

@@ -129,7 +129,8 @@ def _run_task(task: ClassificationTask, suite: SuiteConfig, run_dir: Path) -> _T
     models = {TEACHER: {"id": suite.teacher.model, "revision": revision, "params": count_parameters(teacher), **teacher_info}}
     model_dirs = {TEACHER: teacher_dir}
     for role, model in trained.items():
-        method = {"method": "kd", "loss": suite.distill.loss} if role == STUDENT else {"method": "labels_only"}
+        method = ({"method": "kd", "loss": suite.distill.loss, "loss_args": suite.distill.loss_args}
+                  if role == STUDENT else {"method": "labels_only"})
         models[role] = {"id": f"models/{task.name}/{role}", "revision": None, "params": count_parameters(model),
                         **student_info, **method}
         model_dirs[role] = str(run_dir / "models" / task.name / role)

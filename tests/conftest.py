@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from cli_helpers import SMALL, run_kdbench
 
 ROOT = Path(__file__).resolve().parent.parent
 _MIRROR = ROOT.parent / "shared" / "data"
@@ -41,3 +42,24 @@ def tokenizer():
     from kdbench.models.loading import load_tokenizer
 
     return load_tokenizer(TEACHER_ID)
+
+
+
+@pytest.fixture(scope="session")
+def small_runs(tmp_path_factory, data_dir):
+    """Three real quickstart runs on a small SST-2 slice, shared by the slow tests (each costs a
+    minute or more on 2 cores): ``first`` fine-tunes the teacher and trains the KD student and the
+    baseline; ``rerun`` is the same config (teacher from the cache, same seed); ``degraded`` keeps
+    one teacher layer instead of two."""
+    root = tmp_path_factory.mktemp("small-runs")
+    reports = root / "reports"
+    env = {"KDBENCH_CACHE_DIR": str(root / "cache")}
+    runs, procs = {}, {}
+    for name, layers in (("first", "0,5"), ("rerun", "0,5"), ("degraded", "0")):
+        before = set(reports.iterdir()) if reports.exists() else set()
+        proc = run_kdbench("train-and-eval", *SMALL, "--layers", layers, "--reports-dir", reports,
+                           "--leaderboard-dir", root / "leaderboards", env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (runs[name],) = set(reports.iterdir()) - before
+        procs[name] = proc
+    return {"root": root, "reports": reports, "procs": procs, **runs}

@@ -1,42 +1,18 @@
 """The quickstart slice through the real CLI on a small slice of SST-2 with the real MiniLM."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
+from cli_helpers import SMALL, run_kdbench
 
 from kdbench.report.record import read_record
 
-SMALL = ["--train-rows", "1000", "--eval-rows", "300"]
+kdbench = run_kdbench
 
 
-def kdbench(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "kdbench", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=1200)
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, data_dir):
-    root = tmp_path_factory.mktemp("e2e")
-    env = {"KDBENCH_CACHE_DIR": str(root / "cache")}
-    args = [*SMALL, "--reports-dir", str(root / "reports"), "--leaderboard-dir", str(root / "leaderboards")]
-    first = kdbench("train-and-eval", *args, env=env)
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = kdbench("train-and-eval", *args, env=env)
-    assert second.returncode == 0, second.stderr[-3000:]
-    return root, first, second
-
-
-def _runs(root):
-    return sorted((p for p in (root / "reports").iterdir()), key=lambda p: read_record(p)["created"])
-
-
-def test_run_writes_a_valid_record_samples_and_html(workdir):
-    root, first, _ = workdir
-    run = _runs(root)[0]
+@pytest.mark.slow
+def test_run_writes_a_valid_record_samples_and_html(small_runs):
+    run, first = small_runs["first"], small_runs["procs"]["first"]
     record = read_record(run)  # validates against the JSON Schema
     assert set(record["results"]["sst2"]) == {"teacher", "student", "baseline"}
     assert record["datasets"]["sst2"]["rows"] == 300
@@ -57,22 +33,23 @@ def test_run_writes_a_valid_record_samples_and_html(workdir):
     assert "KD student" in first.stdout and "baseline (no KD)" in first.stdout
 
 
-def test_kd_student_is_more_loyal_than_the_baseline(workdir):
-    record = read_record(_runs(workdir[0])[0])
+@pytest.mark.slow
+def test_kd_student_is_more_loyal_than_the_baseline(small_runs):
+    record = read_record(small_runs["first"])
     pairs = record["pairs"]["sst2"]
     kd = pairs["student|teacher"]["probability_loyalty"]["value"]
     base = pairs["baseline|teacher"]["probability_loyalty"]["value"]
     assert kd > base
 
 
-def test_second_run_reuses_the_cached_teacher(workdir):
-    root, _, _ = workdir
-    first, second = (read_record(p) for p in _runs(root))
+@pytest.mark.slow
+def test_second_run_reuses_the_cached_teacher(small_runs):
+    first, second = read_record(small_runs["first"]), read_record(small_runs["rerun"])
     assert first["models"]["teacher"]["reused_from_cache"] is False
     assert second["models"]["teacher"]["reused_from_cache"] is True
     assert second["durations"]["sst2"]["teacher_finetune_s"] == 0.0
     assert second["results"]["sst2"]["teacher"] == first["results"]["sst2"]["teacher"]
-    index = (root / "leaderboards" / "index.html").read_text()
+    index = (small_runs["root"] / "leaderboards" / "index.html").read_text()
     assert first["run_id"] in index and second["run_id"] in index
 
 

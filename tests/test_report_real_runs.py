@@ -13,47 +13,29 @@ import functools
 import http.server
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import run_kdbench
 
 from kdbench.report import load_runs
 from kdbench.report.record import read_record
 
 pytestmark = pytest.mark.slow
 
-# small enough for 2 CPU cores, large enough that one layer fewer is a significant loss
-SMALL = ["--train-rows", "1000", "--eval-rows", "300", "--set", "baseline=false"]
 XSS = "<script>alert(1)</script>"
-
-
-def kdbench(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "kdbench", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=1200)
+kdbench = run_kdbench
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory, data_dir):
-    root = tmp_path_factory.mktemp("real")
-    reports = root / "reports"
-    env = {"KDBENCH_CACHE_DIR": str(root / "cache")}
-    runs = {}
-    for name, layers in (("first", "0,5"), ("rerun", "0,5"), ("degraded", "0")):
-        before = set(reports.iterdir()) if reports.exists() else set()
-        proc = kdbench("train-and-eval", *SMALL, "--layers", layers, "--reports-dir", reports,
-                       "--leaderboard-dir", root / "lb-auto", env=env)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        (runs[name],) = set(reports.iterdir()) - before
-    baselines = root / "baselines"
-    proc = kdbench("baseline", "promote", runs["first"], "--name", "small", "--baselines-dir", baselines)
+def real(small_runs):
+    baselines = small_runs["root"] / "baselines"
+    proc = kdbench("baseline", "promote", small_runs["first"], "--name", "small", "--baselines-dir", baselines)
     assert proc.returncode == 0, proc.stderr
-    return {"root": root, "reports": reports, "baseline": baselines / "small.json", **runs}
+    return {**small_runs, "baseline": baselines / "small.json"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -222,7 +204,7 @@ def test_leaderboard_sorts_and_filters_in_chromium(real, served, browser):
     browser.get(f"{url}/index.html")
     browser.find_element(By.LINK_TEXT, "quickstart").click()
     assert browser.title == "kdbench · quickstart"
-    assert len(_rows(browser)) == 6  # three runs × (teacher, KD student)
+    assert len(_rows(browser)) == 9  # three runs × (teacher, KD student, baseline)
 
     # sort by parameters: first click descending (a teacher), second ascending (the 1-layer student)
     _header(browser, "params").click()
@@ -246,7 +228,7 @@ def test_leaderboard_sorts_and_filters_in_chromium(real, served, browser):
     box = browser.find_element(By.ID, "filter")
     box.send_keys(real["degraded"].name)
     assert {tr.find_element(By.CSS_SELECTOR, "td:first-child").text for tr in _rows(browser)} == {real["degraded"].name}
-    assert len(_rows(browser)) == 2
+    assert len(_rows(browser)) == 3
     box.clear()
     box.send_keys("x")  # clear() fires no input event: type and delete to re-run the filter
     box.send_keys("\b")
@@ -255,7 +237,7 @@ def test_leaderboard_sorts_and_filters_in_chromium(real, served, browser):
     assert all("KD student" in tr.text for tr in _rows(browser))
     box.send_keys(f"{real['degraded'].name[-6:]} layers")  # every word must match
     assert [tr.find_element(By.CSS_SELECTOR, "td:first-child").text for tr in _rows(browser)] == [real["degraded"].name]
-    assert browser.find_element(By.ID, "shown").text == "1 of 6 rows"
+    assert browser.find_element(By.ID, "shown").text == "1 of 9 rows"
 
     # the run page and its plots load; the Pareto plots are real SVG images
     browser.find_element(By.LINK_TEXT, real["degraded"].name).click()
@@ -287,6 +269,6 @@ def test_leaderboard_opens_from_disk(served, browser):
     out, _ = served
     browser.get((out / "index.html").as_uri())
     browser.find_element(By.LINK_TEXT, "quickstart").click()
-    assert len(_rows(browser)) == 6
+    assert len(_rows(browser)) == 9
     _header(browser, "params").click()
     assert _rows(browser)[0].find_element(By.CSS_SELECTOR, "td:nth-child(3)").text == "teacher"

@@ -105,7 +105,12 @@ def _run_task(task: ClassificationTask, suite: SuiteConfig, run_dir: Path) -> _T
                                                             durations)
     backend = lambda m: HFClassifier(m, tokenizer, suite.dtype, suite.max_length, suite.eval.batch_size)  # noqa: E731
     with _timed(durations, "teacher_logits_s"):
-        teacher_logits = backend(teacher).logits_of_features(features, desc=f"teacher logits {task.name}")
+        compute = lambda: backend(teacher).logits_of_features(features, desc=f"teacher logits {task.name}")  # noqa: E731
+        if teacher_info["finetuned"]:
+            teacher_logits, teacher_info["train_logits_reused"] = cache.teacher_logits(
+                Path(teacher_dir), compute, data_sha256=train_sha, max_length=suite.max_length, dtype=suite.dtype)
+        else:
+            teacher_logits = compute()
 
     builder = BUILDERS[suite.student.builder]
     trained = {}

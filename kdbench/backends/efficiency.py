@@ -56,7 +56,7 @@ def _measure(model_dir: str, texts: list[str], pairs: list[str] | None, dtype: s
     for size in batch_sizes:
         # batches of consecutive examples as requests arrive (not length-sorted), tokenised and
         # padded beforehand: the teacher and its students share the tokenizer, the model is timed
-        n_batches = max(8, min(64, 1024 // size))
+        n_batches = max(8, min(64, 512 // size))
         batches = [collate(tokenizer, [features[(b * size + j) % len(features)] for j in range(size)])
                    for b in range(n_batches)]  # wraps around when there are fewer examples
 

@@ -5,9 +5,9 @@ run record → report/leaderboard."""
 from __future__ import annotations
 
 import secrets
-from contextlib import contextmanager
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path

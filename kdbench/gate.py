@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from kdbench.errors import KdbenchError
+from kdbench.fsio import write_atomic
 from kdbench.metrics import calibration, registry
 from kdbench.metrics.stats import mcnemar_exact, paired_bootstrap, percentile_ci
 from kdbench.report import compare
@@ -37,7 +38,6 @@ from kdbench.report.record import (
     read_record,
     read_samples,
     samples_path,
-    write_atomic,
     write_record,
 )
 

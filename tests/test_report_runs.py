@@ -9,7 +9,8 @@ from report_helpers import make_run
 
 from kdbench.errors import KdbenchError
 from kdbench.report import ComparabilityWarning, compare, load_runs
-from kdbench.report.record import read_record, samples_path, write_atomic, write_record
+from kdbench.fsio import write_atomic
+from kdbench.report.record import read_record, samples_path, write_record
 
 
 @pytest.fixture()

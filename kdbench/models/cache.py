@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from kdbench.fsio import write_atomic
 from kdbench.models.loading import save_model
 
 CACHE_ENV = "KDBENCH_CACHE_DIR"
@@ -65,7 +66,5 @@ def teacher_logits(folder: Path, compute: Callable[[], np.ndarray], **settings) 
         except Exception:  # unreadable or truncated entry: recompute and overwrite
             pass
     logits = compute()
-    tmp = path.with_suffix(".tmp")
-    save_file({"logits": np.ascontiguousarray(logits, dtype=np.float32)}, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, save({"logits": np.ascontiguousarray(logits, dtype=np.float32)}))
     return logits, False

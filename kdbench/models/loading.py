@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -30,17 +31,15 @@ def load_classifier(model_id: str, num_labels: int | None, revision: str | None 
     head = {} if num_labels is None else {"num_labels": num_labels}
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised head" is expected before fine-tuning
-    hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_id, revision=revision, dtype=torch.float32, **head
-        )
+        with _quiet_progress():
+            return AutoModelForSequenceClassification.from_pretrained(
+                model_id, revision=revision, dtype=torch.float32, **head
+            )
     except Exception as e:
         raise KdbenchError(f"model '{model_id}': cannot load{_offline_hint()}: {_first_line(e)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
-    return model
 
 
 def model_revision(model_id: str, revision: str | None = None) -> str | None:
@@ -70,9 +69,16 @@ def _first_line(e: Exception) -> str:
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder) -> None:
     """``save_pretrained`` for model and tokenizer, so transformers, lm-eval and vLLM load it as is."""
-    hf_logging.disable_progress_bar()
-    try:
+    with _quiet_progress():
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
+
+
+@contextmanager
+def _quiet_progress():
+    """No weight-loading/saving bars from transformers: kdbench shows its own progress."""
+    hf_logging.disable_progress_bar()
+    try:
+        yield
     finally:
         hf_logging.enable_progress_bar()

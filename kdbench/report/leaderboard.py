@@ -22,7 +22,7 @@ from pathlib import Path
 
 from kdbench.report import compare, plots
 from kdbench.report.html import environment
-from kdbench.report.record import write_atomic
+from kdbench.fsio import write_atomic
 from kdbench.report.runs import scan
 from kdbench.report.summary import ROLE_LABELS, fmt, fmt_ci, fmt_params, headline
 

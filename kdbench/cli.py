@@ -72,19 +72,68 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
     """
     from kdbench.config import load_suite
     from kdbench.pipeline import train_and_eval as run
-    from kdbench.report.table import format_run
 
     named = {
         "teacher.model": teacher, "student.layers": f"[{layers}]" if layers else None, "data.train_rows": train_rows,
         "data.eval_rows": eval_rows, "distill.epochs": epochs, "seed": seed, "dtype": dtype,
     }
     cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))
-    result = run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path)
+    _print_run(run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path))
+
+
+def _print_run(result) -> None:
+    from kdbench.report.table import format_run
+
     click.echo(format_run(result.record))
+    glue = result.record.get("summary", {}).get("glue_average")
+    if glue:
+        click.echo("\nGLUE average: " + ", ".join(f"{role} {v['value'] * 100:.1f}" for role, v in glue.items()))
     click.echo(f"\nreport:      {result.run_dir / 'report.html'}")
     click.echo(f"record:      {result.run_dir / 'report.json'}")
     if result.leaderboard:
         click.echo(f"leaderboard: {result.leaderboard}")
+
+
+@main.command("eval")
+@click.option("--suite", required=True, help="Suite name under suites/ or a YAML path (its tasks and eval settings).")
+@click.option("--teacher", help="Teacher model: hub id or folder; '{task}' is replaced by each task's name.")
+@click.option("--student", help="Student model: hub id or folder; '{task}' is replaced by each task's name.")
+@click.option("--model", "extra", multiple=True, metavar="ROLE=ID",
+              help="Another model under its own role (repeatable), e.g. baseline=runs/{task}/baseline.")
+@click.option("--eval-rows", type=int, help="Evaluation slice size; overrides data.eval_rows.")
+@click.option("--seed", type=int, help="Seed for the bootstrap.")
+@click.option("--dtype", type=click.Choice(["bf16", "fp32"]), help="Compute dtype.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any suite value by dotted key.")
+@click.option("--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False))
+@click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
+@click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
+              help="Folder of extra task YAML files (overrides built-ins of the same name).")
+@_user_errors
+def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, overrides, reports_dir, leaderboard_dir,
+          include_path):
+    """Score existing models on a suite: each alone, and each against the teacher (loyalty,
+    agreement); the same run record, report and leaderboard as train-and-eval.
+
+    \b
+    Examples:
+      kdbench eval --suite retrieval --teacher sentence-transformers/all-MiniLM-L6-v2 \\
+                   --student sentence-transformers/paraphrase-MiniLM-L3-v2
+      kdbench eval --suite lm --teacher HuggingFaceTB/SmolLM2-135M-Instruct --student runs/gsm8k_text/student
+      kdbench eval --suite glue --teacher my-teachers/{task} --student my-students/{task}
+    """
+    from kdbench.config import load_suite
+    from kdbench.pipeline import evaluate
+
+    models = {role: model_id for role, model_id in (("teacher", teacher), ("student", student)) if model_id}
+    for item in extra:
+        role, sep, model_id = item.partition("=")
+        if not sep or not role or not model_id:
+            raise KdbenchError(f"--model '{item}' is not ROLE=ID (e.g. baseline=runs/{{task}}/baseline)")
+        models[role] = model_id
+    named = {"data.eval_rows": eval_rows, "seed": seed, "dtype": dtype}
+    cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))
+    _print_run(evaluate(cfg, models, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir,
+                        include_paths=include_path))
 
 
 @main.command()
@@ -181,7 +230,7 @@ def suites():
 
     for path in sorted(SUITES_DIR.glob("*.yaml")):
         cfg = load_suite(str(path))
-        click.echo(f"{cfg.name:<14} tasks: {', '.join(cfg.tasks):<20} {cfg.description}")
+        click.echo(f"{cfg.name:<12} {', '.join(cfg.tasks):<44} {cfg.description}")
 
 
 @main.command()
@@ -219,5 +268,5 @@ def tasks(include_path):
 
     for spec in list_tasks(include_path):
         d = spec.dataset
-        click.echo(f"{spec.name:<10} {spec.family:<8} {d.id}/{d.config or 'default'}:{d.eval_split:<12} "
-                   f"{', '.join(spec.metrics + spec.pair_metrics)}")
+        data = f"{d.id}/{d.config or 'default'}:{d.eval_split}"
+        click.echo(f"{spec.name:<18} {spec.family:<17} {data:<44} {', '.join(spec.metrics + spec.pair_metrics)}")

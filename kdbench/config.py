@@ -37,12 +37,25 @@ class TeacherConfig(StrictModel):
 
 
 class StudentConfig(StrictModel):
-    builder: Literal["layer_selection"] = "layer_selection"
-    layers: list[int] = Field(..., min_length=1, description="teacher layer indices copied, in order")
+    builder: Literal["layer_selection", "pretrained"] = "layer_selection"
+    layers: list[int] | None = Field(None, min_length=1, description="layer_selection: teacher layer indices copied, in order")
+    model: str | None = Field(None, description="pretrained: the student's own checkpoint (hub id or folder)")
+    revision: str | None = None
+
+    @model_validator(mode="after")
+    def _builder_arguments(self) -> "StudentConfig":
+        if self.builder == "layer_selection":
+            if not self.layers:
+                raise ValueError("builder layer_selection needs student.layers")
+            if len(set(self.layers)) != len(self.layers):
+                raise ValueError(f"student.layers repeats a layer: {self.layers}")
+        elif not self.model:
+            raise ValueError("builder pretrained needs student.model")
+        return self
 
 
 class DistillConfig(TrainConfig):
-    loss: str = Field("forward_kl", description="a logit-level loss from `kdbench losses`")
+    loss: str = Field("forward_kl", description="a loss from `kdbench losses` (logit-level for classifier, NER and LM heads)")
     loss_args: dict[str, Any] = Field(default_factory=dict,
                                       description="the loss's own arguments, e.g. {beta: 0.5} for generalized_jsd")
     temperature: float = Field(2.0, gt=0)
@@ -52,9 +65,9 @@ class DistillConfig(TrainConfig):
     @field_validator("loss")
     @classmethod
     def _known_loss(cls, name: str) -> str:
-        from kdbench.distill.losses.catalog import check_logit_loss  # torch-free
+        from kdbench.distill.losses.catalog import check_loss  # torch-free
 
-        return check_logit_loss(name)
+        return check_loss(name)
 
     @field_validator("loss_args")
     @classmethod
@@ -85,17 +98,11 @@ class SuiteConfig(StrictModel):
     dtype: Literal["bf16", "fp32"] = "bf16"
     max_length: int = Field(64, gt=0)
     data: DataConfig = Field(default_factory=DataConfig)
-    teacher: TeacherConfig
-    student: StudentConfig
-    distill: DistillConfig
-    baseline: bool = Field(True, description="also train the student on labels only, same budget and seed")
+    teacher: TeacherConfig | None = Field(None, description="needed by train-and-eval; `kdbench eval` names its models")
+    student: StudentConfig | None = None
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    baseline: bool = Field(True, description="also train the student without KD (labels only), same budget and seed")
     eval: EvalConfig = Field(default_factory=EvalConfig)
-
-    @model_validator(mode="after")
-    def _layers_unique(self) -> "SuiteConfig":
-        if len(set(self.student.layers)) != len(self.student.layers):
-            raise ValueError(f"student.layers repeats a layer: {self.student.layers}")
-        return self
 
 
 def suite_path(name_or_path: str) -> Path:

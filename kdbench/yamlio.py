@@ -51,12 +51,17 @@ def _key_line(path: Path, loc: tuple) -> int | None:
     return line
 
 
+def key_error(path: Path, loc: tuple, message: str) -> KdbenchError:
+    """``FILE:LINE: key 'a.b': message`` for the key at ``loc`` in a YAML file."""
+    key = ".".join(str(x) for x in loc) or "(top level)"
+    line = _key_line(path, loc)
+    where = f"{path}:{line}" if line else str(path)
+    return KdbenchError(f"{where}: key '{key}': {message}")
+
+
 def validate(model: type[M], raw: dict[str, Any], path: Path) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
-        key = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        line = _key_line(path, err["loc"])
-        where = f"{path}:{line}" if line else str(path)
-        raise KdbenchError(f"{where}: key '{key}': {err['msg']}") from None
+        raise key_error(path, err["loc"], err["msg"]) from None

@@ -180,7 +180,7 @@ def test_registry_pair_metrics():
 def test_builtin_task_metrics_are_registered():
     from pathlib import Path
 
-    spec = yaml.safe_load((Path(registry.__file__).parents[1] / "tasks/builtin/glue_sst2.yaml").read_text())
+    spec = yaml.safe_load((Path(registry.__file__).parents[1] / "tasks/builtin/sst2.yaml").read_text())
     assert set(spec["metrics"]) <= set(registry.classifier_metrics(15))
     assert set(spec["pair_metrics"]) <= set(registry.PAIR_METRICS)
 

@@ -38,19 +38,20 @@ def _median_seconds(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def _measure(model_dir: str, texts: list[str], pairs: list[str] | None, dtype: str, max_length: int,
+def _measure(model_dir: str, head: str, texts: list[str], pairs: list[str] | None, dtype: str, max_length: int,
              batch_sizes: list[int], throughput_batch: int, threads: int) -> dict:
     import torch
 
-    from kdbench.backends.batching import collate, encode
-    from kdbench.backends.hf import HFClassifier, autocast
-    from kdbench.models.loading import count_parameters, load_classifier, load_tokenizer
+    from kdbench.backends.batching import collate, encode, sorted_batches
+    from kdbench.backends.hf import autocast
+    from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer
 
     torch.set_num_threads(threads)
     tokenizer = load_tokenizer(model_dir)
-    model = load_classifier(model_dir, num_labels=None).eval()
-    backend = HFClassifier(model, tokenizer, dtype=dtype, max_length=max_length, batch_size=throughput_batch)
-    out: dict = {"params": count_parameters(model), "dtype": dtype, "threads": threads}
+    if tokenizer.pad_token is None:  # decoder-only tokenizers: batches need a pad token
+        tokenizer.pad_token = tokenizer.eos_token
+    model = load_for_head(model_dir, head).eval()
+    out: dict = {"params": count_parameters(model), "dtype": dtype, "threads": threads, "head": head}
 
     features = encode(tokenizer, texts, pairs, max_length)
     for size in batch_sizes:
@@ -62,7 +63,7 @@ def _measure(model_dir: str, texts: list[str], pairs: list[str] | None, dtype: s
 
         def forward(batch) -> None:
             with torch.inference_mode(), autocast(dtype):
-                torch.softmax(model(**batch).logits.float(), dim=-1)
+                model(**batch)
 
         for batch in batches[:3]:  # warm-up: first calls pay for kernel selection
             forward(batch)
@@ -70,21 +71,25 @@ def _measure(model_dir: str, texts: list[str], pairs: list[str] | None, dtype: s
         per_call = _median_seconds(lambda: forward(next(calls)), len(batches))
         out[f"latency_ms_b{size}"] = 1000.0 * per_call / size
     start = time.perf_counter()
-    backend.logits(texts, pairs)
+    features = encode(tokenizer, texts, pairs, max_length)  # tokenisation is part of the throughput
+    for idx in sorted_batches([len(f["input_ids"]) for f in features], throughput_batch):
+        forward(collate(tokenizer, [features[i] for i in idx]))
     out["throughput_eps"] = len(texts) / (time.perf_counter() - start)
     out["peak_rss_mb"] = _peak_rss_mb()
     return out
 
 
 def measure(model_dir: str, texts: Sequence[str], pairs: Sequence[str] | None, *, dtype: str, max_length: int,
-            batch_sizes: Sequence[int] = (1, 32), throughput_batch: int = 64, threads: int | None = None) -> dict:
-    """Measure in a spawned process. Latency is the median over batches of one forward pass's wall
+            head: str = "classification", batch_sizes: Sequence[int] = (1, 32), throughput_batch: int = 64,
+            threads: int | None = None) -> dict:
+    """Measure in a spawned process, the model loaded with the task's ``head``; the forward pass
+    is the head's plain forward (for a causal LM: the prompt pass, not generation). Latency is the median over batches of one forward pass's wall
     time (tokenisation excluded) divided by the batch size: milliseconds per example at that batch
     size. Throughput is examples per second over all ``texts`` end to end (tokenisation included)
     with the evaluation batching (length-sorted, batch ``throughput_batch``)."""
     import torch
 
-    args = (str(model_dir), list(texts), list(pairs) if pairs else None, dtype, max_length,
+    args = (str(model_dir), head, list(texts), list(pairs) if pairs else None, dtype, max_length,
             list(batch_sizes), throughput_batch, threads or torch.get_num_threads())
     pool = multiprocessing.get_context("spawn").Pool(1)
     try:

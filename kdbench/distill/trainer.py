@@ -1,7 +1,9 @@
 """The training loop shared by teacher fine-tuning, KD students and label-only baselines.
 
 Length-grouped batches with dynamic padding, AdamW with linear warm-up and decay, bf16 autocast,
-seeded shuffling. The objective is a function of (student logits, gold labels, teacher logits).
+seeded shuffling. The loop knows nothing about heads or targets: a recipe passes tokenised features
+and a ``loss_fn(outputs, idx, batch)`` that closes over its own targets (labels, teacher logits,
+teacher embeddings...) and looks them up by the batch's example indices ``idx``.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +28,8 @@ from kdbench.distill.losses import LOSSES
 TRAINER_REVISION = 2
 
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+# (model outputs, example indices of the batch, the padded batch) -> scalar loss
+LossFn = Callable[[Any, np.ndarray, dict[str, torch.Tensor]], torch.Tensor]
 
 
 @dataclass
@@ -51,19 +56,32 @@ def kd_objective(cfg: DistillConfig) -> Objective:
     return objective
 
 
+def sequence_loss(objective: Objective, labels: np.ndarray, teacher_logits: np.ndarray | None = None) -> LossFn:
+    """A ``LossFn`` for sequence-level heads: ``objective(logits, labels[idx], teacher_logits[idx])``."""
+    labels_t = torch.as_tensor(labels)
+    teacher_t = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)
+
+    def loss_fn(outputs, idx: np.ndarray, batch) -> torch.Tensor:
+        teacher = None if teacher_t is None else teacher_t[idx].to(outputs.logits.device)
+        return objective(outputs.logits, labels_t[idx].to(outputs.logits.device), teacher)
+
+    return loss_fn
+
+
 def train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     features: Sequence[dict],
-    labels: np.ndarray,
     cfg: TrainConfig,
-    objective: Objective,
+    loss_fn: LossFn,
     *,
-    teacher_logits: np.ndarray | None = None,
     seed: int = 0,
     dtype: str = "bf16",
     desc: str = "train",
+    collate_fn: Callable[[list[dict]], dict[str, torch.Tensor]] | None = None,
 ) -> TrainStats:
+    """Train ``model`` in place for ``cfg.epochs`` over ``features`` (one dict of token lists per
+    example, padded per batch by ``collate_fn``, the tokenizer's ``pad`` by default)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     lengths = [len(f["input_ids"]) for f in features]
@@ -78,17 +96,16 @@ def train(
     # embedding matrix of a small BERT otherwise dominates the step time
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-    labels_t = torch.as_tensor(labels, dtype=torch.long)
-    teacher_t = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)
+    pad = collate_fn or (lambda feats: collate(tokenizer, feats))
     model.train()
     start, step, loss_value = time.perf_counter(), 0, float("nan")
     with tqdm(total=total, desc=desc, unit="step", leave=False) as bar:
         while step < total:
             for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
-                batch = collate(tokenizer, [features[i] for i in idx]).to(model.device)
+                batch = {k: v.to(model.device) for k, v in pad([features[i] for i in idx]).items()}
                 with autocast(dtype, model.device):
-                    logits = model(**batch).logits
-                loss = objective(logits, labels_t[idx], None if teacher_t is None else teacher_t[idx])
+                    outputs = model(**batch)
+                loss = loss_fn(outputs, idx, batch)
                 loss.backward()
                 optimizer.step()
                 schedule.step()

@@ -287,6 +287,11 @@ class TemperatureScaled:
 
 
 class ClassifierContext(ClassifierResamples):
+    def confusion(self) -> np.ndarray:
+        """Resampled confusion matrices (n_samples, C, C), rows gold, columns predicted."""
+        cell = self.b.astype(np.int64) * self.k + self.a.argmax(axis=1)
+        return self.sums(40, np.ones(self.n), cell, self.k * self.k).reshape(-1, self.k, self.k)
+
     def __init__(self, probs, labels, *, n_samples, seed, ece_bins=15):
         super().__init__(probs, labels, n_samples=n_samples, seed=seed, ece_bins=ece_bins)
         self._ts_args = (probs, labels, dict(n_samples=n_samples, seed=seed, ece_bins=ece_bins))
@@ -315,6 +320,33 @@ def _ts_point(key: str, ece_bins: int) -> Callable[[np.ndarray, np.ndarray], flo
     return point
 
 
+def confusion_matrix(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    k = probs.shape[1]
+    return np.bincount(np.asarray(labels) * k + probs.argmax(axis=1), minlength=k * k).reshape(k, k).astype(np.float64)
+
+
+def f1_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """Binary F1 of the positive class (id 1), as GLUE reports for MRPC and QQP:
+    F1 = 2·TP / (2·TP + FP + FN) (0 when there is no positive at all). ``cm`` (..., 2, 2)."""
+    tp, fp, fn = cm[..., 1, 1], cm[..., 0, 1], cm[..., 1, 0]
+    denom = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
+
+
+def mcc_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """Matthews correlation coefficient (Matthews 1975; multiclass form of Gorodkin 2004, as in
+    scikit-learn): (c·s − Σ_k p_k t_k) / √((s² − Σ p_k²)(s² − Σ t_k²)), c correct, s total, t_k gold
+    and p_k predicted counts of class k; 0 when a denominator term is 0. GLUE's CoLA metric."""
+    t, p = cm.sum(axis=-1), cm.sum(axis=-2)
+    c = np.trace(cm, axis1=-2, axis2=-1)
+    s = cm.sum(axis=(-2, -1))
+    cov = c * s - (t * p).sum(axis=-1)
+    denom = np.sqrt((s * s - (p * p).sum(axis=-1)) * (s * s - (t * t).sum(axis=-1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, cov / np.where(denom > 0, denom, 1), 0.0)
+
+
 def classifier_metrics(ece_bins: int = 15) -> dict[str, Metric]:
     """Metrics of one classifier: functions of (probs, gold labels). See docs/metrics.md."""
     lower = dict(higher_is_better=False)
@@ -323,6 +355,10 @@ def classifier_metrics(ece_bins: int = 15) -> dict[str, Metric]:
     return {
         "accuracy": Metric(per_example=lambda p, y: (p.argmax(axis=1) == y).astype(np.float64),
                            replicates=lambda c: c.accuracy()),
+        "f1": Metric(statistic=lambda p, y: f1_from_confusion(confusion_matrix(p, y)),
+                     replicates=lambda c: f1_from_confusion(c.confusion())),
+        "mcc": Metric(statistic=lambda p, y: mcc_from_confusion(confusion_matrix(p, y)),
+                      replicates=lambda c: mcc_from_confusion(c.confusion())),
         "ece": Metric(statistic=partial(calibration.expected_calibration_error, n_bins=ece_bins),
                       replicates=lambda c: c.ece(), **lower),
         "ece_equal_mass": Metric(statistic=partial(calibration.expected_calibration_error, n_bins=ece_bins,

@@ -1,4 +1,4 @@
-"""Load classifiers with ``from_pretrained``, turning failures into one-line errors."""
+"""Load models with ``from_pretrained`` for a task's head, turning failures into one-line errors."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +8,15 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import snapshot_download
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import logging as hf_logging
 
 from kdbench.errors import KdbenchError
@@ -25,17 +33,30 @@ def load_tokenizer(model_id: str, revision: str | None = None) -> PreTrainedToke
         raise KdbenchError(f"model '{model_id}': cannot load tokenizer{_offline_hint()}: {_first_line(e)}") from None
 
 
+# a task's head (kdbench.tasks.base.HEADS) -> the transformers auto class that loads it
+AUTO_CLASSES = {
+    "classification": AutoModelForSequenceClassification,
+    "regression": AutoModelForSequenceClassification,
+    "token_classification": AutoModelForTokenClassification,
+    "embedding": AutoModel,
+    "causal_lm": AutoModelForCausalLM,
+}
+
+
 def load_classifier(model_id: str, num_labels: int | None, revision: str | None = None) -> PreTrainedModel:
     """A sequence classifier; a plain encoder checkpoint gets a freshly initialised head with
     ``num_labels`` classes (None keeps a saved classifier's own head)."""
-    head = {} if num_labels is None else {"num_labels": num_labels}
+    return load_for_head(model_id, "classification", revision, **({} if num_labels is None else {"num_labels": num_labels}))
+
+
+def load_for_head(model_id: str, head: str, revision: str | None = None, **config) -> PreTrainedModel:
+    """``model_id`` with the transformers class of ``head``, in fp32 (bf16 happens by autocast);
+    ``config`` overrides (e.g. ``num_labels``) give a plain checkpoint a fresh head."""
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised head" is expected before fine-tuning
     try:
         with _quiet_progress():
-            return AutoModelForSequenceClassification.from_pretrained(
-                model_id, revision=revision, dtype=torch.float32, **head
-            )
+            return AUTO_CLASSES[head].from_pretrained(model_id, revision=revision, dtype=torch.float32, **config)
     except Exception as e:
         raise KdbenchError(f"model '{model_id}': cannot load{_offline_hint()}: {_first_line(e)}") from None
     finally:

@@ -6,7 +6,8 @@ module and says so when runs are not comparable.
 (``config.task_specs[TASK]``: dataset id, config and evaluation split, column map, label names,
 family) plus the evaluation settings that change the reported numbers (``eval.ece_bins``,
 ``eval.confidence``, ``max_length``). The metric lists and the description are left out (adding a
-metric does not change the others), and so is everything about training: runs with different
+metric does not change the others), and so are the GLUE-average weights and unset optional keys,
+and everything about training: runs with different
 training budgets, students or losses are exactly what a leaderboard compares.
 *Data hash* is ``datasets[TASK].sha256``, the content hash of the evaluation rows.
 """
@@ -17,7 +18,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 
-_SPEC_DROPPED = ("description", "metrics", "pair_metrics")
+_SPEC_DROPPED = ("description", "metrics", "pair_metrics", "glue_score")
 _EVAL_KEYS = ("ece_bins", "confidence")
 
 
@@ -29,7 +30,9 @@ def task_config(record: dict, task: str) -> dict:
         d = record.get("datasets", {}).get(task, {})
         spec = {"name": task, "dataset": {k: d.get(k) for k in ("id", "config", "split")}}
     else:
-        spec = {k: v for k, v in spec.items() if k not in _SPEC_DROPPED}
+        # unset optional keys are left out, so a key added to the spec schema later (null by
+        # default) keeps older records comparable
+        spec = {k: v for k, v in spec.items() if k not in _SPEC_DROPPED and v is not None}
         spec["dataset"] = {k: v for k, v in spec.get("dataset", {}).items() if k != "train_split"}
     ev = cfg.get("eval", {})
     return {"task": spec, "eval": {k: ev.get(k) for k in _EVAL_KEYS}, "max_length": cfg.get("max_length")}

@@ -45,7 +45,7 @@ def _task_view(record: dict, task: str, samples: pd.DataFrame) -> dict:
     view_rows, points = [], []
     for r in (r for r in rows(record) if r["task"] == task):
         res, pair = results[r["role"]], pairs.get(f"{r['role']}|teacher", {})
-        headline_cells = [fmt_ci(r["value"], r["ci"], pct=r["metric"] == "accuracy")]
+        headline_cells = [fmt_ci(r["value"], r["ci"], pct=r["pct"])]
         headline_cells += [fmt_ci(res[m]["value"], res[m]["ci"], pct=False) if m in res else "–"
                            for m in ("ece", "brier", "nll")]
         headline_cells += [fmt_ci(pair[m]["value"], pair[m]["ci"], pct=False) if m in pair else "–"
@@ -62,7 +62,7 @@ def _task_view(record: dict, task: str, samples: pd.DataFrame) -> dict:
                     for name in dict.fromkeys(m for key, ms in pairs.items() if key.endswith("|teacher") for m in ms)]
     bins = {}
     for role, part in samples[samples["task"] == task].groupby("role", sort=False):
-        if part["label"].isna().all():
+        if part["label"].isna().all() or not len(part["probs"].iloc[0]):  # not a classifier
             continue
         probs = np.array(part["probs"].tolist(), dtype=np.float64)
         bins[role] = reliability_bins(probs, part["label"].to_numpy(dtype=np.int64), cfg["eval"]["ece_bins"])

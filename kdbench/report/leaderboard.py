@@ -24,9 +24,8 @@ from kdbench.report import compare, plots
 from kdbench.report.html import environment
 from kdbench.fsio import write_atomic
 from kdbench.report.runs import scan
-from kdbench.report.summary import ROLE_LABELS, fmt, fmt_ci, fmt_params, headline
+from kdbench.report.summary import PERCENT_METRICS, ROLE_LABELS, fmt, fmt_ci, fmt_params, headline
 
-PERCENT_METRICS = {"accuracy", "exact_match", "label_loyalty", "f1", "selective_accuracy_10"}
 
 
 def slug(name: str) -> str:

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 ROLE_LABELS = {"teacher": "teacher", "student": "KD student", "baseline": "baseline (no KD)"}
+# fractions shown as percentages; everything else (perplexity, MSE, correlations...) as is
+PERCENT_METRICS = {"accuracy", "exact_match", "label_loyalty", "f1", "selective_accuracy_10", "token_accuracy",
+                   "precision", "recall", "answer_agreement", "top1_agreement", "acc", "acc_norm"}
 
 
 def headline(metrics: dict) -> tuple[str, dict | None]:
-    """The task's main metric: accuracy when present, else the first one."""
-    name = "accuracy" if "accuracy" in metrics else next(iter(metrics))
+    """The task's main metric: the first one its spec lists (accuracy for SST-2, MCC for CoLA,
+    entity F1 for NER, nDCG@10 for retrieval, exact match for GSM8K, perplexity for LM)."""
+    name = next(iter(metrics))
     return name, metrics.get(name)
+
+
+def agreement(pair: dict) -> tuple[str | None, float | None]:
+    """The pair's main teacher–student metric: label loyalty when present, else the first."""
+    if not pair:
+        return None, None
+    name = "label_loyalty" if "label_loyalty" in pair else next(iter(pair))
+    return name, pair[name]["value"]
 
 
 def rows(record: dict) -> list[dict]:
@@ -18,6 +30,7 @@ def rows(record: dict) -> list[dict]:
         for role, metrics in by_role.items():
             name, main = headline(metrics)
             loyalty = pair.get(f"{role}|teacher", {})
+            agree_name, agree = agreement(loyalty)
             eff = record["efficiency"].get(role, {}) if task == record.get("efficiency_task") else {}
             model = record["models"].get(role, {})
             out.append({
@@ -26,6 +39,8 @@ def rows(record: dict) -> list[dict]:
                 "method": model.get("method", "finetune" if role == "teacher" else ""),
                 "metric": name, "value": main["value"] if main else None, "ci": main["ci"] if main else None,
                 "ece": metrics.get("ece", {}).get("value"),
+                "pct": name in PERCENT_METRICS,
+                "agreement_metric": agree_name, "agreement": agree,
                 "label_loyalty": loyalty.get("label_loyalty", {}).get("value"),
                 "probability_loyalty": loyalty.get("probability_loyalty", {}).get("value"),
                 "params": model.get("params"),

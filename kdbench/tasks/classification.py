@@ -1,49 +1,111 @@
-"""Sequence classification tasks (GLUE-style single sentences and sentence pairs)."""
+"""Sequence classification (GLUE-style single sentences and sentence pairs) and sequence regression
+(STS-B) tasks."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
+from pydantic import Field
 
 from kdbench.backends.hf import HFClassifier
-from kdbench.config import EvalConfig
-from kdbench.data import DatasetSpec, LoadedSplit, load_split
+from kdbench.data import LoadedSplit
 from kdbench.errors import KdbenchError
-from kdbench.metrics import registry
-from kdbench.predictions import ClassifierPredictions
-from kdbench.tasks.spec import TaskSpec
+from kdbench.metrics import regression, registry
+from kdbench.models.loading import load_for_head, load_tokenizer
+from kdbench.predictions import ClassifierPredictions, RegressionPredictions
+from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase
+from kdbench.yamlio import StrictModel
 
 
-class ClassificationTask:
-    def __init__(self, spec: TaskSpec):
-        self.spec = spec
-        self.name = spec.name
-        self.num_labels = len(spec.label_names)
+class Columns(StrictModel):
+    text: str
+    text_pair: str | None = None
+    label: str = "label"
+    id: str | None = Field(None, description="stable example id column; row number when absent")
 
-    # data ---------------------------------------------------------------------------------------
+
+class GlueScore(StrictModel):
+    """How the task enters the GLUE average: the mean of ``metrics``; tasks sharing a ``group``
+    (MNLI matched and mismatched) count as one task, as in Wang et al. 2019."""
+
+    metrics: list[str] = Field(..., min_length=1)
+    group: str | None = None
+
+
+class SequenceTaskSpec(TaskSpecBase):
+    columns: Columns
+    glue_score: GlueScore | None = None
+
+
+class ClassificationSpec(SequenceTaskSpec):
+    label_names: list[str] = Field(..., min_length=2)
+
+
+class RegressionSpec(SequenceTaskSpec):
+    label_range: tuple[float, float] = Field(..., description="[low, high] of gold scores; regression loyalty divides by high − low")
+
+
+class _SequenceTask(Task):
+    """What classification and regression share: columns, pairs, ids, the fine-tuned-model loading."""
+
+    spec: SequenceTaskSpec
+
+    def _columns(self) -> list[str]:
+        c = self.spec.columns
+        return [c.text, c.text_pair, c.label, c.id]
+
     def train_data(self, rows: int | None, seed: int) -> LoadedSplit:
         if self.spec.dataset.train_split is None:
             raise KdbenchError(f"task {self.name}: no training split is defined")
-        return self._load(self.spec.dataset.train_split, rows, shuffle_seed=seed)
+        return self.load(self.spec.dataset.train_split, rows, shuffle_seed=seed, columns=self._columns())
 
     def eval_data(self, rows: int | None) -> LoadedSplit:
-        return self._load(self.spec.dataset.eval_split, rows, shuffle_seed=None)
+        return self.load(self.spec.dataset.eval_split, rows, columns=self._columns())
 
-    def _load(self, split: str, rows: int | None, shuffle_seed: int | None) -> LoadedSplit:
+    def dataset_record(self, data: LoadedSplit) -> dict:
         d = self.spec.dataset
-        loaded = load_split(DatasetSpec(d.id, d.config, split), rows=rows, shuffle_seed=shuffle_seed)
-        cols = self.spec.columns
-        wanted = [c for c in (cols.text, cols.text_pair, cols.label, cols.id) if c]
-        missing = [c for c in wanted if c not in loaded.rows.column_names]
-        if missing:
-            raise KdbenchError(
-                f"task {self.name}: dataset {d.id}/{d.config}/{split} has no column {missing[0]!r} "
-                f"(columns: {', '.join(loaded.rows.column_names)})"
-            )
-        return loaded
+        return {"id": d.id, "config": d.config, "split": data.spec.split, "rows": len(data.rows),
+                "sha256": data.sha256(), "source": data.source}
 
     def inputs(self, split: LoadedSplit) -> tuple[list[str], list[str] | None]:
         cols = self.spec.columns
         pairs = split.rows[cols.text_pair] if cols.text_pair else None
         return split.rows[cols.text], pairs
+
+    efficiency_inputs = inputs
+
+    def example_ids(self, split: LoadedSplit) -> list[str]:
+        col = self.spec.columns.id
+        return [str(x) for x in (split.rows[col] if col else range(len(split.rows)))]
+
+    def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
+        """A model fine-tuned for this task, head included (an evaluation never adds a fresh head)."""
+        model = load_for_head(model_id, self.head, revision)
+        if model.config.num_labels != self.num_labels:
+            raise KdbenchError(f"model '{model_id}' has {model.config.num_labels} outputs; task {self.name} needs "
+                               f"{self.num_labels} (is it fine-tuned for {self.name}?)")
+        return LoadedModel(model.eval(), load_tokenizer(model_id, revision), model_id)
+
+    def _outputs(self, model: LoadedModel, split: LoadedSplit, role: str, settings: RunSettings) -> np.ndarray:
+        backend = HFClassifier(model.model, model.tokenizer, settings.dtype, self.max_length(settings),
+                               settings.eval.batch_size)
+        texts, pairs = self.inputs(split)
+        return backend.logits(texts, pairs, desc=f"eval {self.name} [{role}]")
+
+
+class ClassificationTask(_SequenceTask):
+    family = "glue"
+    head = "classification"
+    Spec = ClassificationSpec
+    spec: ClassificationSpec
+
+    def __init__(self, spec: ClassificationSpec):
+        super().__init__(spec)
+        self.num_labels = len(spec.label_names)
+
+    @classmethod
+    def check_spec(cls, spec: ClassificationSpec):
+        return _unknown(spec, registry.classifier_metrics(15), registry.PAIR_METRICS)
 
     def labels(self, split: LoadedSplit) -> np.ndarray:
         labels = np.asarray(split.rows[self.spec.columns.label], dtype=np.int64)
@@ -55,36 +117,86 @@ class ClassificationTask:
             )
         return labels
 
-    def example_ids(self, split: LoadedSplit) -> list[str]:
-        col = self.spec.columns.id
-        return [str(x) for x in (split.rows[col] if col else range(len(split.rows)))]
-
-    # predictions and scores ----------------------------------------------------------------------
-    def predict(self, backend: HFClassifier, split: LoadedSplit, role: str) -> ClassifierPredictions:
-        texts, pairs = self.inputs(split)
-        probs = backend.predict_proba(texts, pairs, desc=f"eval {self.name} [{role}]")
+    def predict(self, model: LoadedModel, split: LoadedSplit, role: str, settings: RunSettings) -> ClassifierPredictions:
+        logits = self._outputs(model, split, role, settings)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float64)
         return ClassifierPredictions(self.name, role, self.example_ids(split), probs, self.labels(split))
 
-    def score(self, preds: ClassifierPredictions, cfg: EvalConfig, seed: int) -> dict[str, dict]:
+    def score(self, preds: ClassifierPredictions, settings: RunSettings) -> dict[str, dict]:
+        cfg = settings.eval
         return registry.compute(
             registry.classifier_metrics(cfg.ece_bins), self.spec.metrics, preds.probs, preds.labels,
-            n_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=seed,
+            n_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=settings.seed,
         )
 
-    def score_pair(
-        self, student: ClassifierPredictions, teacher: ClassifierPredictions, cfg: EvalConfig, seed: int
-    ) -> dict[str, dict]:
+    def score_pair(self, student: ClassifierPredictions, teacher: ClassifierPredictions,
+                   settings: RunSettings) -> dict[str, dict]:
         student.aligned_with(teacher)
+        cfg = settings.eval
         return registry.compute(
             registry.PAIR_METRICS, self.spec.pair_metrics, teacher.probs, student.probs,
-            n_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=seed,
+            n_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=settings.seed,
         )
 
-    def compare(
-        self, a: ClassifierPredictions, b: ClassifierPredictions, cfg: EvalConfig, seed: int
-    ) -> dict[str, dict]:
-        """System ``a`` against ``b`` on the same items: accuracy difference with a paired-bootstrap
-        CI and the exact McNemar test (what KD bought over the baseline, and whether it is real)."""
+    def compare(self, a: ClassifierPredictions, b: ClassifierPredictions, settings: RunSettings) -> dict[str, dict]:
+        """Accuracy difference with a paired-bootstrap CI and the exact McNemar test (what KD bought
+        over the baseline, and whether it is real)."""
         a.aligned_with(b)
+        cfg = settings.eval
         return registry.paired_comparison(a.labels, a.probs, b.probs, n_samples=cfg.bootstrap_samples,
-                                          confidence=cfg.confidence, seed=seed)
+                                          confidence=cfg.confidence, seed=settings.seed)
+
+
+class RegressionTask(_SequenceTask):
+    family = "glue_regression"
+    head = "regression"
+    Spec = RegressionSpec
+    spec: RegressionSpec
+    num_labels = 1
+
+    @classmethod
+    def check_spec(cls, spec: RegressionSpec):
+        low, high = spec.label_range
+        if not high > low:
+            return ("label_range",), f"needs low < high, got {list(spec.label_range)}"
+        return _unknown(spec, regression.METRICS, regression.PAIR_METRICS)
+
+    def labels(self, split: LoadedSplit) -> np.ndarray:
+        return np.asarray(split.rows[self.spec.columns.label], dtype=np.float32)
+
+    def predict(self, model: LoadedModel, split: LoadedSplit, role: str, settings: RunSettings) -> RegressionPredictions:
+        scores = self._outputs(model, split, role, settings)[:, 0].astype(np.float64)
+        return RegressionPredictions(self.name, role, self.example_ids(split), scores,
+                                     self.labels(split).astype(np.float64))
+
+    def _stats(self, settings: RunSettings) -> dict:
+        return dict(n_samples=settings.eval.bootstrap_samples, confidence=settings.eval.confidence, seed=settings.seed)
+
+    def score(self, preds: RegressionPredictions, settings: RunSettings) -> dict[str, dict]:
+        return regression.score(preds.scores, preds.labels, self.spec.metrics, **self._stats(settings))
+
+    def score_pair(self, student: RegressionPredictions, teacher: RegressionPredictions,
+                   settings: RunSettings) -> dict[str, dict]:
+        student.aligned_with(teacher)
+        low, high = self.spec.label_range
+        out = regression.score_pair(teacher.scores, student.scores, high - low, **self._stats(settings))
+        return {k: v for k, v in out.items() if k in self.spec.pair_metrics}
+
+    def compare(self, a: RegressionPredictions, b: RegressionPredictions, settings: RunSettings) -> dict[str, dict]:
+        a.aligned_with(b)
+        return regression.compare(a.scores, b.scores, a.labels, **self._stats(settings))
+
+
+def _unknown(spec: SequenceTaskSpec, metrics, pair_metrics):
+    for name in spec.metrics:
+        if name not in metrics:
+            return ("metrics",), f"unknown metric '{name}' (known: {', '.join(metrics)})"
+    for name in spec.pair_metrics:
+        if name not in pair_metrics:
+            return ("pair_metrics",), f"unknown metric '{name}' (known: {', '.join(pair_metrics)})"
+    if spec.glue_score is not None:
+        for name in spec.glue_score.metrics:
+            if name not in spec.metrics:
+                return ("glue_score", "metrics"), f"'{name}' is not one of the task's metrics"
+    return None

@@ -1,51 +1,69 @@
 """Tasks registered by name, described in YAML. Built-ins live in ``kdbench/tasks/builtin``;
 ``include_paths`` add folders whose tasks override built-ins of the same name (as lm-eval's
-``--include_path``)."""
+``--include_path``). A file's ``family`` picks the Task class that validates and runs it."""
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from kdbench.errors import KdbenchError
-from kdbench.metrics.registry import PAIR_METRICS, classifier_metrics
-from kdbench.tasks.classification import ClassificationTask
-from kdbench.tasks.spec import TaskSpec, load_task_spec
+from kdbench.tasks.base import Task, TaskSpecBase
+from kdbench.yamlio import key_error, read_yaml, validate
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
-FAMILIES = {"glue": ClassificationTask, "classification": ClassificationTask}
+
+# family -> "module:Class"; imported on first use so `kdbench tasks` stays light
+FAMILIES = {
+    "glue": "kdbench.tasks.classification:ClassificationTask",
+    "classification": "kdbench.tasks.classification:ClassificationTask",
+    "glue_regression": "kdbench.tasks.classification:RegressionTask",
+    "regression": "kdbench.tasks.classification:RegressionTask",
+    "ner": "kdbench.tasks.ner:NerTask",
+    "retrieval": "kdbench.tasks.retrieval:RetrievalTask",
+    "reasoning": "kdbench.tasks.generation:GenerationTask",
+    "lm_eval": "kdbench.tasks.lm_eval_bridge:LmEvalTask",
+    "language_modeling": "kdbench.tasks.language_modeling:LanguageModelingTask",
+}
 
 
-def _specs(include_paths: Sequence[str | Path] = ()) -> dict[str, tuple[TaskSpec, Path]]:
-    specs: dict[str, tuple[TaskSpec, Path]] = {}
+def family_class(family: str) -> type[Task]:
+    module, name = FAMILIES[family].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_spec(path: Path) -> TaskSpecBase:
+    raw = read_yaml(path)
+    family = raw.get("family")
+    if family not in FAMILIES:
+        raise key_error(path, ("family",), f"unknown family {family!r} (known: {', '.join(FAMILIES)})")
+    cls = family_class(family)
+    spec = validate(cls.Spec, raw, path)
+    problem = cls.check_spec(spec)
+    if problem is not None:
+        loc, message = problem
+        raise key_error(path, loc, message)
+    return spec
+
+
+def _specs(include_paths: Sequence[str | Path] = ()) -> dict[str, TaskSpecBase]:
+    specs: dict[str, TaskSpecBase] = {}
     for folder in [BUILTIN_DIR, *map(Path, include_paths)]:
         if not folder.is_dir():
             raise KdbenchError(f"include path {folder}: not a folder")
         for path in sorted(folder.glob("*.yaml")):
-            spec = load_task_spec(path)
-            _check(spec, path)
-            specs[spec.name] = (spec, path)
+            spec = load_spec(path)
+            specs[spec.name] = spec
     return specs
 
 
-def _check(spec: TaskSpec, path: Path) -> None:
-    if spec.family not in FAMILIES:
-        raise KdbenchError(f"{path}: key 'family': unknown family '{spec.family}' (known: {', '.join(FAMILIES)})")
-    known = classifier_metrics(15)
-    for name in spec.metrics:
-        if name not in known:
-            raise KdbenchError(f"{path}: key 'metrics': unknown metric '{name}'")
-    for name in spec.pair_metrics:
-        if name not in PAIR_METRICS:
-            raise KdbenchError(f"{path}: key 'pair_metrics': unknown metric '{name}'")
+def list_tasks(include_paths: Sequence[str | Path] = ()) -> list[TaskSpecBase]:
+    return [spec for _, spec in sorted(_specs(include_paths).items())]
 
 
-def list_tasks(include_paths: Sequence[str | Path] = ()) -> list[TaskSpec]:
-    return [spec for spec, _ in sorted(_specs(include_paths).values(), key=lambda sp: sp[0].name)]
-
-
-def get_task(name: str, include_paths: Sequence[str | Path] = ()) -> ClassificationTask:
+def get_task(name: str, include_paths: Sequence[str | Path] = ()) -> Task:
     specs = _specs(include_paths)
     if name not in specs:
         raise KdbenchError(f"unknown task '{name}' (known: {', '.join(sorted(specs))})")
-    spec = specs[name][0]
-    return FAMILIES[spec.family](spec)
+    spec = specs[name]
+    return family_class(spec.family)(spec)

@@ -88,6 +88,13 @@ def check_logit_loss(name: str) -> str:
     return name
 
 
+def check_loss(name: str) -> str:
+    """``name`` if it is a registered loss of any level, else a ValueError naming the known ones."""
+    if name not in CATALOG:
+        raise ValueError(f"unknown loss '{name}' (known: {', '.join(CATALOG)})")
+    return name
+
+
 def check_loss_args(name: str, args: dict[str, Any]) -> dict[str, float]:
     """Validated ``loss_args`` for loss ``name``: known argument names, numbers in range."""
     spec = {a.name: a for a in CATALOG[name].args}

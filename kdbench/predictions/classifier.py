@@ -1,7 +1,4 @@
-"""Per-example outputs of one model on one task, kept for the whole run (DESIGN.md, "Core objects").
-
-Every teacher–student metric is computed from two Predictions, never by re-running a model.
-"""
+"""Predictions of sequence classifiers (class probabilities) and regressors (one score each)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,12 +6,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from kdbench.predictions.base import Predictions
+
 
 @dataclass
-class ClassifierPredictions:
-    task: str
-    role: str
-    example_ids: list[str]
+class ClassifierPredictions(Predictions):
     probs: np.ndarray  # (n, classes), rows sum to 1
     labels: np.ndarray | None  # (n,) gold class ids, when known
 
@@ -30,11 +26,6 @@ class ClassifierPredictions:
     def correct(self) -> np.ndarray | None:
         return None if self.labels is None else self.preds == self.labels
 
-    def aligned_with(self, other: "ClassifierPredictions") -> None:
-        """Pairwise metrics need the same examples in the same order."""
-        if self.example_ids != other.example_ids:
-            raise ValueError(f"{self.task}: {self.role} and {other.role} predictions cover different examples")
-
     def to_frame(self) -> pd.DataFrame:
         """Rows of ``samples.parquet``: task, example_id, role, label, pred, probs, correct."""
         correct = self.correct
@@ -47,5 +38,28 @@ class ClassifierPredictions:
                 "pred": self.preds.astype(np.int64),
                 "probs": [row.astype(float).tolist() for row in self.probs],
                 "correct": pd.array(correct, dtype="boolean") if correct is not None else pd.NA,
+            }
+        )
+
+
+@dataclass
+class RegressionPredictions(Predictions):
+    scores: np.ndarray  # (n,) predicted values
+    labels: np.ndarray | None  # (n,) gold values, when known
+
+    def __post_init__(self) -> None:
+        if self.scores.ndim != 1 or len(self.scores) != len(self.example_ids):
+            raise ValueError(f"scores shape {self.scores.shape} does not match {len(self.example_ids)} examples")
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "task": self.task,
+                "example_id": self.example_ids,
+                "role": self.role,
+                "label": self.labels.astype(float) if self.labels is not None else np.nan,
+                "pred": self.scores.astype(float),
+                "probs": [[] for _ in self.example_ids],
+                "correct": pd.NA,
             }
         )

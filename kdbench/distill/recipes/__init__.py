@@ -1,0 +1,42 @@
+"""Training recipes, one readable file per model head (torchtune style): make or reuse the teacher,
+build the student, distil it, train the no-KD baseline with the same budget, and hand the models
+back for evaluation. ``train-and-eval`` picks the recipe by the task's head."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kdbench.config import SuiteConfig
+    from kdbench.tasks.base import LoadedModel, Task
+
+TEACHER, STUDENT, BASELINE = "teacher", "student", "baseline"
+
+# head -> "module:function(task, suite, run_dir) -> Trained"
+RECIPES = {
+    "classification": "kdbench.distill.recipes.classification:run",
+    "regression": "kdbench.distill.recipes.classification:run",
+    "token_classification": "kdbench.distill.recipes.token_classification:run",
+    "embedding": "kdbench.distill.recipes.embedding:run",
+    "causal_lm": "kdbench.distill.recipes.causal_lm:run",
+}
+
+
+@dataclass
+class Trained:
+    """What a recipe hands back: models by role (teacher, student, baseline), each role's run-record
+    ``models`` entry (id, revision, params, + how it was made), each role's folder or hub id (the
+    efficiency figures load it in a fresh process), the training data's record, and timings."""
+
+    models: dict[str, "LoadedModel"]
+    info: dict[str, dict]
+    dirs: dict[str, str]
+    train_dataset: dict | None = None
+    durations: dict[str, float] = field(default_factory=dict)
+
+
+def run_recipe(task: "Task", suite: "SuiteConfig", run_dir: Path) -> Trained:
+    module, name = RECIPES[task.head].split(":")
+    return getattr(importlib.import_module(module), name)(task, suite, run_dir)

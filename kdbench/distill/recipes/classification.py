@@ -1,0 +1,80 @@
+"""Sequence classification and regression (GLUE): fine-tune (or reuse) the teacher, build the
+student by layer selection, distil it on the teacher's logits (computed once over the training
+set and cached), and train a label-only baseline with the same initialisation, budget and seed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch.nn.functional as F
+
+from kdbench.backends.batching import encode
+from kdbench.backends.hf import HFClassifier
+from kdbench.config import SuiteConfig
+from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
+from kdbench.distill.recipes.common import finetuned_teacher, require, save_student, timed
+from kdbench.distill.trainer import kd_objective, label_objective, sequence_loss, train
+from kdbench.models import cache
+from kdbench.models.loading import count_parameters, load_tokenizer
+from kdbench.models.students import BUILDERS
+from kdbench.tasks.base import RunSettings
+from kdbench.tasks.classification import ClassificationTask, RegressionTask
+
+
+def _regression_objective(alpha: float):
+    """MSE to gold scores, and for KD α·MSE to the teacher's scores + (1 − α)·MSE to gold (logit
+    matching is the natural KD for a one-output head: Ba & Caruana 2014)."""
+    def objective(out, labels, teacher):
+        pred = out.float().squeeze(-1)
+        gold = F.mse_loss(pred, labels.float())
+        return gold if teacher is None else alpha * F.mse_loss(pred, teacher.squeeze(-1)) + (1 - alpha) * gold
+    return objective
+
+
+def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: Path) -> Trained:
+    require(suite, "teacher", "student")
+    regression = isinstance(task, RegressionTask)
+    durations: dict[str, float] = {}
+    train_split = task.train_data(suite.data.train_rows, seed=suite.seed)
+    train_sha = train_split.sha256()
+    texts, pairs = task.inputs(train_split)
+    labels = task.labels(train_split)
+    max_length = task.max_length(RunSettings.of(suite))
+
+    tokenizer = load_tokenizer(suite.teacher.model, suite.teacher.revision)
+    features = encode(tokenizer, texts, pairs, max_length)
+    supervised = _regression_objective(0.0) if regression else label_objective()
+    key_fields = {"labels": ["score"]} if regression else {"labels": task.spec.label_names}
+    teacher, teacher_info, teacher_dir = finetuned_teacher(
+        task, suite, tokenizer, features, sequence_loss(supervised, labels), train_sha, durations,
+        head_config={"num_labels": task.num_labels}, key_fields=key_fields)
+
+    with timed(durations, "teacher_logits_s"):
+        backend = HFClassifier(teacher.model, tokenizer, suite.dtype, max_length, suite.eval.batch_size)
+        compute = lambda: backend.logits_of_features(features, desc=f"teacher logits {task.name}")  # noqa: E731
+        if teacher_info["finetuned"]:
+            teacher_logits, teacher_info["train_logits_reused"] = cache.teacher_logits(
+                Path(teacher_dir), compute, data_sha256=train_sha, max_length=max_length, dtype=suite.dtype)
+        else:
+            teacher_logits = compute()
+
+    kd = _regression_objective(suite.distill.alpha) if regression else kd_objective(suite.distill)
+    roles = [(STUDENT, sequence_loss(kd, labels, teacher_logits))]
+    if suite.baseline:
+        roles.append((BASELINE, sequence_loss(supervised, labels)))
+    models, info, dirs = {TEACHER: teacher}, {TEACHER: teacher_info}, {TEACHER: teacher_dir}
+    build = BUILDERS[suite.student.builder]
+    for role, loss_fn in roles:
+        student = build(teacher.model, suite.student.layers)
+        with timed(durations, f"{role}_train_s"):
+            train(student, tokenizer, features, suite.distill, loss_fn, seed=suite.seed, dtype=suite.dtype,
+                  desc=f"train {role} on {task.name}")
+        models[role], record_id = save_student(student, tokenizer, run_dir, task, role)
+        dirs[role] = models[role].source
+        method = ({"method": "kd", "loss": "logit_mse" if regression else suite.distill.loss,
+                   "loss_args": suite.distill.loss_args} if role == STUDENT else {"method": "labels_only"})
+        info[role] = {"id": record_id, "revision": None, "params": count_parameters(student),
+                      "builder": suite.student.builder, "layer_map": list(suite.student.layers),
+                      "init_from": TEACHER, **method}
+    train_record = {"split": train_split.spec.split, "rows": len(train_split.rows), "sha256": train_sha}
+    return Trained(models, info, dirs, train_record, durations)
+

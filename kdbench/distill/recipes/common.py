@@ -1,0 +1,72 @@
+"""Pieces every recipe shares: timing, the cached fine-tuned teacher, saving a trained student."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+from kdbench.config import SuiteConfig
+from kdbench.distill.trainer import TRAINER_REVISION, LossFn, train
+from kdbench.errors import KdbenchError
+from kdbench.models import cache
+from kdbench.models.loading import count_parameters, load_for_head, model_revision, save_model
+from kdbench.tasks.base import LoadedModel, RunSettings, Task
+
+
+@contextmanager
+def timed(durations: dict, name: str):
+    start = time.perf_counter()
+    yield
+    durations[name] = round(time.perf_counter() - start, 2)
+
+
+def require(suite: SuiteConfig, *sections: str) -> None:
+    """train-and-eval needs the suite's teacher and student sections; `kdbench eval` does not."""
+    for section in sections:
+        if getattr(suite, section) is None:
+            raise KdbenchError(f"suite {suite.name}: train-and-eval needs a '{section}' section")
+
+
+def finetuned_teacher(
+    task: Task, suite: SuiteConfig, tokenizer, features: list[dict], loss_fn: LossFn, data_sha: str,
+    durations: dict, *, head_config: dict, key_fields: dict, collate_fn: Callable | None = None,
+) -> tuple[LoadedModel, dict, str]:
+    """The teacher fine-tuned on the task: from the on-disk cache when an entry with the same key
+    exists (model revision, task, data hash, train config, trainer revision, max length, dtype,
+    seed and ``key_fields`` such as label names), else fine-tuned now and cached. With
+    ``teacher.finetune: null`` the model is used as it is. Returns (model, run-record info, folder
+    or id the efficiency figures load)."""
+    spec = suite.teacher
+    revision = model_revision(spec.model, spec.revision)
+    info = {"id": spec.model, "revision": revision}
+    if spec.finetune is None:
+        model = load_for_head(spec.model, task.head, spec.revision)
+        info.update(params=count_parameters(model), finetuned=False)
+        return LoadedModel(model.eval(), tokenizer, spec.model), info, spec.model
+    key = cache.cache_key(
+        model=spec.model, revision=revision, task=task.name, data_sha256=data_sha, train=spec.finetune.model_dump(),
+        trainer=TRAINER_REVISION, max_length=task.max_length(RunSettings.of(suite)), dtype=suite.dtype,
+        seed=suite.seed, **key_fields,
+    )
+    folder = cache.finetuned_dir(key)
+    reused = cache.is_cached(key)
+    if reused:
+        model = load_for_head(str(folder), task.head)
+        durations["teacher_finetune_s"] = 0.0
+    else:
+        model = load_for_head(spec.model, task.head, spec.revision, **head_config)
+        with timed(durations, "teacher_finetune_s"):
+            stats = train(model, tokenizer, features, spec.finetune, loss_fn, seed=suite.seed, dtype=suite.dtype,
+                          desc=f"fine-tune teacher on {task.name}", collate_fn=collate_fn)
+        cache.save_finetuned(key, model, tokenizer, {"model": spec.model, "revision": revision, "task": task.name,
+                                                     "data_sha256": data_sha, "steps": stats.steps})
+    info.update(params=count_parameters(model), finetuned=True, cache_key=key, reused_from_cache=reused)
+    return LoadedModel(model.eval(), tokenizer, str(folder)), info, str(folder)
+
+
+def save_student(model, tokenizer, run_dir: Path, task: Task, role: str) -> tuple[LoadedModel, str]:
+    """``save_pretrained`` under ``run_dir/models/TASK/ROLE``; returns the model and the record id."""
+    rel = f"models/{task.name}/{role}"
+    save_model(model, tokenizer, run_dir / rel)
+    return LoadedModel(model.eval(), tokenizer, str(run_dir / rel)), rel

@@ -6,6 +6,9 @@ Library use mirrors the CLI::
     suite = kdbench.load_suite("quickstart", ["data.train_rows=2000"])
     result = kdbench.train_and_eval(suite)
     result.record["results"]["sst2"]["student"]["accuracy"]
+    scored = kdbench.evaluate(kdbench.load_suite("retrieval"),
+                              {"teacher": "sentence-transformers/all-MiniLM-L6-v2",
+                               "student": "sentence-transformers/paraphrase-MiniLM-L3-v2"})
 """
 __version__ = "0.1.0"
 
@@ -16,6 +19,10 @@ def __getattr__(name):
         from kdbench.pipeline import train_and_eval
 
         return train_and_eval
+    if name == "evaluate":
+        from kdbench.pipeline import evaluate
+
+        return evaluate
     if name == "load_suite":
         from kdbench.config import load_suite
 
@@ -23,4 +30,4 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["__version__", "load_suite", "train_and_eval"]
+__all__ = ["__version__", "evaluate", "load_suite", "train_and_eval"]

@@ -88,6 +88,7 @@ class EvalConfig(StrictModel):
     confidence: float = Field(0.95, gt=0, lt=1)
     ece_bins: int = Field(15, gt=0)
     latency_batches: list[int] = Field(default_factory=lambda: [1, 32])
+    efficiency: bool = Field(True, description="measure latency, throughput and memory of each model (about a minute)")
 
 
 class SuiteConfig(StrictModel):

@@ -153,7 +153,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             frames.extend(p.to_frame() for p in predictions.values())
             for role, info in run.info.items():
                 models.setdefault(role, info)
-            if eff_task is None:  # efficiency on the first task's evaluation inputs
+            if eff_task is None and suite.eval.efficiency:  # on the first task's evaluation inputs
                 eff, eff_task = _efficiency(run, eval_data, suite, settings), task.name
             durations[task.name] = run.durations
             run.models.clear()  # free this task's models before the next task loads its own

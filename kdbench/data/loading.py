@@ -66,6 +66,8 @@ def _mirror_file(root: Path, spec: DatasetSpec) -> Path:
 def load_split(spec: DatasetSpec, rows: int | None = None, shuffle_seed: int | None = None) -> LoadedSplit:
     """Load ``spec``; optionally shuffle with ``shuffle_seed`` and keep the first ``rows``."""
     root = mirror_dir()
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # "Generating split" bars on first load: kdbench shows its own progress
     try:
         if root is not None:
             path = _mirror_file(root, spec)
@@ -79,6 +81,9 @@ def load_split(spec: DatasetSpec, rows: int | None = None, shuffle_seed: int | N
     except Exception as e:  # datasets raises many types for missing/unreachable data
         where = f"{spec.id}/{spec.config or 'default'}/{spec.split}"
         raise KdbenchError(f"dataset {where}: cannot load ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
     if shuffle_seed is not None:
         ds = ds.shuffle(seed=shuffle_seed)
     if rows is not None and rows < len(ds):

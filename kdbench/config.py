@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from kdbench.errors import KdbenchError
-from kdbench.yamlio import StrictModel, read_yaml, validate
+from kdbench.yamlio import StrictModel, key_error, read_yaml, validate
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 
@@ -104,6 +104,26 @@ class SuiteConfig(StrictModel):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     baseline: bool = Field(True, description="also train the student without KD (labels only), same budget and seed")
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    per_task: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="task name -> suite keys that differ for that task (teacher, student, distill, data, max_length...)",
+    )
+
+    def for_task(self, task: str) -> "SuiteConfig":
+        """This suite with ``per_task[task]`` merged in (a mixed suite such as ``full`` gives each
+        family its own teacher, student and slice sizes)."""
+        override = self.per_task.get(task)
+        if not override:
+            return self
+        merged = _deep_merge(self.model_dump(exclude={"per_task"}), override)
+        return SuiteConfig.model_validate(merged)
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def suite_path(name_or_path: str) -> Path:
@@ -146,4 +166,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def load_suite(name_or_path: str, overrides: list[str] = ()) -> SuiteConfig:
     path = suite_path(name_or_path)
     raw = apply_overrides(read_yaml(path), list(overrides))
-    return validate(SuiteConfig, raw, path)
+    suite = validate(SuiteConfig, raw, path)
+    for task in suite.per_task:  # a bad per-task value fails now, naming its key
+        if task not in suite.tasks:
+            raise key_error(path, ("per_task", task), f"'{task}' is not one of the suite's tasks")
+        try:
+            suite.for_task(task)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise key_error(path, ("per_task", task, *err["loc"]), err["msg"]) from None
+    return suite

@@ -71,7 +71,7 @@ def train_and_eval(
 
     def runs(run_dir: Path):
         for task in tasks:
-            trained = run_recipe(task, suite, run_dir)
+            trained = run_recipe(task, suite.for_task(task.name), run_dir)
             yield _TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset, trained.durations)
 
     return _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir)
@@ -138,14 +138,15 @@ def _efficiency(run: _TaskRun, eval_data, suite: SuiteConfig, settings: RunSetti
 
 def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir) -> RunResult:
     started = time.perf_counter()
-    settings = RunSettings.of(suite)
     run_id = new_run_id(suite.name)
-    results, pairs, datasets, durations, frames, models = {}, {}, {}, {}, [], {}
+    results, pairs, datasets, durations, frames, models, models_by_task = {}, {}, {}, {}, [], {}, {}
     eff, eff_task = {}, None
     with staged_run_dir(Path(reports_dir), run_id) as run_dir:
         for run in runs(run_dir):
             task = run.task
-            eval_data = task.eval_data(suite.data.eval_rows)
+            task_suite = suite.for_task(task.name)
+            settings = RunSettings.of(task_suite)
+            eval_data = task.eval_data(task_suite.data.eval_rows)
             predictions, results[task.name], pairs[task.name] = _score_task(run, eval_data, settings)
             datasets[task.name] = task.dataset_record(eval_data)
             if run.train_dataset is not None:
@@ -153,8 +154,9 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             frames.extend(p.to_frame() for p in predictions.values())
             for role, info in run.info.items():
                 models.setdefault(role, info)
-            if eff_task is None and suite.eval.efficiency:  # on the first task's evaluation inputs
-                eff, eff_task = _efficiency(run, eval_data, suite, settings), task.name
+            models_by_task[task.name] = run.info
+            if eff_task is None and task_suite.eval.efficiency:  # on the first task's evaluation inputs
+                eff, eff_task = _efficiency(run, eval_data, task_suite, settings), task.name
             durations[task.name] = run.durations
             run.models.clear()  # free this task's models before the next task loads its own
 
@@ -169,7 +171,8 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
                        "task_specs": {t.name: t.spec.model_dump(mode="json") for t in tasks}},
             "environment": environment.describe(suite.dtype, "cpu"),
             "seeds": [suite.seed],
-            "models": models,
+            "models": models,  # each role as it was on the first task; every task's in models_by_task
+            "models_by_task": models_by_task,
             "datasets": datasets,
             "results": results,
             "pairs": pairs,

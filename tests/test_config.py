@@ -47,3 +47,27 @@ def test_unknown_key_and_bad_override_are_errors(tmp_path):
         load_suite("quickstart", ["distill.alpha"])
     with pytest.raises(KdbenchError, match="repeats a layer"):
         load_suite("quickstart", ["student.layers=[1, 1]"])
+
+
+def test_every_shipped_suite_loads_with_its_per_task_settings():
+    for path in SUITES_DIR.glob("*.yaml"):
+        suite = load_suite(str(path))
+        for task in suite.tasks:
+            assert suite.for_task(task).tasks == suite.tasks
+
+
+def test_per_task_overrides_merge_deeply_and_bad_ones_name_their_key(tmp_path):
+    text = (SUITES_DIR / "quickstart.yaml").read_text().replace("tasks: [sst2]", "tasks: [sst2, cola]")
+    good = tmp_path / "mixed.yaml"
+    good.write_text(text + "per_task:\n  cola:\n    max_length: 32\n    distill:\n      alpha: 0.5\n")
+    suite = load_suite(str(good))
+    cola, sst2 = suite.for_task("cola"), suite.for_task("sst2")
+    assert (cola.max_length, cola.distill.alpha, cola.distill.temperature) == (32, 0.5, 4.0)
+    assert (sst2.max_length, sst2.distill.alpha) == (64, 0.9)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text + "per_task:\n  cola:\n    distill:\n      alpha: 7\n")
+    with pytest.raises(KdbenchError, match=r"bad.yaml:\d+: key 'per_task.cola.distill.alpha'"):
+        load_suite(str(bad))
+    bad.write_text(text + "per_task:\n  rte:\n    max_length: 32\n")
+    with pytest.raises(KdbenchError, match=r"key 'per_task.rte': 'rte' is not one of the suite's tasks"):
+        load_suite(str(bad))

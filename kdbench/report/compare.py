@@ -34,8 +34,10 @@ def task_config(record: dict, task: str) -> dict:
         # default) keeps older records comparable
         spec = {k: v for k, v in spec.items() if k not in _SPEC_DROPPED and v is not None}
         spec["dataset"] = {k: v for k, v in spec.get("dataset", {}).items() if k != "train_split"}
-    ev = cfg.get("eval", {})
-    return {"task": spec, "eval": {k: ev.get(k) for k in _EVAL_KEYS}, "max_length": cfg.get("max_length")}
+    override = cfg.get("per_task", {}).get(task, {})  # a mixed suite's settings for this task
+    ev = {**cfg.get("eval", {}), **override.get("eval", {})}
+    max_length = override.get("max_length", cfg.get("max_length"))
+    return {"task": spec, "eval": {k: ev.get(k) for k in _EVAL_KEYS}, "max_length": max_length}
 
 
 def _digest(obj) -> str:

@@ -11,7 +11,7 @@ from kdbench.backends.batching import encode
 from kdbench.backends.hf import HFClassifier
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
-from kdbench.distill.recipes.common import finetuned_teacher, require, save_student, timed
+from kdbench.distill.recipes.common import finetuned_teacher, require, require_logit_loss, save_student, timed
 from kdbench.distill.trainer import kd_objective, label_objective, sequence_loss, train
 from kdbench.models import cache
 from kdbench.models.loading import count_parameters, load_tokenizer
@@ -32,6 +32,8 @@ def _regression_objective(alpha: float):
 
 def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: Path) -> Trained:
     require(suite, "teacher", "student")
+    if not isinstance(task, RegressionTask):
+        require_logit_loss(suite, task)
     regression = isinstance(task, RegressionTask)
     durations: dict[str, float] = {}
     train_split = task.train_data(suite.data.train_rows, seed=suite.seed)

@@ -28,6 +28,16 @@ def require(suite: SuiteConfig, *sections: str) -> None:
             raise KdbenchError(f"suite {suite.name}: train-and-eval needs a '{section}' section")
 
 
+def require_logit_loss(suite: SuiteConfig, task: Task) -> None:
+    """Heads distilled on logits (classifiers, NER, causal LMs) take a logit-level loss."""
+    from kdbench.distill.losses.catalog import check_logit_loss
+
+    try:
+        check_logit_loss(suite.distill.loss)
+    except ValueError as e:
+        raise KdbenchError(f"suite {suite.name}, task {task.name} ({task.head} head): distill.loss: {e}") from None
+
+
 def finetuned_teacher(
     task: Task, suite: SuiteConfig, tokenizer, features: list[dict], loss_fn: LossFn, data_sha: str,
     durations: dict, *, head_config: dict, key_fields: dict, collate_fn: Callable | None = None,

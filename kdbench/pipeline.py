@@ -177,7 +177,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             "results": results,
             "pairs": pairs,
             "efficiency": eff,
-            "efficiency_task": eff_task,
+            **({"efficiency_task": eff_task} if eff_task else {}),
             "durations": {**durations, "total_s": round(time.perf_counter() - started, 2)},
         }
         summary = glue_average(record)

@@ -51,8 +51,8 @@ def test_include_path_adds_a_task_and_overrides_a_builtin(tmp_path, data_dir):
 
 @pytest.mark.parametrize("text, message", [
     ("family: nope\n", r"bad.yaml:1: key 'family': unknown family 'nope'"),
-    (AG_NEWS.replace("metrics: [accuracy, ece]", "metrics: [accuracy, eec]"), r"bad.yaml:14: key 'metrics': unknown metric 'eec'"),
-    (AG_NEWS.replace("  text: text", "  txt: text"), r"bad.yaml:11: key 'columns.txt'"),
+    (AG_NEWS.replace("metrics: [accuracy, ece]", "metrics: [accuracy, eec]"), r"bad.yaml:12: key 'metrics': unknown metric 'eec'"),
+    (AG_NEWS.replace("  text: text", "  txt: text"), r"bad.yaml:9: key 'columns.text': Field required"),
 ])
 def test_malformed_task_file_names_file_line_and_key(tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)

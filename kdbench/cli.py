@@ -54,6 +54,7 @@ def main(debug: bool) -> None:
 @click.option("--eval-rows", type=int, help="Evaluation slice size; overrides data.eval_rows.")
 @click.option("--epochs", type=float, help="Student epochs (KD and baseline); overrides distill.epochs.")
 @click.option("--seed", type=int, help="Seed for data order, initialisation and bootstrap.")
+@click.option("--seeds", help="Several seeds, e.g. 0,1,2: the recipe once per seed, mean ± std in the record.")
 @click.option("--dtype", type=click.Choice(["bf16", "fp32"]), help="Compute dtype.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any suite value by dotted key (repeatable), e.g. distill.alpha=0.7.")
@@ -62,8 +63,8 @@ def main(debug: bool) -> None:
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
               help="Folder of extra task YAML files (overrides built-ins of the same name).")
 @_user_errors
-def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, dtype, overrides, reports_dir,
-                   leaderboard_dir, include_path):
+def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, seeds, dtype, overrides,
+                   reports_dir, leaderboard_dir, include_path):
     """Fine-tune a teacher, distil a student, train a no-KD baseline, score all three, write a report.
 
     \b
@@ -76,6 +77,7 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
     named = {
         "teacher.model": teacher, "student.layers": f"[{layers}]" if layers else None, "data.train_rows": train_rows,
         "data.eval_rows": eval_rows, "distill.epochs": epochs, "seed": seed, "dtype": dtype,
+        "seeds": f"[{seeds}]" if seeds else None,
     }
     cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))
     _print_run(run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path))

@@ -96,6 +96,11 @@ class SuiteConfig(StrictModel):
     description: str = ""
     tasks: list[str] = Field(..., min_length=1)
     seed: int = 0
+    seeds: list[int] | None = Field(
+        None, min_length=1,
+        description="train-and-eval once per seed (teacher fine-tune, student, baseline); the record keeps the "
+                    "first seed's results with bootstrap CIs and mean ± std over seeds in seed_results",
+    )
     dtype: Literal["bf16", "fp32"] = "bf16"
     max_length: int = Field(64, gt=0)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -108,6 +113,10 @@ class SuiteConfig(StrictModel):
         default_factory=dict,
         description="task name -> suite keys that differ for that task (teacher, student, distill, data, max_length...)",
     )
+
+    @property
+    def run_seeds(self) -> list[int]:
+        return list(self.seeds) if self.seeds else [self.seed]
 
     def for_task(self, task: str) -> "SuiteConfig":
         """This suite with ``per_task[task]`` merged in (a mixed suite such as ``full`` gives each

@@ -23,6 +23,7 @@ from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
 from kdbench.distill.recipes.common import timed
 from kdbench.errors import KdbenchError
+from kdbench.metrics.stats import aggregate_seed_results
 from kdbench.models.loading import count_parameters, model_revision
 from kdbench.predictions import samples_frame
 from kdbench.report import html, leaderboard
@@ -52,6 +53,7 @@ class _TaskRun:
     dirs: dict  # role -> folder or id, for the efficiency figures
     train_dataset: dict | None
     durations: dict
+    seed: int | None = None  # set for every seed after the first of a multi-seed run
 
 
 def new_run_id(suite: str) -> str:
@@ -66,13 +68,19 @@ def train_and_eval(
     leaderboard_dir: str | Path | None = "leaderboards",
     include_paths: Sequence[str | Path] = (),
 ) -> RunResult:
-    """Distil a student per task with the suite's recipe, train the no-KD baseline, score all."""
+    """Distil a student per task with the suite's recipe, train the no-KD baseline, score all; with
+    several seeds, the whole recipe once per seed (later seeds' models under ``seed-N/``)."""
     tasks = [get_task(name, include_paths) for name in suite.tasks]  # fail on a bad name before any work
+    first, *others = suite.run_seeds
 
     def runs(run_dir: Path):
         for task in tasks:
-            trained = run_recipe(task, suite.for_task(task.name), run_dir)
-            yield _TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset, trained.durations)
+            for seed in (first, *others):
+                task_suite = suite.for_task(task.name).model_copy(update={"seed": seed})
+                folder = run_dir if seed == first else run_dir / f"seed-{seed}"
+                trained = run_recipe(task, task_suite, folder)
+                yield _TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset,
+                               trained.durations, None if seed == first else seed)
 
     return _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir)
 
@@ -136,18 +144,36 @@ def _efficiency(run: _TaskRun, eval_data, suite: SuiteConfig, settings: RunSetti
             for role, folder in tqdm(run.dirs.items(), desc="efficiency", leave=False)}
 
 
+def _aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:
+    """``{task: {"results": {role: {metric: ...}}, "pairs": {pair: {metric: ...}}}}``: each metric's
+    mean ± std over seeds with a t interval (kdbench.metrics.stats.aggregate_seed_results)."""
+    out = {}
+    for task, seeds in per_seed.items():
+        results = {role: aggregate_seed_results([r[role] for r, _ in seeds if role in r]) for role in seeds[0][0]}
+        pairs = {key: aggregate_seed_results([p[key] for _, p in seeds if key in p]) for key in seeds[0][1]}
+        out[task] = {"results": results, "pairs": pairs}
+    return out
+
+
 def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir) -> RunResult:
     started = time.perf_counter()
     run_id = new_run_id(suite.name)
     results, pairs, datasets, durations, frames, models, models_by_task = {}, {}, {}, {}, [], {}, {}
-    eff, eff_task = {}, None
+    eff, eff_task, per_seed = {}, None, {}
     with staged_run_dir(Path(reports_dir), run_id) as run_dir:
         for run in runs(run_dir):
             task = run.task
             task_suite = suite.for_task(task.name)
             settings = RunSettings.of(task_suite)
             eval_data = task.eval_data(task_suite.data.eval_rows)
+            if run.seed is not None:  # a later seed: its scores feed seed_results, nothing else
+                _, seed_scores, seed_pairs = _score_task(run, eval_data, settings)
+                per_seed.setdefault(task.name, []).append((seed_scores, seed_pairs))
+                durations[f"{task.name}/seed-{run.seed}"] = run.durations
+                run.models.clear()
+                continue
             predictions, results[task.name], pairs[task.name] = _score_task(run, eval_data, settings)
+            per_seed[task.name] = [(results[task.name], pairs[task.name])]
             datasets[task.name] = task.dataset_record(eval_data)
             if run.train_dataset is not None:
                 datasets[task.name]["train"] = run.train_dataset
@@ -170,7 +196,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             "config": {**suite.model_dump(mode="json"),
                        "task_specs": {t.name: t.spec.model_dump(mode="json") for t in tasks}},
             "environment": environment.describe(suite.dtype, "cpu"),
-            "seeds": [suite.seed],
+            "seeds": suite.run_seeds,
             "models": models,  # each role as it was on the first task; every task's in models_by_task
             "models_by_task": models_by_task,
             "datasets": datasets,
@@ -180,6 +206,8 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             **({"efficiency_task": eff_task} if eff_task else {}),
             "durations": {**durations, "total_s": round(time.perf_counter() - started, 2)},
         }
+        if len(suite.run_seeds) > 1:
+            record["seed_results"] = _aggregate_seeds(per_seed)
         summary = glue_average(record)
         if summary:
             record["summary"] = summary

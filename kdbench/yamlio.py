@@ -61,7 +61,7 @@ def key_error(path: Path, loc: tuple, message: str) -> KdbenchError:
 
 def validate(model: type[M], raw: dict[str, Any], path: Path) -> M:
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context={"path": path})  # e.g. to resolve paths relative to the file
     except ValidationError as e:
         err = e.errors()[0]
         raise key_error(path, err["loc"], err["msg"]) from None

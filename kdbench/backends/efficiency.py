@@ -29,12 +29,18 @@ def _peak_rss_mb() -> float:
     return peak / (1024.0**2 if sys.platform == "darwin" else 1024.0)
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def _median_seconds(fn, repeats: int, budget_s: float = 10.0, at_least: int = 5) -> float:
+    """Median wall time of up to ``repeats`` calls, stopping once ``budget_s`` is spent (after
+    ``at_least`` calls): a causal LM's long prompts take a second per call on a CPU."""
     times = []
-    for _ in range(repeats):
+    spent = 0.0
+    for i in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+        spent += times[-1]
+        if i + 1 >= at_least and spent > budget_s:
+            break
     return float(np.median(times))
 
 
@@ -65,7 +71,7 @@ def _measure(model_dir: str, head: str, texts: list[str], pairs: list[str] | Non
             with torch.inference_mode(), autocast(dtype):
                 model(**batch)
 
-        for batch in batches[:3]:  # warm-up: first calls pay for kernel selection
+        for batch in batches[:2]:  # warm-up: first calls pay for kernel selection
             forward(batch)
         calls = iter(batches)
         per_call = _median_seconds(lambda: forward(next(calls)), len(batches))

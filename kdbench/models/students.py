@@ -1,54 +1,143 @@
-"""Student builders. A registry maps a builder name to a small function (DESIGN.md, "Style")."""
+"""Student builders. A registry maps a builder name to a small function (DESIGN.md, "Style").
+
+``layer_selection`` keeps some of the teacher's layers with their exact weights, for BERT-family
+encoders (``bert.encoder.layer``) and decoder-only LMs (Llama family: ``model.layers``) alike.
+Which layers: an explicit list, or a named uniform rule (:func:`uniform_map`).
+"""
 from __future__ import annotations
 
 import copy
 
+from torch import nn
 from transformers import PreTrainedModel
 
 from kdbench.errors import KdbenchError
 
+# Where architectures keep their stack of transformer layers, relative to the base model
+# (BERT/RoBERTa/MPNet, DistilBERT, Llama/Mistral/Qwen/Gemma, OPT, GPT-2/GPT-Neo/Bloom).
+_STACKS = ("encoder.layer", "transformer.layer", "layers", "decoder.layers", "h")
 
-def _encoder_layers(model: PreTrainedModel):
-    """The stacked transformer layers of a BERT-family encoder."""
-    base = getattr(model, model.base_model_prefix)
-    try:
-        return base.encoder.layer
-    except AttributeError:
-        raise KdbenchError(
-            f"student builder layer_selection: {type(model).__name__} has no encoder.layer stack"
-        ) from None
+# Config entries that hold one value per layer (transformers >= 4.5x: attention type per layer;
+# SmolLM3: which layers skip RoPE). They are cut down to the kept layers, in the same order.
+PER_LAYER_CONFIG = ("layer_types", "no_rope_layers")
+
+# Attributes a layer's modules keep about their own position, e.g. ``LlamaAttention.layer_idx``,
+# which indexes the KV cache: layer i of the student must read and write cache slot i.
+_INDEX_ATTRS = ("layer_idx", "layer_id")
+
+RULES = ("distilbert", "tinybert")
+
+
+def uniform_map(n_teacher: int, n_student: int, rule: str) -> list[int]:
+    """Teacher layers (0-based) kept by a uniform rule, for a student of ``n_student`` layers:
+
+    - ``distilbert``: every (N/M)-th layer from the bottom, layer ⌊i·N/M⌋ for i = 0..M−1
+      (Sanh et al. 2019, "DistilBERT": 12 → 6 keeps [0, 2, 4, 6, 8, 10]).
+    - ``tinybert``: g(m) = m·N/M for m = 1..M, 1-based (Jiao et al. 2020, "TinyBERT"), so the
+      0-based layers ⌊m·N/M⌋ − 1, ending with the top layer (12 → 4 keeps [2, 5, 8, 11]).
+
+    N = ``n_teacher``, M = ``n_student``; when M does not divide N the quotient is floored.
+    """
+    if rule not in RULES:
+        raise KdbenchError(f"layer rule '{rule}': known rules are {', '.join(RULES)}")
+    if not 0 < n_student <= n_teacher:
+        raise KdbenchError(f"layer rule {rule}: a student of {n_student} layers needs 1..{n_teacher} (the teacher's)")
+    if rule == "distilbert":
+        return [i * n_teacher // n_student for i in range(n_student)]
+    return [m * n_teacher // n_student - 1 for m in range(1, n_student + 1)]
+
+
+def layer_stack(model: PreTrainedModel) -> tuple[str, nn.ModuleList]:
+    """The qualified name (as in ``state_dict`` keys) and module of the model's transformer layers."""
+    base = getattr(model, model.base_model_prefix, model)  # AutoModel returns the base model itself
+    for path in _STACKS:
+        module = base
+        for part in path.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, nn.ModuleList):
+            name = next(n for n, m in model.named_modules() if m is module)
+            return name, module
+    raise KdbenchError(
+        f"student builder layer_selection: {type(model).__name__} has no known layer stack "
+        f"(looked for {', '.join(_STACKS)})"
+    )
+
+
+def _student_config(teacher: PreTrainedModel, layers: list[int]):
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = len(layers)
+    for name in PER_LAYER_CONFIG:
+        values = getattr(config, name, None)
+        if isinstance(values, (list, tuple)):
+            setattr(config, name, [values[i] for i in layers])
+    return config
+
+
+def _renumber(stack: nn.ModuleList) -> None:
+    """Set every per-layer index attribute inside layer i to i (constructors usually do; this makes
+    sure of it for architectures that take the index from elsewhere)."""
+    for position, layer in enumerate(stack):
+        for module in layer.modules():
+            for attr in _INDEX_ATTRS:
+                if isinstance(getattr(module, attr, None), int):
+                    setattr(module, attr, position)
 
 
 def layer_selection(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedModel:
     """A shallower copy of ``teacher`` keeping the teacher layers listed in ``layers``, in order.
 
-    Embeddings, pooler and classification head are copied as they are; student layer i gets the
-    exact weights of teacher layer ``layers[i]`` (DistilBERT / "PKD" style initialisation).
+    Everything outside the layer stack (embeddings, pooler, final norm, classification or LM head)
+    is copied as it is; student layer i gets the exact weights of teacher layer ``layers[i]``
+    (DistilBERT / "PKD" style initialisation). Tied input/output embeddings stay tied. The map is
+    recorded in ``config.kdbench_layer_map``.
     """
-    teacher_layers = _encoder_layers(teacher)
+    layers = [int(i) for i in layers]
+    prefix, teacher_layers = layer_stack(teacher)
     n = len(teacher_layers)
     bad = [i for i in layers if not 0 <= i < n]
     if bad:
         raise KdbenchError(f"student.layers {bad}: the teacher has layers 0..{n - 1}")
-    config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = len(layers)
-    student = type(teacher)(config)
-    state = teacher.state_dict()
-    prefix = f"{teacher.base_model_prefix}.encoder.layer."
+    student = type(teacher)(_student_config(teacher, layers))
+    prefix += "."
     mapped = {}
-    for key, value in state.items():
+    for key, value in teacher.state_dict().items():
         if key.startswith(prefix):
             index, rest = key[len(prefix):].split(".", 1)
             if int(index) not in layers:
                 continue
             key = f"{prefix}{layers.index(int(index))}.{rest}"
-        mapped[key] = value.clone()
+        mapped[key] = value.detach().clone()
     missing, unexpected = student.load_state_dict(mapped, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise KdbenchError(f"layer_selection: weights did not map (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    _renumber(layer_stack(student)[1])
+    _check_ties(teacher, student)
+    if getattr(teacher, "generation_config", None) is not None and student.can_generate():
+        student.generation_config = copy.deepcopy(teacher.generation_config)  # eos/pad ids as the teacher
     student.config.kdbench_layer_map = list(layers)
-    return student
+    return student.to(teacher.device)
+
+
+def _check_ties(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
+    """Input and output embeddings are one tensor in the student iff they are in the teacher."""
+    def tied(model):
+        out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+        return out is not None and inp is not None and out.weight is inp.weight
+
+    if tied(teacher) != tied(student):
+        raise KdbenchError(f"layer_selection: {type(teacher).__name__} embedding tying was not kept")
+
+
+def student_layers(student_cfg, n_teacher: int) -> list[int]:
+    """The layer map a suite's ``student`` section asks for: its explicit ``layers``, or a rule
+    (``layer_rule`` with ``num_layers``, when the config offers them) resolved by :func:`uniform_map`."""
+    if student_cfg.layers:
+        return list(student_cfg.layers)
+    rule, count = getattr(student_cfg, "layer_rule", None), getattr(student_cfg, "num_layers", None)
+    if rule and count:
+        return uniform_map(n_teacher, count, rule)
+    raise KdbenchError("student: layer_selection needs student.layers (or layer_rule with num_layers)")
 
 
 BUILDERS = {"layer_selection": layer_selection}

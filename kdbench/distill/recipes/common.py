@@ -6,6 +6,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+
 from kdbench.config import SuiteConfig
 from kdbench.distill.trainer import TRAINER_REVISION, LossFn, train
 from kdbench.errors import KdbenchError
@@ -65,6 +67,7 @@ def finetuned_teacher(
         model = load_for_head(str(folder), task.head)
         durations["teacher_finetune_s"] = 0.0
     else:
+        torch.manual_seed(suite.seed)  # the fresh head's initialisation must not depend on what ran before
         model = load_for_head(spec.model, task.head, spec.revision, **head_config)
         with timed(durations, "teacher_finetune_s"):
             stats = train(model, tokenizer, features, spec.finetune, loss_fn, seed=suite.seed, dtype=suite.dtype,

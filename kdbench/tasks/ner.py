@@ -1,0 +1,285 @@
+"""Named-entity recognition (token classification): WNUT-17, CoNLL-2003 and any IOB2-tagged set.
+
+Data: a ``tokens`` column (the words of a sentence) and a ``tags`` column, either tag strings
+(``"B-person"``, WNUT-17 in the mirror) or class ids into ``label_names`` (CoNLL-2003 on the hub).
+``label_names`` is also the order of the model head's classes.
+
+Predictions are per word: the tag distribution at the word's first sub-token. A word the model
+never sees (cut by ``max_length``, or tokenised to nothing) is predicted ``O``, so a gold entity
+there is a miss rather than silently dropped; ``unseen_word_rate`` reports how many there were.
+Unseen words count as predicted ``O`` in every metric, the pair metrics included (two models with
+the same tokenizer and limit agree on them).
+
+Metrics (entity level, CoNLL / seqeval semantics, see ``kdbench.metrics.ner``): ``f1``,
+``precision``, ``recall`` (micro over entities), ``f1_<type>`` per entity type, ``token_accuracy``,
+``unseen_word_rate``. Pair metrics: ``label_loyalty`` (word-level argmax agreement with the
+teacher), ``probability_loyalty`` (mean over words of 1 − √JSD₂), ``entity_f1_vs_teacher`` (the
+student's entity F1 with the teacher's predicted tags as reference). ``compare``: the paired
+bootstrap of the entity-F1 difference. Every CI is a bootstrap over sentences.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import Field
+from transformers import AutoTokenizer
+
+from kdbench.backends.token_classifier import HFTokenClassifier
+from kdbench.data import LoadedSplit
+from kdbench.errors import KdbenchError
+from kdbench.metrics import loyalty
+from kdbench.metrics import ner as ner_metrics
+from kdbench.models.loading import load_for_head, load_tokenizer
+from kdbench.predictions.tokens import TokenPredictions
+from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase
+from kdbench.yamlio import StrictModel
+
+_TAG = re.compile(r"^[BI]-\S+$")
+BASE_METRICS = ("f1", "precision", "recall", "token_accuracy", "unseen_word_rate")
+PAIR_METRICS = ("label_loyalty", "probability_loyalty", "entity_f1_vs_teacher")
+
+
+class NerColumns(StrictModel):
+    tokens: str = "tokens"
+    tags: str = Field("ner_tags", description="IOB2 tag strings, or class ids into label_names")
+    id: str | None = Field(None, description="stable example id column; row number when absent")
+
+
+class NerSpec(TaskSpecBase):
+    columns: NerColumns = Field(default_factory=NerColumns)
+    label_names: list[str] = Field(..., min_length=2, description="IOB2 tags; their order is the model head's class ids")
+
+
+@dataclass
+class NerData:
+    """Sentences of one split: words, gold class ids per word, example ids."""
+
+    split: LoadedSplit
+    tokens: list[list[str]]
+    labels: list[np.ndarray]
+    ids: list[str]
+
+
+def word_tokenizer(model_id: str, revision: str | None = None):
+    """The model's tokenizer, ready for pre-split words: byte-level BPE tokenizers (RoBERTa, GPT-2)
+    refuse ``is_split_into_words`` unless each word gets its leading space (``add_prefix_space``)."""
+    tokenizer = load_tokenizer(model_id, revision)
+    try:
+        tokenizer([["a", "b"]], is_split_into_words=True)
+    except ValueError:
+        tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision, add_prefix_space=True)
+    return tokenizer
+
+
+def entity_types(label_names: list[str]) -> list[str]:
+    """The entity types of a tag set, sorted (``B-person``, ``I-person`` -> ``person``)."""
+    return sorted({tag[2:] for tag in label_names if tag != "O"})
+
+
+class NerTask(Task):
+    family = "ner"
+    head = "token_classification"
+    Spec = NerSpec
+
+    def __init__(self, spec: NerSpec):
+        super().__init__(spec)
+        self.label_names = list(spec.label_names)
+        self.label_ids = {t: i for i, t in enumerate(self.label_names)}
+        self.outside = self.label_ids["O"]
+        self.types = entity_types(self.label_names)
+
+    @classmethod
+    def check_spec(cls, spec: NerSpec) -> tuple[tuple, str] | None:
+        names = spec.label_names
+        if len(set(names)) != len(names):
+            return ("label_names",), "repeats a tag"
+        if "O" not in names:
+            return ("label_names",), "needs the outside tag 'O'"
+        bad = [t for t in names if t != "O" and not _TAG.match(t)]
+        if bad:
+            return ("label_names",), f"{bad[0]!r} is not an IOB2 tag (O, B-<type>, I-<type>)"
+        missing_b = [t for t in names if t.startswith("I-") and "B-" + t[2:] not in names]
+        if missing_b:
+            return ("label_names",), f"{missing_b[0]!r} has no matching B- tag"
+        known = set(BASE_METRICS) | {f"f1_{ner_metrics.entity_type_key(t)}" for t in entity_types(names)}
+        for i, m in enumerate(spec.metrics):
+            if m not in known:
+                return ("metrics", i), f"unknown NER metric {m!r} (known: {', '.join(sorted(known))})"
+        for i, m in enumerate(spec.pair_metrics):
+            if m not in PAIR_METRICS:
+                return ("pair_metrics", i), f"unknown NER pair metric {m!r} (known: {', '.join(PAIR_METRICS)})"
+        return None
+
+    # data ---------------------------------------------------------------------------------------
+    def load_data(self, split: str, rows: int | None = None, shuffle_seed: int | None = None) -> NerData:
+        cols = self.spec.columns
+        loaded = self.load(split, rows, shuffle_seed, [cols.tokens, cols.tags, cols.id])
+        tokens = [list(map(str, t)) for t in loaded.rows[cols.tokens]]
+        raw_tags = loaded.rows[cols.tags]
+        ids = [str(x) for x in (loaded.rows[cols.id] if cols.id else range(len(tokens)))]
+        labels = [self._tag_ids(tags, len(words), split, ex) for words, tags, ex in zip(tokens, raw_tags, ids)]
+        return NerData(loaded, tokens, labels, ids)
+
+    def _tag_ids(self, tags: list, n_words: int, split: str, example: str) -> np.ndarray:
+        where = f"task {self.name}: split {split}, example {example}"
+        if len(tags) != n_words:
+            raise KdbenchError(f"{where}: {len(tags)} tags for {n_words} words")
+        out = np.empty(n_words, dtype=np.int64)
+        for j, tag in enumerate(tags):
+            if isinstance(tag, str):
+                if tag not in self.label_ids:
+                    raise KdbenchError(f"{where}: unknown tag {tag!r} (label_names: {', '.join(self.label_names)})")
+                out[j] = self.label_ids[tag]
+            elif isinstance(tag, (int, np.integer)) and not isinstance(tag, bool):
+                if not 0 <= tag < len(self.label_names):
+                    raise KdbenchError(f"{where}: tag id {tag} outside 0..{len(self.label_names) - 1} of label_names")
+                out[j] = tag
+            else:
+                raise KdbenchError(f"{where}: tag {tag!r} is neither a tag string nor a class id")
+        return out
+
+    def train_data(self, rows: int | None, seed: int) -> NerData:
+        if self.spec.dataset.train_split is None:
+            raise KdbenchError(f"task {self.name}: no training split is defined")
+        return self.load_data(self.spec.dataset.train_split, rows, shuffle_seed=seed)
+
+    def eval_data(self, rows: int | None) -> NerData:
+        return self.load_data(self.spec.dataset.eval_split, rows)
+
+    def dataset_record(self, data: NerData) -> dict:
+        d = self.spec.dataset
+        gold = [[self.label_names[j] for j in row] for row in data.labels]
+        return {"id": d.id, "config": d.config, "split": data.split.spec.split, "rows": len(data.tokens),
+                "sha256": data.split.sha256(), "source": data.split.source,
+                "words": int(sum(len(t) for t in data.tokens)),
+                "entities": int(sum(len(ner_metrics.entities(g)) for g in gold))}
+
+    # models and predictions ----------------------------------------------------------------------
+    def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
+        model = load_for_head(model_id, self.head, revision)
+        self.class_order(model.config)  # fail now on a head that does not fit the tag set
+        return LoadedModel(model.eval(), word_tokenizer(model_id, revision), model_id)
+
+    def head_config(self) -> dict:
+        """``from_pretrained`` overrides giving a plain encoder this task's fresh head."""
+        return {"num_labels": len(self.label_names), "id2label": dict(enumerate(self.label_names)),
+                "label2id": dict(self.label_ids)}
+
+    def class_order(self, config) -> np.ndarray:
+        """Which model output column holds each of ``label_names``. A head whose ``id2label`` names
+        the same tags in another order (a hub NER model) is reordered; generic ``LABEL_i`` names
+        are taken in ``label_names`` order."""
+        k = len(self.label_names)
+        if config.num_labels != k:
+            raise KdbenchError(f"task {self.name}: model has {config.num_labels} output classes, "
+                               f"label_names has {k}")
+        names = [str(config.id2label[i]) for i in range(k)]
+        if names == self.label_names or all(n == f"LABEL_{i}" for i, n in enumerate(names)):
+            return np.arange(k)
+        if sorted(names) != sorted(self.label_names):
+            raise KdbenchError(f"task {self.name}: model labels {names} are not label_names {self.label_names}")
+        return np.array([names.index(t) for t in self.label_names])
+
+    def backend(self, model: LoadedModel, settings: RunSettings) -> HFTokenClassifier:
+        return HFTokenClassifier(model.model, model.tokenizer, settings.dtype, self.max_length(settings),
+                                 settings.eval.batch_size)
+
+    def predict(self, model: LoadedModel, data: NerData, role: str, settings: RunSettings) -> TokenPredictions:
+        backend = self.backend(model, settings)
+        encoding = backend.encode(data.tokens)
+        logits = backend.word_logits(encoding, desc=f"eval {self.name} [{role}]")
+        order = self.class_order(model.model.config)
+        probs, seen = [], []
+        for i, z in enumerate(logits):
+            mask = encoding.seen(i)
+            probs.append(self.word_probs(z[:, order], mask))
+            seen.append(mask)
+        return TokenPredictions(self.name, role, data.ids, self.label_names, probs, seen, data.labels)
+
+    def word_probs(self, logits: np.ndarray, seen: np.ndarray) -> np.ndarray:
+        """Softmax over tags for seen words; one-hot ``O`` for unseen ones (they predict ``O``)."""
+        z = logits.astype(np.float64)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        probs = z / z.sum(axis=1, keepdims=True)
+        probs[~seen] = 0.0
+        probs[~seen, self.outside] = 1.0
+        return probs
+
+    def efficiency_inputs(self, data: NerData) -> tuple[list[str], list[str] | None]:
+        return [" ".join(words) for words in data.tokens], None
+
+    # metrics ------------------------------------------------------------------------------------
+    def score(self, preds: TokenPredictions, settings: RunSettings) -> dict[str, dict]:
+        if preds.labels is None:
+            raise KdbenchError(f"task {self.name}: {preds.role} predictions have no gold tags to score")
+        counts = ner_metrics.entity_counts(preds.gold_tags, preds.pred_tags, self.types)
+        entity_cols = ner_metrics.entity_columns(counts)
+        words = preds.word_counts.astype(np.float64)
+        right = np.array([np.sum(p == y) for p, y in zip(preds.pred_ids, preds.labels)], dtype=np.float64)
+        unseen = np.array([np.sum(~s) for s in preds.seen], dtype=np.float64)
+        columns = np.column_stack([entity_cols, right, unseen, words])
+        m = entity_cols.shape[1]
+        statistics = {
+            **ner_metrics.entity_statistics(self.types),
+            "token_accuracy": lambda s: _ratio(s[..., m], s[..., m + 2]),
+            "unseen_word_rate": lambda s: _ratio(s[..., m + 1], s[..., m + 2]),
+        }
+        return self._compute(columns, statistics, self.spec.metrics, settings, order_key=counts.sum(axis=1)[:, 2])
+
+    def score_pair(self, student: TokenPredictions, teacher: TokenPredictions, settings: RunSettings) -> dict[str, dict]:
+        student.aligned_with(teacher)
+        sentence = np.repeat(np.arange(len(student.probs)), student.word_counts)
+        t_probs, s_probs = np.concatenate(teacher.probs), np.concatenate(student.probs)
+        n = len(student.probs)
+
+        def per_sentence(values: np.ndarray) -> np.ndarray:
+            return np.bincount(sentence, weights=values, minlength=n)
+
+        agree = per_sentence(loyalty.label_loyalty_per_example(t_probs, s_probs))
+        prob_loyal = per_sentence(loyalty.probability_loyalty_per_example(t_probs, s_probs))
+        counts = ner_metrics.entity_counts(teacher.pred_tags, student.pred_tags, self.types)
+        entity_cols = ner_metrics.entity_columns(counts)
+        words = student.word_counts.astype(np.float64)
+        columns = np.column_stack([entity_cols, agree, prob_loyal, words])
+        m = entity_cols.shape[1]
+        statistics = {
+            "entity_f1_vs_teacher": ner_metrics.entity_statistics(self.types)["f1"],
+            "label_loyalty": lambda s: _ratio(s[..., m], s[..., m + 2]),
+            "probability_loyalty": lambda s: _ratio(s[..., m + 1], s[..., m + 2]),
+        }
+        return self._compute(columns, statistics, self.spec.pair_metrics, settings)
+
+    def compare(self, a: TokenPredictions, b: TokenPredictions, settings: RunSettings) -> dict[str, dict]:
+        """``f1_difference`` = F1(a) − F1(b) (entity micro F1, same sentences) with the paired
+        bootstrap over sentences (Koehn 2004): each resample keeps a sentence's two predictions
+        together; ``f1_difference_p_value`` = 2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)), capped at 1."""
+        a.aligned_with(b)
+        if a.labels is None:
+            raise KdbenchError(f"task {self.name}: comparing {a.role} with {b.role} needs gold tags")
+        ca = ner_metrics.entity_columns(ner_metrics.entity_counts(a.gold_tags, a.pred_tags, self.types))
+        cb = ner_metrics.entity_columns(ner_metrics.entity_counts(b.gold_tags, b.pred_tags, self.types))
+        f1 = ner_metrics.entity_statistics(self.types)["f1"]
+        m = ca.shape[1]
+        difference = {"f1_difference": lambda s: f1(s[..., :m]) - f1(s[..., m:])}
+        ev = settings.eval
+        out, samples = ner_metrics.ratio_metrics(np.column_stack([ca, cb]), difference, n_samples=ev.bootstrap_samples,
+                                                 confidence=ev.confidence, seed=settings.seed, return_samples=True)
+        d = samples["f1_difference"]
+        d = d[np.isfinite(d)]
+        differs = any(not np.array_equal(x, y) for x, y in zip(a.pred_ids, b.pred_ids))
+        p = min(1.0, 2.0 * min(np.mean(d <= 0), np.mean(d >= 0))) if differs and d.size else 1.0
+        return {"f1_difference": out["f1_difference"], "f1_difference_p_value": {"value": float(p), "ci": None}}
+
+    def _compute(self, columns, statistics, names, settings: RunSettings, order_key=None) -> dict[str, dict]:
+        wanted = {name: statistics[name] for name in names}
+        ev = settings.eval
+        return ner_metrics.ratio_metrics(columns, wanted, n_samples=ev.bootstrap_samples, confidence=ev.confidence,
+                                         seed=settings.seed, order_key=order_key)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den == 0, 0.0, num / np.where(den == 0, 1.0, den))
+

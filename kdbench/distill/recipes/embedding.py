@@ -1,0 +1,164 @@
+"""The embedding recipe (bi-encoders, retrieval tasks): distil a sentence encoder into a smaller one.
+
+* Teacher: ``suite.teacher.model`` as published. Bi-encoders are not fine-tuned here (there is no
+  supervised retrieval training in kdbench); ``teacher.finetune`` is ignored and the run record
+  says so (``finetuned: false, finetune_ignored: true``), so one suite can mix classification and
+  retrieval tasks.
+* Student: ``student.builder`` ``pretrained`` (its own checkpoint and tokenizer, e.g.
+  paraphrase-MiniLM-L3-v2) or ``layer_selection`` of the teacher's layers.
+* Objective: embedding-level KD, the registry loss ``distill.loss`` at the ``embedding`` level
+  (``cosine_embedding``: 1 − cos(e_s, e_t) between the student's and the teacher's mean-pooled
+  sentence embeddings). For unit vectors ‖a − b‖² = 2(1 − cos), so MSE on normalised embeddings is
+  the same objective up to a constant factor; no second option is needed. ``alpha``, ``temperature``
+  and ``t2_scaling`` do not apply (there are no labels and no logits).
+* Training texts: the corpus documents and the queries that have no judgments, with no relevance
+  labels at all (unsupervised), shuffled with the suite seed, the first ``data.train_rows`` kept.
+  This is *transductive on the corpus text*, as in domain-adaptation KD: the student sees the
+  documents it will later retrieve (never the evaluated queries, never a judgment).
+* Teacher embeddings of the training texts are computed once and cached with safetensors, keyed by
+  the teacher revision, the training texts' hash, the token limits and the dtype.
+* Embedding widths must match: retrieval compares vectors in the student's own space, so a
+  projection learnt only for training would not carry over to evaluation; different widths are an
+  error naming both.
+* Baseline: the student before distillation (``method: pretrained_no_kd``); label-only training
+  does not exist for retrieval here.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdbench.backends.batching import encode
+from kdbench.backends.embeddings import HFEmbedder, mean_pool
+from kdbench.config import SuiteConfig
+from kdbench.distill.losses import LOSSES
+from kdbench.distill.losses.catalog import CATALOG
+from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
+from kdbench.distill.recipes.common import require, save_student, timed
+from kdbench.distill.trainer import TRAINER_REVISION, train
+from kdbench.errors import KdbenchError
+from kdbench.models import cache
+from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer, model_revision
+from kdbench.models.students import BUILDERS, student_layers
+from kdbench.tasks.base import LoadedModel, RunSettings
+from kdbench.tasks.retrieval import RetrievalTask
+
+
+def training_texts(task: RetrievalTask, rows: int | None, seed: int) -> tuple[list[str], list[bool]]:
+    """Corpus documents (task template) and queries without judgments, shuffled with ``seed``, first
+    ``rows`` kept; returns the texts and whether each one is a document (for its token limit)."""
+    data = task.eval_data(None)
+    texts = task.documents(data) + [text for _, text in data.unjudged_queries]
+    is_doc = [True] * len(data.doc_ids) + [False] * len(data.unjudged_queries)
+    order = np.random.default_rng(seed).permutation(len(texts))[: rows or len(texts)]
+    return [texts[i] for i in order], [is_doc[i] for i in order]
+
+
+def _features(tokenizer, texts: list[str], is_doc: list[bool], doc_len: int, query_len: int) -> list[dict]:
+    out: list[dict | None] = [None] * len(texts)
+    for flag, limit in ((True, doc_len), (False, query_len)):
+        idx = [i for i, d in enumerate(is_doc) if d == flag]
+        for i, f in zip(idx, encode(tokenizer, [texts[i] for i in idx], None, limit)):
+            out[i] = f
+    return out
+
+
+def _sha(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _embedding_loss(suite: SuiteConfig, task: RetrievalTask):
+    name = suite.distill.loss
+    level = CATALOG[name].level
+    if level != "embedding":
+        known = ", ".join(n for n, i in CATALOG.items() if i.level == "embedding")
+        raise KdbenchError(f"suite {suite.name}, task {task.name} (embedding head): distill.loss '{name}' works on "
+                           f"{level}; bi-encoders are distilled with an embedding-level loss: {known}")
+    return LOSSES[name]
+
+
+def _student(suite: SuiteConfig, teacher: LoadedModel) -> tuple[LoadedModel, dict]:
+    spec = suite.student
+    if spec.builder == "pretrained":
+        model = load_for_head(spec.model, "embedding", spec.revision)
+        return (LoadedModel(model, load_tokenizer(spec.model, spec.revision), spec.model),
+                {"builder": "pretrained", "init_from": spec.model, "init_revision": model_revision(spec.model, spec.revision)})
+    layers = student_layers(spec, teacher.model.config.num_hidden_layers)
+    model = BUILDERS[spec.builder](teacher.model, layers)
+    return (LoadedModel(model, teacher.tokenizer, teacher.source),
+            {"builder": spec.builder, "layer_map": layers, "init_from": TEACHER})
+
+
+def run(task: RetrievalTask, suite: SuiteConfig, run_dir: Path) -> Trained:
+    require(suite, "teacher", "student")
+    kd_loss = _embedding_loss(suite, task)
+    settings = RunSettings.of(suite)
+    doc_len, query_len = task.doc_max_length(settings), task.query_max_length(settings)
+    durations: dict[str, float] = {}
+
+    t_spec = suite.teacher
+    teacher = LoadedModel(load_for_head(t_spec.model, "embedding", t_spec.revision).eval(),
+                          load_tokenizer(t_spec.model, t_spec.revision), t_spec.model)
+    revision = model_revision(t_spec.model, t_spec.revision)
+    student, student_info = _student(suite, teacher)
+    dims = (teacher.model.config.hidden_size, student.model.config.hidden_size)
+    if dims[0] != dims[1]:
+        raise KdbenchError(f"task {task.name}: the student's embeddings have {dims[1]} dimensions and the teacher's "
+                           f"{dims[0]}; embedding KD needs the same width (choose a student of width {dims[0]})")
+    baseline = copy.deepcopy(student.model) if suite.baseline else None  # the student before KD
+
+    texts, is_doc = training_texts(task, suite.data.train_rows, suite.seed)
+    texts_sha = _sha(texts)
+    with timed(durations, "teacher_embeddings_s"):
+        teacher_features = _features(teacher.tokenizer, texts, is_doc, doc_len, query_len)
+        embedder = HFEmbedder(teacher.model, teacher.tokenizer, suite.dtype, batch_size=suite.eval.batch_size)
+        targets, reused = cache.teacher_logits(
+            cache.cache_root() / "teacher_embeddings",
+            lambda: embedder.embed_features(teacher_features, desc=f"teacher embeddings {task.name}"),
+            kind="embeddings", model=t_spec.model, revision=revision, texts_sha256=texts_sha,
+            doc_max_length=doc_len, query_max_length=query_len, dtype=suite.dtype, pooling="mean+l2",
+        )
+    target_t = torch.as_tensor(targets, dtype=torch.float32)
+
+    def loss_fn(outputs, idx: np.ndarray, batch) -> torch.Tensor:
+        emb = mean_pool(outputs.last_hidden_state, batch["attention_mask"])
+        return kd_loss(emb, target_t[idx].to(emb.device))
+
+    features = _features(student.tokenizer, texts, is_doc, doc_len, query_len)
+    with timed(durations, "student_train_s"):
+        stats = train(student.model, student.tokenizer, features, suite.distill, loss_fn, seed=suite.seed,
+                      dtype=suite.dtype, desc=f"distil student on {task.name}")
+    student_model, student_id = save_student(student.model, student.tokenizer, run_dir, task, STUDENT)
+
+    models = {TEACHER: teacher, STUDENT: student_model}
+    dirs = {TEACHER: t_spec.model, STUDENT: student_model.source}
+    info = {
+        TEACHER: {"id": t_spec.model, "revision": revision, "params": count_parameters(teacher.model),
+                  "finetuned": False, "finetune_ignored": t_spec.finetune is not None,
+                  "train_embeddings_reused": reused},
+        STUDENT: {"id": student_id, "revision": None, "params": count_parameters(student.model), **student_info,
+                  "method": "kd", "loss": suite.distill.loss, "loss_args": suite.distill.loss_args,
+                  "steps": stats.steps, "final_loss": stats.final_loss, "trainer_revision": TRAINER_REVISION},
+    }
+    if baseline is not None:
+        if suite.student.builder == "pretrained":  # unchanged: the published checkpoint
+            models[BASELINE], record_id = LoadedModel(baseline.eval(), student.tokenizer, student.source), student.source
+        else:
+            models[BASELINE], record_id = save_student(baseline, student.tokenizer, run_dir, task, BASELINE)
+        dirs[BASELINE] = models[BASELINE].source
+        info[BASELINE] = {"id": record_id, "revision": student_info.get("init_revision"),
+                          "params": count_parameters(baseline), **student_info, "method": "pretrained_no_kd"}
+
+    data = task.eval_data(None)
+    train_dataset = {"id": data.id, "split": "corpus + queries without judgments", "rows": len(texts),
+                     "sha256": texts_sha, "documents": sum(is_doc), "queries": len(texts) - sum(is_doc),
+                     "labels": False, "transductive": True}
+    return Trained(models=models, info=info, dirs=dirs, train_dataset=train_dataset, durations=durations)

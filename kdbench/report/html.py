@@ -10,7 +10,7 @@ import pandas as pd
 
 from kdbench.metrics.calibration import reliability_bins
 from kdbench.report import plots
-from kdbench.report.summary import fmt, fmt_ci, fmt_params, rows
+from kdbench.report.summary import PERCENT_METRICS, fmt, fmt_ci, fmt_params, rows
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -29,13 +29,24 @@ def _cell(metric: dict | None) -> str:
 
 
 def _kd_vs_baseline(pair: dict) -> str:
-    diff, p = pair.get("accuracy_difference"), pair.get("mcnemar_p_value")
-    if not diff or not p:
+    """One sentence on what KD bought: the family's ``*_difference`` with its CI and its test
+    (exact McNemar for classifiers, a paired-bootstrap p-value otherwise)."""
+    name = next((k for k in pair if k.endswith("_difference")), None)
+    if name is None or not pair[name].get("ci"):
         return ""
+    metric = name.removesuffix("_difference")
+    diff = pair[name]
+    p = pair.get("mcnemar_p_value") or pair.get(f"{name}_p_value") or pair.get(f"{metric}_p_value")
+    points = metric in PERCENT_METRICS
+    scale, unit, spec = (100.0, " points", "+.1f") if points else (1.0, "", "+.3f")
     lo, hi = diff["ci"]
-    verdict = "significant" if p["value"] < 0.05 else "not significant"
-    return (f"KD student − baseline accuracy = {diff['value'] * 100:+.1f} points "
-            f"(95% CI {lo * 100:+.1f} to {hi * 100:+.1f}); exact McNemar p = {p['value']:.3g} ({verdict} at 0.05).")
+    text = (f"KD student − baseline {metric} = {format(diff['value'] * scale, spec)}{unit} "
+            f"(95% CI {format(lo * scale, spec)} to {format(hi * scale, spec)})")
+    if p:
+        test = "exact McNemar" if "mcnemar_p_value" in pair else "paired bootstrap"
+        verdict = "significant" if p["value"] < 0.05 else "not significant"
+        text += f"; {test} p = {p['value']:.3g} ({verdict} at 0.05)"
+    return text + "."
 
 
 def _task_view(record: dict, task: str, samples: pd.DataFrame) -> dict:

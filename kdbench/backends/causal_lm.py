@@ -1,0 +1,286 @@
+"""The transformers backend for causal language models: log-likelihoods with lm-eval's semantics,
+rolling (whole-text) log-probabilities, greedy generation with stop strings, and per-token top-k
+next-token distributions for perplexity and teacher–student token metrics.
+
+Every scoring call reduces to *windows*: an input token list whose last ``len(targets)`` positions
+predict ``targets``. Windows are batched longest first with LEFT padding (so every window's
+predictions sit at the end of its row and only those logits are computed, ``logits_to_keep``),
+position ids follow the attention mask, and results are put back in the callers' order.
+
+Gradients are off with ``torch.no_grad`` rather than ``torch.inference_mode``: autocast caches the
+bf16 copies of the weights only outside inference mode, and without that cache every decoding step
+re-casts every weight (measured on SmolLM2-135M, batch 16, 2 CPU cores: 1.0 s vs 0.57 s per step).
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from kdbench.backends.batching import sorted_batches
+from kdbench.backends.hf import autocast
+from kdbench.errors import KdbenchError
+
+# Memory cap for one forward pass's logits (rows × kept positions × vocabulary × 2 bytes in bf16, 4 in fp32):
+# full-sequence scoring of long texts gets fewer rows per batch instead of gigabytes of logits.
+LOGITS_BUDGET_BYTES = 256 * 2**20
+DEFAULT_MAX_LENGTH = 2048  # when the config names no context size (as lm-eval)
+
+
+@dataclass
+class TokenDistributions:
+    """Next-token distributions of one text, one row per predicted token (T tokens).
+
+    ``rest_mass`` = 1 − Σ top-k probabilities: the probability of every token outside the top k,
+    kept so that divergences can be approximated without the full vocabulary."""
+
+    token_ids: np.ndarray  # (T,) int64: the text's tokens, i.e. the actual next tokens
+    token_logprobs: np.ndarray  # (T,) float64: log p(actual next token | prefix)
+    topk_ids: np.ndarray  # (T, k) int64, most probable first
+    topk_logprobs: np.ndarray  # (T, k) float32
+    rest_mass: np.ndarray  # (T,) float64 in [0, 1]
+
+    def __len__(self) -> int:
+        return int(self.token_ids.size)
+
+
+@dataclass
+class _Scored:
+    logprobs: np.ndarray  # (n,) log p of each target
+    greedy: np.ndarray  # (n,) bool: target == argmax
+    topk_ids: np.ndarray | None = None
+    topk_logprobs: np.ndarray | None = None
+    rest_mass: np.ndarray | None = None
+
+
+def rolling_windows(tokens: list[int], prefix_token: int, max_length: int) -> Iterator[tuple[list[int], list[int]]]:
+    """Disjoint windows ``(input, targets)`` that predict every token of ``tokens`` exactly once
+    (lm-eval's ``get_rolling_token_windows`` with context_len = 1): the first window is
+    ``[prefix] + tokens[:L-1]`` predicting ``tokens[:L]``; each later one predicts the next ≤ L
+    tokens from the L tokens before them."""
+    if not tokens:
+        return
+    first = min(max_length, len(tokens))
+    yield [prefix_token] + tokens[: first - 1], tokens[:first]
+    done = first
+    while done < len(tokens):
+        n = min(len(tokens) - done, max_length)
+        end = done + n
+        yield tokens[max(0, end - max_length - 1) : end - 1], tokens[end - n : end]
+        done = end
+
+
+class HFCausalLM:
+    """Inference for a transformers causal LM (``AutoModelForCausalLM``), batched and in bf16
+    autocast (``dtype="fp32"`` for exact computations).
+
+    Tokenisation follows lm-eval's HF backend for causal models: no special tokens are added to
+    texts; the prefix token (BOS, or EOS when the tokenizer has no BOS) conditions the first token
+    of a text scored on its own and of an empty context.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dtype: str = "bf16",
+                 batch_size: int = 16, max_length: int | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.max_length = max_length or _context_size(model)
+        if tokenizer.bos_token_id is not None:
+            self.prefix_token_id = tokenizer.bos_token_id
+        elif tokenizer.eos_token_id is not None:
+            self.prefix_token_id = tokenizer.eos_token_id
+        else:
+            raise KdbenchError(f"model {model.name_or_path}: the tokenizer has neither a BOS nor an EOS token")
+        # left padding needs a pad id; any id works as padded positions are masked out
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.prefix_token_id
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # ------------------------------------------------------------------------------------------
+    # scoring
+    # ------------------------------------------------------------------------------------------
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-eval's split: trailing spaces of the context move to the continuation; the continuation
+        is what ``encode(context + continuation)`` has beyond ``len(encode(context))`` tokens; an
+        empty context is the prefix token."""
+        if context == "":
+            cont = self.encode(continuation)
+            if cont and cont[0] == self.prefix_token_id:
+                return cont[:1], cont[1:]
+            return [self.prefix_token_id], cont
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        whole = self.encode(context + continuation)
+        ctx = self.encode(context)
+        return ctx, whole[len(ctx):]
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """(Σ log p(continuation tokens | context), every continuation token is the argmax) per
+        ``(context, continuation)``, as lm-eval's ``loglikelihood``; the input is left-truncated to
+        ``max_length`` tokens."""
+        windows = []
+        for context, continuation in requests:
+            ctx, cont = self.encode_pair(context, continuation)
+            if not cont:
+                raise KdbenchError(f"loglikelihood: continuation {continuation!r} has no tokens")
+            windows.append(((ctx + cont)[-(self.max_length + 1):][:-1], cont[-self.max_length:]))
+        scored = self._score(windows, top_k=0)
+        return [(float(s.logprobs.sum()), bool(s.greedy.all())) for s in scored]
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        """Σ log p of every token of each text, the first conditioned on the prefix token, in
+        disjoint windows of ``max_length`` tokens (lm-eval's ``loglikelihood_rolling``)."""
+        windows, owner = self._text_windows(texts)
+        totals = np.zeros(len(texts))
+        for i, s in zip(owner, self._score(windows, top_k=0)):
+            totals[i] += s.logprobs.sum()
+        return totals.tolist()
+
+    def token_distributions(self, texts: Sequence[str], top_k: int) -> list[TokenDistributions]:
+        """Per text and predicted token (windows as :meth:`loglikelihood_rolling`, so the sum of
+        ``token_logprobs`` is the rolling log-likelihood): the top-k next-token ids and log-probs,
+        the actual token's log-prob and the leftover mass 1 − Σ top-k probabilities."""
+        if top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        top_k = min(top_k, self.vocab_size)
+        windows, owner = self._text_windows(texts)
+        parts: list[list[tuple[list[int], _Scored]]] = [[] for _ in texts]
+        for i, w, s in zip(owner, windows, self._score(windows, top_k=top_k)):
+            parts[i].append((w[1], s))
+        out = []
+        for chunks in parts:
+            if not chunks:
+                out.append(TokenDistributions(np.zeros(0, np.int64), np.zeros(0), np.zeros((0, top_k), np.int64),
+                                              np.zeros((0, top_k), np.float32), np.zeros(0)))
+                continue
+            out.append(TokenDistributions(
+                token_ids=np.concatenate([np.asarray(t, dtype=np.int64) for t, _ in chunks]),
+                token_logprobs=np.concatenate([s.logprobs for _, s in chunks]),
+                topk_ids=np.concatenate([s.topk_ids for _, s in chunks]),
+                topk_logprobs=np.concatenate([s.topk_logprobs for _, s in chunks]),
+                rest_mass=np.concatenate([s.rest_mass for _, s in chunks]),
+            ))
+        return out
+
+    def _text_windows(self, texts: Sequence[str]) -> tuple[list[tuple[list[int], list[int]]], list[int]]:
+        windows, owner = [], []
+        for i, text in enumerate(texts):
+            for w in rolling_windows(self.encode(text), self.prefix_token_id, self.max_length):
+                windows.append(w)
+                owner.append(i)
+        return windows, owner
+
+    def _score(self, windows: Sequence[tuple[list[int], list[int]]], top_k: int) -> list[_Scored]:
+        """Log-probs (and top-k rows when ``top_k``) of each window's targets, which the last
+        ``len(targets)`` positions of its input predict."""
+        out: list[_Scored | None] = [None] * len(windows)
+        lengths = [len(inp) for inp, _ in windows]
+        with torch.no_grad(), autocast(self.dtype, self.device):
+            for idx in self._batches(lengths, [len(t) for _, t in windows]):
+                rows = [windows[i] for i in idx]
+                keep = max(len(t) for _, t in rows)
+                ids, mask = self._left_pad([inp for inp, _ in rows])
+                kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                                    use_cache=False, **kwargs).logits[:, -keep:]
+                for row, i in enumerate(idx):
+                    targets = windows[i][1]
+                    logp = torch.log_softmax(logits[row, keep - len(targets):].float(), dim=-1)
+                    tgt = torch.tensor(targets, device=logp.device)
+                    scored = _Scored(logp.gather(-1, tgt[:, None])[:, 0].double().cpu().numpy(),
+                                     (logp.argmax(-1) == tgt).cpu().numpy())
+                    if top_k:
+                        values, indices = logp.topk(top_k, dim=-1)
+                        scored.topk_ids = indices.cpu().numpy().astype(np.int64)
+                        scored.topk_logprobs = values.cpu().numpy()
+                        # 1 − Σ top-k p, computed as −expm1(logsumexp) to keep precision near 0
+                        scored.rest_mass = (-torch.expm1(torch.logsumexp(values.double(), -1))).clamp(0, 1).cpu().numpy()
+                    out[i] = scored
+        return out  # type: ignore[return-value]
+
+    def _batches(self, lengths: Sequence[int], kept: Sequence[int]) -> list[np.ndarray]:
+        """Length-sorted batches of at most ``batch_size`` rows, cut further so one batch's kept
+        logits stay under LOGITS_BUDGET_BYTES."""
+        per_token = self.vocab_size * (2 if self.dtype == "bf16" else 4)
+        batches = []
+        for idx in sorted_batches(lengths, self.batch_size):
+            start = 0
+            while start < len(idx):
+                stop = start + 1
+                while stop < len(idx) and (stop + 1 - start) * max(kept[i] for i in idx[start:stop + 1]) * per_token <= LOGITS_BUDGET_BYTES:
+                    stop += 1
+                batches.append(idx[start:stop])
+                start = stop
+        return batches
+
+    def _left_pad(self, rows: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                ids[i, width - len(r):] = torch.tensor(r)
+                mask[i, width - len(r):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ------------------------------------------------------------------------------------------
+    # generation
+    # ------------------------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+        """Greedy continuation of each prompt (``model.generate``, left padding, batches of similar
+        length), stopped at EOS or at a stop string (transformers' ``stop_strings``) and cut before
+        the first stop string. Prompts are left-truncated to leave room for ``max_new_tokens``."""
+        stop = [s for s in stop if s]
+        room = self.max_length - max_new_tokens
+        if room < 1:
+            raise KdbenchError(f"generate: max_new_tokens {max_new_tokens} leaves no room in max_length {self.max_length}")
+        encoded = [self.encode(p)[-room:] for p in prompts]
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+            eos_token_id=self.model.generation_config.eos_token_id, pad_token_id=self.pad_token_id,
+            stop_strings=list(stop) or None,
+        )
+        out: list[str | None] = [None] * len(prompts)
+        with torch.no_grad(), autocast(self.dtype, self.device):
+            for idx in sorted_batches([len(e) for e in encoded], self.batch_size):
+                ids, mask = self._left_pad([encoded[i] for i in idx])
+                generated = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                                tokenizer=self.tokenizer if stop else None)
+                new = generated[:, ids.shape[1]:].cpu()
+                for row, i in enumerate(idx):
+                    text = self.tokenizer.decode(new[row], skip_special_tokens=True)
+                    out[i] = cut_at_stop(text, stop)
+        return out  # type: ignore[return-value]
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to (not including) the earliest occurrence of any stop string."""
+    cut = min((pos for s in stop if s and (pos := text.find(s)) >= 0), default=len(text))
+    return text[:cut]
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 on each row's first real token (left padding)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _context_size(model: PreTrainedModel) -> int:
+    config = model.config
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return DEFAULT_MAX_LENGTH

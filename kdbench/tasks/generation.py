@@ -1,0 +1,224 @@
+"""Generative reasoning tasks (GSM8K and any question/answer set with a numeric final answer):
+greedy generation from a prompt, final-answer extraction, exact match.
+
+Prompt (``prompt`` in the YAML):
+* ``style: chat`` — the model's chat template (``tokenizer.apply_chat_template``) with an optional
+  system message and a user message ``user`` with ``{question}`` filled in; ``shots`` worked
+  examples from the train split come first as user/assistant turns.
+* ``style: fewshot`` — plain text: ``shots`` train examples formatted ``template`` + " " + answer,
+  joined by ``separator``, then the question's ``template`` ("Question: ...\\nAnswer:").
+Shots are drawn once from the shuffled train split with ``shot_seed`` (the same for every model).
+
+Answers (:mod:`kdbench.metrics.answers`): gold = the number after ``####``; prediction = the
+number after the last ``####`` / "the answer is", else the last number of the generation.
+
+Metrics: ``exact_match`` = mean 1[pred = gold]; ``extraction_rate`` = share of generations with a
+number at all. Pair metric ``answer_agreement`` = mean 1[student and teacher extracted the same
+answer] (an unextracted answer agrees with nothing). ``compare``: ``exact_match_difference``
+(paired bootstrap) and the exact McNemar test. Every CI is a percentile bootstrap over questions.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from kdbench.backends.causal_lm import HFCausalLM
+from kdbench.data import LoadedSplit
+from kdbench.errors import KdbenchError
+from kdbench.metrics.answers import extract_answer, gold_answer
+from kdbench.metrics.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap
+from kdbench.models.loading import load_for_head, load_tokenizer
+from kdbench.predictions.generation import GenerationPredictions
+from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase
+from kdbench.yamlio import StrictModel
+
+METRICS = ("exact_match", "extraction_rate")
+PAIR_METRICS = ("answer_agreement",)
+QUESTION = "{question}"
+
+
+class QAColumns(StrictModel):
+    question: str = "question"
+    answer: str = Field("answer", description="the gold solution, ending with '#### <number>'")
+    id: str | None = Field(None, description="stable example id column; row number when absent")
+
+
+class PromptSpec(StrictModel):
+    style: Literal["chat", "fewshot"] = "chat"
+    system: str | None = Field(None, description="chat: system message; null keeps the chat template's default")
+    user: str = Field(QUESTION, description="chat: the user message, {question} filled in")
+    template: str = Field("Question: {question}\nAnswer:", description="fewshot: how a question is written")
+    separator: str = Field("\n\n", description="fewshot: between examples")
+    shots: int = Field(0, ge=0, description="worked examples from the train split before the question")
+    shot_seed: int = Field(1234, description="which train examples are the shots (shuffle seed)")
+
+
+class GenerationSettings(StrictModel):
+    max_new_tokens: int = Field(256, gt=0)
+    stop: list[str] = Field(default_factory=list, description="generation is cut before the first of these")
+
+
+class GenerationSpec(TaskSpecBase):
+    columns: QAColumns = Field(default_factory=QAColumns)
+    prompt: PromptSpec = Field(default_factory=PromptSpec)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+
+@dataclass
+class GenerationData:
+    split: LoadedSplit
+    questions: list[str]
+    solutions: list[str]  # the gold solution texts
+    gold: list[str | None]  # normalised gold answers
+    ids: list[str]
+    shots: list[tuple[str, str]] = field(default_factory=list)  # (question, solution) shown before each question
+    shot_ids: list[str] = field(default_factory=list)
+
+
+class GenerationTask(Task):
+    family = "reasoning"
+    head = "causal_lm"
+    Spec = GenerationSpec
+
+    @classmethod
+    def check_spec(cls, spec: GenerationSpec) -> tuple[tuple, str] | None:
+        for i, m in enumerate(spec.metrics):
+            if m not in METRICS:
+                return ("metrics", i), f"unknown reasoning metric {m!r} (known: {', '.join(METRICS)})"
+        for i, m in enumerate(spec.pair_metrics):
+            if m not in PAIR_METRICS:
+                return ("pair_metrics", i), f"unknown reasoning pair metric {m!r} (known: {', '.join(PAIR_METRICS)})"
+        key = "user" if spec.prompt.style == "chat" else "template"
+        if QUESTION not in getattr(spec.prompt, key):
+            return ("prompt", key), f"needs the placeholder {QUESTION}"
+        if spec.prompt.shots and spec.dataset.train_split is None:
+            return ("prompt", "shots"), "shots are drawn from dataset.train_split, which is null"
+        return None
+
+    # data ---------------------------------------------------------------------------------------
+    def load_data(self, split: str, rows: int | None = None, shuffle_seed: int | None = None) -> GenerationData:
+        cols = self.spec.columns
+        loaded = self.load(split, rows, shuffle_seed, [cols.question, cols.answer, cols.id])
+        questions = [str(q) for q in loaded.rows[cols.question]]
+        solutions = [str(a) for a in loaded.rows[cols.answer]]
+        ids = [str(x) for x in (loaded.rows[cols.id] if cols.id else range(len(questions)))]
+        return GenerationData(loaded, questions, solutions, [gold_answer(s) for s in solutions], ids)
+
+    def train_data(self, rows: int | None, seed: int) -> GenerationData:
+        if self.spec.dataset.train_split is None:
+            raise KdbenchError(f"task {self.name}: no training split is defined")
+        return self.load_data(self.spec.dataset.train_split, rows, shuffle_seed=seed)
+
+    def eval_data(self, rows: int | None) -> GenerationData:
+        data = self.load_data(self.spec.dataset.eval_split, rows)
+        missing = [i for i, g in zip(data.ids, data.gold) if g is None]
+        if missing:
+            raise KdbenchError(f"task {self.name}: example {missing[0]} of {self.spec.dataset.eval_split} has no "
+                               f"'#### <number>' gold answer in column {self.spec.columns.answer!r}")
+        if self.spec.prompt.shots:
+            pool = self.load_data(self.spec.dataset.train_split, self.spec.prompt.shots,
+                                  shuffle_seed=self.spec.prompt.shot_seed)
+            data.shots = list(zip(pool.questions, pool.solutions))
+            data.shot_ids = pool.ids
+        return data
+
+    def dataset_record(self, data: GenerationData) -> dict:
+        d = self.spec.dataset
+        record = {"id": d.id, "config": d.config, "split": data.split.spec.split, "rows": len(data.questions),
+                  "sha256": data.split.sha256(), "source": data.split.source}
+        if data.shots:
+            record["shots"] = {"split": d.train_split, "seed": self.spec.prompt.shot_seed, "ids": data.shot_ids}
+        return record
+
+    def training_texts(self, split: GenerationData, tokenizer=None) -> list[tuple[str, str]]:
+        """(prompt, completion) pairs for KD training, prompted exactly as at evaluation (no shots):
+        the completion is the gold solution closed by the end of the turn (chat) or EOS (fewshot)."""
+        eos = getattr(tokenizer, "eos_token", None) or ""
+        if self.spec.prompt.style == "chat":
+            if tokenizer is None:
+                raise KdbenchError(f"task {self.name}: chat prompts need the tokenizer (training_texts(split, tokenizer))")
+            return [(self.prompt(tokenizer, q, []), f"{a}{eos}") for q, a in zip(split.questions, split.solutions)]
+        return [(self.prompt(tokenizer, q, []), f" {a}{eos}") for q, a in zip(split.questions, split.solutions)]
+
+    # prompts ------------------------------------------------------------------------------------
+    def prompt(self, tokenizer, question: str, shots: list[tuple[str, str]]) -> str:
+        """The text the model continues (see the module docstring)."""
+        p = self.spec.prompt
+        if p.style == "fewshot":
+            def ask(q: str) -> str:
+                return p.template.replace(QUESTION, q)
+            return p.separator.join([f"{ask(q)} {a}" for q, a in shots] + [ask(question)])
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise KdbenchError(f"task {self.name}: prompt.style chat, but the tokenizer has no chat template "
+                               "(use prompt.style: fewshot)")
+        messages = [{"role": "system", "content": p.system}] if p.system is not None else []
+        for q, a in shots:
+            messages += [{"role": "user", "content": p.user.replace(QUESTION, q)}, {"role": "assistant", "content": a}]
+        messages.append({"role": "user", "content": p.user.replace(QUESTION, question)})
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    # models and predictions ----------------------------------------------------------------------
+    def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
+        return LoadedModel(load_for_head(model_id, self.head, revision).eval(), load_tokenizer(model_id, revision), model_id)
+
+    def backend(self, model: LoadedModel, settings: RunSettings) -> HFCausalLM:
+        return HFCausalLM(model.model, model.tokenizer, settings.dtype, settings.eval.batch_size,
+                          self.max_length(settings))
+
+    def predict(self, model: LoadedModel, data: GenerationData, role: str, settings: RunSettings) -> GenerationPredictions:
+        backend = self.backend(model, settings)
+        prompts = [self.prompt(model.tokenizer, q, data.shots) for q in data.questions]
+        gen = self.spec.generation
+        longest = max((len(backend.encode(p)) for p in prompts), default=0)
+        if longest + gen.max_new_tokens > backend.max_length:
+            raise KdbenchError(
+                f"task {self.name}: a prompt of {longest} tokens plus max_new_tokens {gen.max_new_tokens} exceeds "
+                f"max_length {backend.max_length} (raise max_length in the suite or task, or use fewer shots)")
+        texts = backend.generate(prompts, gen.max_new_tokens, gen.stop)
+        return GenerationPredictions(self.name, role, data.ids, texts, [extract_answer(t) for t in texts], data.gold)
+
+    def efficiency_inputs(self, data: GenerationData) -> tuple[list[str], list[str] | None]:
+        """The questions (the prompt pass, not generation, is what the efficiency figures time)."""
+        return data.questions, None
+
+    # metrics ------------------------------------------------------------------------------------
+    def score(self, preds: GenerationPredictions, settings: RunSettings) -> dict[str, dict]:
+        values = {"exact_match": preds.correct, "extraction_rate": preds.extracted}
+        return {m: _mean_with_ci(values[m], settings) for m in self.spec.metrics}
+
+    def score_pair(self, student: GenerationPredictions, teacher: GenerationPredictions,
+                   settings: RunSettings) -> dict[str, dict]:
+        student.aligned_with(teacher)
+        agree = answer_agreement_per_example(student.answers, teacher.answers)
+        return {m: _mean_with_ci(agree, settings) for m in self.spec.pair_metrics}
+
+    def compare(self, a: GenerationPredictions, b: GenerationPredictions, settings: RunSettings) -> dict[str, dict]:
+        """``a`` against ``b``: exact-match difference with a paired-bootstrap CI, exact McNemar
+        p-value and matched-pairs odds ratio (as the classification families)."""
+        a.aligned_with(b)
+        cfg = settings.eval
+        diff = paired_bootstrap(a.correct.astype(float), b.correct.astype(float), cfg.bootstrap_samples,
+                                cfg.confidence, settings.seed)
+        mc = mcnemar_exact(a.correct, b.correct, cfg.confidence)
+        out = {"exact_match_difference": {"value": diff["value"], "ci": diff["ci"]},
+               "mcnemar_p_value": {"value": mc["p_value"], "ci": None}}
+        if math.isfinite(mc["odds_ratio"]):
+            ci = mc["odds_ratio_ci"] if all(math.isfinite(x) for x in mc["odds_ratio_ci"]) else None
+            out["mcnemar_odds_ratio"] = {"value": mc["odds_ratio"], "ci": ci}
+        return out
+
+
+def answer_agreement_per_example(a: list[str | None], b: list[str | None]) -> np.ndarray:
+    """1[both extracted an answer and they are equal] per example."""
+    return np.array([x is not None and x == y for x, y in zip(a, b)], dtype=bool)
+
+
+def _mean_with_ci(values: np.ndarray, settings: RunSettings) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    cfg = settings.eval
+    lo, hi = bootstrap_mean_ci(v, cfg.bootstrap_samples, cfg.confidence, settings.seed)
+    return {"value": float(v.mean()), "ci": [lo, hi]}

@@ -1,0 +1,390 @@
+"""lm-evaluation-harness tasks as kdbench tasks (family ``lm_eval``, causal LMs).
+
+A kdbench YAML names an lm-eval task (from lm-eval's registry, kdbench's bundled folder
+``kdbench/tasks/lm_eval_tasks``, or its own ``include_path`` of lm-eval YAMLs). ``predict`` runs
+``lm_eval.simple_evaluate`` on the loaded model (wrapped as :class:`KdbenchLM`) with
+``log_samples=True`` and turns lm-eval's per-document samples into Predictions:
+
+* ``multiple_choice``: per document the log-likelihood of every choice;
+  p_j = exp(ll_j) / Σ_k exp(ll_k), the softmax over the choices, is the class distribution
+  (:class:`ChoicePredictions`). Its argmax is lm-eval's ``acc`` prediction; kdbench's classifier
+  metrics (accuracy, ECE, Brier, NLL...) and pair metrics (label/probability loyalty, KL, TVD,
+  acceptance rate) use it. Every document must offer the same number of choices.
+* ``generate_until``: the greedy generations, the answers lm-eval's filter extracted and lm-eval's
+  per-document metric values (:class:`GenerationPredictions`); ``answer_agreement`` compares a
+  student's answers with its teacher's.
+
+A name in ``metrics`` that is not a kdbench classifier metric is one of lm-eval's metrics for the task
+(``acc``, ``acc_norm``, ``exact_match``...), for the chosen filter. Its value is what lm-eval reported.
+Its CI: when that value is the mean of lm-eval's per-document values (every ``mean``-aggregated
+metric), kdbench's own percentile bootstrap of the mean (same resamples count, confidence and seed as
+every kdbench CI); otherwise lm-eval's stderr as a normal interval, value ± z·stderr, or null when
+lm-eval gives no stderr.
+
+Prompt lengths: the suite's ``max_length`` (a classifier setting) does not truncate lm-eval prompts;
+the task's own ``max_length`` does, else the model's context size. Few-shot sampling and seeds are
+lm-eval's defaults, so numbers match a plain ``lm_eval`` run of the same task and rows.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field, ValidationInfo, field_validator
+
+from kdbench.errors import KdbenchError
+from kdbench.metrics import registry
+from kdbench.metrics.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap
+from kdbench.predictions.lm_eval import ChoicePredictions, GenerationPredictions
+from kdbench.tasks.base import DatasetRef, LoadedModel, RunSettings, Task, TaskSpecBase
+from kdbench.tasks.lm_eval_tasks import TASKS_DIR
+
+OUTPUT_TYPES = ("multiple_choice", "generate_until")
+GENERATION_PAIR_METRICS = ("answer_agreement",)
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class LmEvalSpec(TaskSpecBase):
+    dataset: DatasetRef | None = Field(
+        None, description="what the run record names as the dataset; from the lm-eval task's config when null")
+    lm_eval_task: str = Field(..., description="a task name in lm-eval's registry or in an include path")
+    include_path: str | None = Field(
+        None, description="folder of lm-eval task YAMLs, relative to this file or absolute (kdbench's bundled "
+                          "folder kdbench/tasks/lm_eval_tasks is always searched)")
+    num_fewshot: int | None = Field(None, ge=0, description="the lm-eval task's own default (else 0) when null")
+    limit: int | None = Field(None, gt=0, description="at most this many documents (the first ones, lm-eval's --limit)")
+    filter: str | None = Field(None, description="which of the task's filters to score; its first when null")
+
+    @field_validator("include_path")
+    @classmethod
+    def _resolve_include_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # relative to the task YAML when the loader passes its path as validation context, else cwd
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            source = (info.context or {}).get("path")
+            path = (Path(source).resolve().parent if source else Path.cwd()) / path
+        return str(path.resolve())
+
+
+@dataclass
+class LmEvalData:
+    """The documents an lm-eval task will score (its evaluation split, first ``limit``)."""
+
+    output_type: str
+    docs: list[dict]
+    prompts: list[str]
+    limit: int | None
+    split: str
+    dataset: dict  # id, config
+    filter: str
+
+
+class LmEvalTask(Task):
+    family = "lm_eval"
+    head = "causal_lm"
+    Spec = LmEvalSpec
+    spec: LmEvalSpec
+
+    def __init__(self, spec: LmEvalSpec):
+        super().__init__(spec)
+        # find the lm-eval task now, so a wrong name fails before any model is loaded
+        self._paths = _include_paths(spec)
+        self._defaults = _resolve(spec, self._paths)
+
+    @classmethod
+    def check_spec(cls, spec: LmEvalSpec):
+        if spec.include_path is not None and not Path(spec.include_path).is_dir():
+            return ("include_path",), f"no folder {spec.include_path}"
+        for name in spec.metrics:
+            if not _NAME.match(name):
+                return ("metrics",), f"'{name}' is not a metric name (kdbench's, or lm-eval's as it names them: acc, acc_norm...)"
+        known = [*registry.PAIR_METRICS, *GENERATION_PAIR_METRICS]
+        for name in spec.pair_metrics:
+            if name not in known:
+                return ("pair_metrics",), f"unknown metric '{name}' (known: {', '.join(known)})"
+        return None
+
+    # data ---------------------------------------------------------------------------------------
+    def _lm_task(self):
+        """A fresh lm-eval Task object (simple_evaluate mutates the ones it runs)."""
+        tm = _task_manager(self._paths, self._defaults)
+        with _quiet_lm_eval():
+            try:
+                loaded = tm.load([self.spec.lm_eval_task])
+            except KdbenchError:
+                raise
+            except Exception as e:
+                raise KdbenchError(f"task {self.name}: lm-eval task '{self.spec.lm_eval_task}' cannot be built "
+                                   f"({type(e).__name__}: {_first_line(e)})") from None
+        tasks = loaded["tasks"]
+        if loaded["groups"] or len(tasks) != 1:
+            raise KdbenchError(f"task {self.name}: lm-eval name '{self.spec.lm_eval_task}' is a group or tag of "
+                               f"{len(tasks)} tasks ({', '.join(sorted(tasks))}); name one task")
+        return next(iter(tasks.values()))
+
+    def eval_data(self, rows: int | None) -> LmEvalData:
+        lm_task = self._lm_task()
+        output_type = lm_task.OUTPUT_TYPE
+        if output_type not in OUTPUT_TYPES:
+            raise KdbenchError(f"task {self.name}: lm-eval task '{self.spec.lm_eval_task}' has output type "
+                               f"{output_type}; the bridge runs {', '.join(OUTPUT_TYPES)}")
+        self._check_metrics(lm_task)
+        limits = [n for n in (rows, self.spec.limit) if n is not None]
+        limit = min(limits) if limits else None
+        docs = list(islice(lm_task.eval_docs, limit))
+        if not docs:
+            raise KdbenchError(f"task {self.name}: lm-eval task '{self.spec.lm_eval_task}' has no evaluation documents")
+        filters = [f.name for f in getattr(lm_task, "_filters", [])] or ["none"]
+        chosen = self.spec.filter or filters[0]
+        if chosen not in filters:
+            raise KdbenchError(f"task {self.name}: lm-eval task '{self.spec.lm_eval_task}' has no filter '{chosen}' "
+                               f"(filters: {', '.join(filters)})")
+        cfg = lm_task.config
+        split = cfg.test_split if lm_task.has_test_docs() else cfg.validation_split
+        return LmEvalData(output_type, docs, [str(lm_task.doc_to_text(d)) for d in docs], limit, split,
+                          _dataset_of(self.spec, cfg), chosen)
+
+    def _check_metrics(self, lm_task) -> None:
+        """Every requested metric is kdbench's (multiple choice) or one the lm-eval task computes."""
+        lm_names = list(lm_task.aggregation())
+        ours = registry.classifier_metrics() if lm_task.OUTPUT_TYPE == "multiple_choice" else {}
+        for name in self.spec.metrics:
+            if name not in ours and name not in lm_names:
+                raise KdbenchError(f"task {self.name}: unknown metric '{name}' for lm-eval task "
+                                   f"'{self.spec.lm_eval_task}' ({lm_task.OUTPUT_TYPE}; lm-eval metrics: "
+                                   f"{', '.join(lm_names)}{'; or kdbench classifier metrics' if ours else ''})")
+        allowed = registry.PAIR_METRICS if lm_task.OUTPUT_TYPE == "multiple_choice" else GENERATION_PAIR_METRICS
+        for name in self.spec.pair_metrics:
+            if name not in allowed:
+                raise KdbenchError(f"task {self.name}: pair metric '{name}' does not apply to {lm_task.OUTPUT_TYPE} "
+                                   f"tasks (use: {', '.join(allowed)})")
+
+    def dataset_record(self, data: LmEvalData) -> dict:
+        digest = hashlib.sha256()
+        for doc in data.docs:  # canonical JSON lines, as LoadedSplit.sha256
+            digest.update(_canonical(doc).encode())
+            digest.update(b"\n")
+        return {**data.dataset, "split": data.split, "rows": len(data.docs), "sha256": digest.hexdigest(),
+                "source": f"lm-eval task {self.spec.lm_eval_task}"}
+
+    def efficiency_inputs(self, data: LmEvalData) -> tuple[list[str], None]:
+        return data.prompts, None
+
+    # models and predictions ----------------------------------------------------------------------
+    def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
+        from kdbench.models.loading import load_for_head, load_tokenizer
+
+        model = load_for_head(model_id, self.head, revision)
+        return LoadedModel(model.eval(), load_tokenizer(model_id, revision), model_id)
+
+    def predict(self, model: LoadedModel, data: LmEvalData, role: str, settings: RunSettings):
+        import lm_eval
+
+        from kdbench.backends.lm_eval_model import KdbenchLM
+
+        lm = KdbenchLM.from_model(model.model, model.tokenizer, settings.dtype, settings.eval.batch_size,
+                                  self.spec.max_length, name=model.source)
+        lm_task = self._lm_task()
+        with _quiet_lm_eval():
+            out = lm_eval.simple_evaluate(
+                model=lm, tasks=[lm_task], task_manager=_task_manager(self._paths, self._defaults),
+                num_fewshot=self.spec.num_fewshot, limit=data.limit, log_samples=True,
+                bootstrap_iters=settings.eval.bootstrap_samples,
+            )
+        name = lm_task.task_name
+        return predictions_from_samples(self.name, role, out["samples"][name], out["results"][name], lm_task,
+                                        data.filter, data.docs)
+
+    # metrics ------------------------------------------------------------------------------------
+    def score(self, preds: ChoicePredictions | GenerationPredictions, settings: RunSettings) -> dict[str, dict]:
+        cfg = settings.eval
+        ours = registry.classifier_metrics(cfg.ece_bins) if isinstance(preds, ChoicePredictions) else {}
+        kd_names = [n for n in self.spec.metrics if n in ours]
+        out = registry.compute(ours, kd_names, preds.probs, preds.labels, n_samples=cfg.bootstrap_samples,
+                               confidence=cfg.confidence, seed=settings.seed) if kd_names else {}
+        for name in self.spec.metrics:
+            if name not in out:
+                out[name] = lm_eval_metric(name, preds, settings)
+        return {name: out[name] for name in self.spec.metrics}
+
+    def score_pair(self, student, teacher, settings: RunSettings) -> dict[str, dict]:
+        student.aligned_with(teacher)
+        cfg = settings.eval
+        if isinstance(student, ChoicePredictions):
+            if student.probs.shape != teacher.probs.shape:
+                raise KdbenchError(f"task {self.name}: {student.role} and {teacher.role} scored different choices")
+            return registry.compute(registry.PAIR_METRICS, self.spec.pair_metrics, teacher.probs, student.probs,
+                                    n_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=settings.seed)
+        out = {}
+        if "answer_agreement" in self.spec.pair_metrics:
+            # the student's extracted answer is the teacher's (what lm-eval's metric would compare)
+            agree = np.array([s == t for s, t in zip(student.answers, teacher.answers)], dtype=np.float64)
+            out["answer_agreement"] = {"value": float(agree.mean()),
+                                       "ci": list(bootstrap_mean_ci(agree, cfg.bootstrap_samples, cfg.confidence,
+                                                                    settings.seed))}
+        return out
+
+    def compare(self, a, b, settings: RunSettings) -> dict[str, dict]:
+        """System ``a`` against ``b``: accuracy (exact-match rate for generation) difference with a
+        paired-bootstrap CI, and the exact McNemar test."""
+        a.aligned_with(b)
+        cfg = settings.eval
+        if isinstance(a, ChoicePredictions):
+            return registry.paired_comparison(a.labels, a.probs, b.probs, n_samples=cfg.bootstrap_samples,
+                                              confidence=cfg.confidence, seed=settings.seed)
+        if a.correct is None or b.correct is None:
+            return {}
+        diff = paired_bootstrap(a.correct.astype(float), b.correct.astype(float), cfg.bootstrap_samples,
+                                cfg.confidence, settings.seed)
+        return {"accuracy_difference": {"value": diff["value"], "ci": diff["ci"]},
+                "mcnemar_p_value": {"value": mcnemar_exact(a.correct, b.correct, cfg.confidence)["p_value"], "ci": None}}
+
+
+# --------------------------------------------------------------------------------------------------
+# lm-eval samples -> Predictions
+# --------------------------------------------------------------------------------------------------
+def predictions_from_samples(task: str, role: str, samples: list[dict], results: dict, lm_task, filter_key: str,
+                             docs: list[dict]):
+    """lm-eval's logged samples of one task (``simple_evaluate(..., log_samples=True)["samples"][name]``)
+    for one filter, in document order, as kdbench Predictions; ``docs`` are the documents expected
+    (those of ``eval_data``, which the run record names)."""
+    rows = sorted((s for s in samples if s["filter"] == filter_key), key=lambda s: s["doc_id"])
+    if [s["doc_id"] for s in rows] != list(range(len(docs))) or \
+            [_canonical(s["doc"]) for s in rows] != [_canonical(d) for d in docs]:
+        raise KdbenchError(f"task {task}: lm-eval scored other documents than the {len(docs)} expected "
+                           f"(filter {filter_key}): has the task's data changed meanwhile?")
+    ids = [str(s["doc_id"]) for s in rows]
+    metric_names = list(lm_task.aggregation())
+    sample_metrics = {m: [s[m] for s in rows] for m in metric_names if all(m in s for s in rows)}
+    reported = {}
+    for m in metric_names:
+        if f"{m},{filter_key}" in results:
+            reported[m] = results[f"{m},{filter_key}"]
+            reported[f"{m}_stderr"] = results.get(f"{m}_stderr,{filter_key}")
+    if lm_task.OUTPUT_TYPE == "multiple_choice":
+        lls, labels = [], []
+        for s in rows:
+            choices = lm_task.doc_to_choice(s["doc"])
+            lls.append([float(r[0]) for r in s["filtered_resps"][: len(choices)]])
+            labels.append(_gold_index(task, lm_task, s, choices))
+        counts = {len(x) for x in lls}
+        if len(counts) != 1:
+            raise KdbenchError(f"task {task}: documents have {min(counts)} to {max(counts)} choices; the bridge needs "
+                               "the same number for every document (class probabilities)")
+        return ChoicePredictions.from_loglikelihoods(task, role, ids, np.array(lls), np.array(labels, dtype=np.int64),
+                                                     sample_metrics, reported)
+    return GenerationPredictions(
+        task, role, ids,
+        generations=[str(s["resps"][0][0]) for s in rows],
+        answers=[str(s["filtered_resps"][0]) for s in rows],
+        targets=[str(s["target"]) for s in rows],
+        sample_metrics=sample_metrics, reported=reported,
+    )
+
+
+def _gold_index(task: str, lm_task, sample: dict, choices: list[str]) -> int:
+    """The gold choice as lm-eval's process_results finds it: an index, or a choice's text."""
+    gold = lm_task.doc_to_text(sample["doc"]) if lm_task.multiple_input else sample["target"]
+    if isinstance(gold, str) and gold in choices:
+        gold = choices.index(gold)
+    if isinstance(gold, (list, tuple)):
+        raise KdbenchError(f"task {task}: document {sample['doc_id']} has several gold answers; the bridge "
+                           "scores single-answer multiple choice")
+    if not isinstance(gold, (int, np.integer)) or not 0 <= gold < len(choices):
+        raise KdbenchError(f"task {task}: document {sample['doc_id']}: gold {gold!r} is not one of its "
+                           f"{len(choices)} choices")
+    return int(gold)
+
+
+def lm_eval_metric(name: str, preds, settings: RunSettings) -> dict:
+    """lm-eval's value of ``name``; the CI as described in the module docstring."""
+    if name not in preds.reported:
+        raise KdbenchError(f"task {preds.task}: lm-eval reported no metric '{name}' "
+                           f"(reported: {', '.join(k for k in preds.reported if not k.endswith('_stderr'))})")
+    value = float(preds.reported[name])
+    cfg = settings.eval
+    per_doc = preds.sample_metrics.get(name)
+    if per_doc is not None and all(isinstance(v, (bool, int, float, np.number)) for v in per_doc):
+        values = np.asarray(per_doc, dtype=np.float64)
+        if np.isclose(values.mean(), value, rtol=0, atol=1e-9):
+            return {"value": value, "ci": list(bootstrap_mean_ci(values, cfg.bootstrap_samples, cfg.confidence,
+                                                                 settings.seed))}
+    stderr = preds.reported.get(f"{name}_stderr")
+    if isinstance(stderr, (int, float)) and np.isfinite(stderr):
+        from scipy.stats import norm
+
+        z = float(norm.ppf(0.5 + cfg.confidence / 2))
+        return {"value": value, "ci": [value - z * stderr, value + z * stderr]}
+    return {"value": value, "ci": None}
+
+
+# --------------------------------------------------------------------------------------------------
+# finding lm-eval tasks
+# --------------------------------------------------------------------------------------------------
+def _include_paths(spec: LmEvalSpec) -> tuple[str, ...]:
+    # the spec's folder last: lm-eval lets later paths override earlier ones
+    return (str(TASKS_DIR),) + ((spec.include_path,) if spec.include_path else ())
+
+
+@lru_cache(maxsize=8)
+def _task_manager(paths: tuple[str, ...], include_defaults: bool):
+    """lm-eval's TaskManager; indexing its ~15k built-in YAMLs takes seconds to tens of seconds, so
+    it is built once per process, and only when the include paths do not hold the task."""
+    try:
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise KdbenchError("the lm_eval task family needs lm-evaluation-harness: pip install 'lm-eval>=0.4.13,<0.5'") from None
+
+    with _quiet_lm_eval():
+        return TaskManager(include_path=list(paths), include_defaults=include_defaults)
+
+
+def _resolve(spec: LmEvalSpec, paths: tuple[str, ...]) -> bool:
+    """Whether lm-eval's built-in tasks are needed to find ``spec.lm_eval_task``."""
+    if spec.lm_eval_task in _task_manager(paths, False).all_tasks:
+        return False
+    if spec.lm_eval_task in _task_manager(paths, True).all_tasks:
+        return True
+    raise KdbenchError(f"task {spec.name}: unknown lm-eval task '{spec.lm_eval_task}' (searched lm-eval's "
+                       f"built-in tasks and {', '.join(paths)})")
+
+
+def _dataset_of(spec: LmEvalSpec, cfg) -> dict:
+    if spec.dataset is not None:
+        return {"id": spec.dataset.id, "config": spec.dataset.config}
+    kwargs = cfg.dataset_kwargs or {}
+    if cfg.custom_dataset is not None and "hub_id" in kwargs:  # kdbench's mirror_dataset loader
+        return {"id": kwargs["hub_id"], "config": kwargs.get("hub_config")}
+    return {"id": cfg.dataset_path or cfg.task, "config": cfg.dataset_name}
+
+
+@contextlib.contextmanager
+def _quiet_lm_eval():
+    """lm-eval logs every step at INFO/WARNING (custom-dataset hints, seeds, chat-template advice);
+    kdbench reports its own progress and errors, so only lm-eval's errors are shown meanwhile."""
+    logger = logging.getLogger("lm_eval")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _canonical(doc: dict) -> str:
+    return json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else ""

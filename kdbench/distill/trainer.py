@@ -24,8 +24,9 @@ from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, TrainConfig
 from kdbench.distill.losses import LOSSES
 
-# Bump when the loop's numerics change, so cached fine-tuned models are not reused across versions.
-TRAINER_REVISION = 2
+# Bump when the loop's numerics change, so cached fine-tuned models are not reused across versions
+# (3: a fresh head is initialised from the run's seed).
+TRAINER_REVISION = 3
 
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 # (model outputs, example indices of the batch, the padded batch) -> scalar loss

@@ -80,9 +80,12 @@ def train(
     dtype: str = "bf16",
     desc: str = "train",
     collate_fn: Callable[[list[dict]], dict[str, torch.Tensor]] | None = None,
+    forward_kwargs: dict | None = None,
 ) -> TrainStats:
     """Train ``model`` in place for ``cfg.epochs`` over ``features`` (one dict of token lists per
-    example, padded per batch by ``collate_fn``, the tokenizer's ``pad`` by default)."""
+    example, padded per batch by ``collate_fn``, the tokenizer's ``pad`` by default).
+    ``forward_kwargs`` go to every forward call (e.g. ``output_hidden_states=True`` for losses on
+    intermediate layers)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     lengths = [len(f["input_ids"]) for f in features]
@@ -105,7 +108,7 @@ def train(
             for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
                 batch = {k: v.to(model.device) for k, v in pad([features[i] for i in idx]).items()}
                 with autocast(dtype, model.device):
-                    outputs = model(**batch)
+                    outputs = model(**batch, **(forward_kwargs or {}))
                 loss = loss_fn(outputs, idx, batch)
                 loss.backward()
                 optimizer.step()

@@ -12,8 +12,9 @@ and the registry loss D(p̃, q̃) (its own renormalising log-softmax makes Z exa
 KL this is the divergence of the distributions merged on the tail, a lower bound of the full-vocabulary
 KL (data-processing inequality) that is exact on the top k and close to it when r is small.
 
-Entries are safetensors files keyed by teacher id and revision, a content hash of the tokenised
-training set and its loss masks, k, T and the autocast dtype; a corrupt entry is rebuilt.
+Entries live in the teacher cache (``kdbench.distill.teacher_cache``), keyed by teacher id and
+revision, a content hash of the tokenised training set and its loss masks, k, T and the autocast
+dtype; a corrupt or mismatched entry is rebuilt.
 """
 from __future__ import annotations
 
@@ -22,19 +23,17 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.numpy import load_file, save
-
 from kdbench.backends.batching import sorted_batches
 from kdbench.backends.hf import autocast
-from kdbench.fsio import write_atomic
-from kdbench.models.cache import cache_key, cache_root
+from kdbench.distill.teacher_cache import cached_outputs
+from kdbench.models.cache import cache_key
 
 CACHE_VERSION = 1
+_ARRAYS = ("offsets", "ids", "logprobs", "rest")
 _TINY = 1e-20  # floor for the leftover mass: top-k can hold all of it up to rounding, and log 0 = −inf
 
 
@@ -97,19 +96,18 @@ def cached_topk(
 ) -> tuple[TopK, bool, str]:
     """The teacher's top-k over the training set, from the cache when an entry with the same key
     exists, else computed and stored. Returns (top-k, reused, key)."""
-    key = cache_key(teacher=teacher_id, revision=revision, data_sha256=data_hash(features, loss_masks), k=k,
-                    temperature=temperature, dtype=dtype, version=CACHE_VERSION)
-    path = cache_root() / "teacher_topk" / f"{key}.safetensors"
-    if path.is_file():
-        try:
-            t = load_file(path)
-            return TopK(t["offsets"], t["ids"], t["logprobs"], t["rest"]), True, key
-        except Exception:  # unreadable or truncated entry: rebuild it
-            pass
-    topk = compute_topk(teacher, features, loss_masks, collate, k=k, temperature=temperature, dtype=dtype,
-                        batch_size=batch_size)
-    write_atomic(path, save({"offsets": topk.offsets, "ids": topk.ids, "logprobs": topk.logprobs, "rest": topk.rest}))
-    return topk, False, key
+    key = {"teacher": teacher_id, "revision": revision, "data_sha256": data_hash(features, loss_masks), "k": k,
+           "temperature": temperature, "dtype": dtype, "version": CACHE_VERSION}
+    scored = sum(sum(m[1:]) for m in loss_masks)
+
+    def compute() -> dict[str, np.ndarray]:
+        t = compute_topk(teacher, features, loss_masks, collate, k=k, temperature=temperature, dtype=dtype,
+                         batch_size=batch_size)
+        return {"offsets": t.offsets, "ids": t.ids, "logprobs": t.logprobs, "rest": t.rest}
+
+    t, reused = cached_outputs("teacher_topk", key, _ARRAYS, compute,
+                               rows={"offsets": len(features) + 1, "ids": scored, "logprobs": scored, "rest": scored})
+    return TopK(t["offsets"], t["ids"], t["logprobs"], t["rest"]), reused, cache_key(**key)
 
 
 def bucket_log_probs(log_probs: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -7,14 +7,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-from safetensors.numpy import load_file, save
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from kdbench.fsio import write_atomic
 from kdbench.models.loading import save_model
 
 CACHE_ENV = "KDBENCH_CACHE_DIR"
@@ -53,18 +49,3 @@ def save_finetuned(key: str, model: PreTrainedModel, tokenizer: PreTrainedTokeni
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def teacher_logits(folder: Path, compute: Callable[[], np.ndarray], **settings) -> tuple[np.ndarray, bool]:
-    """Teacher logits over a training set, stored beside the cached teacher with safetensors and
-    keyed by ``settings`` (data content hash, max length, dtype), so a rerun does not recompute
-    them. A corrupt entry is rebuilt. Returns (logits, reused)."""
-    path = Path(folder) / f"logits-{cache_key(**settings)}.safetensors"
-    if path.is_file():
-        try:
-            return load_file(path)["logits"], True
-        except Exception:  # unreadable or truncated entry: recompute and overwrite
-            pass
-    logits = compute()
-    write_atomic(path, save({"logits": np.ascontiguousarray(logits, dtype=np.float32)}))
-    return logits, False

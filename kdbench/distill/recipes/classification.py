@@ -1,6 +1,7 @@
 """Sequence classification and regression (GLUE): fine-tune (or reuse) the teacher, build the
-student by layer selection, distil it on the teacher's logits (computed once over the training
-set and cached), and train a label-only baseline with the same initialisation, budget and seed."""
+student (layer selection or a smaller config), distil it on the teacher's logits (computed once
+over the training set and cached) plus any ``distill.features`` terms (teacher online), and train
+a label-only baseline with the same initialisation, budget and seed."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,11 +12,11 @@ from kdbench.backends.batching import encode
 from kdbench.backends.hf import HFClassifier
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
-from kdbench.distill.recipes.common import finetuned_teacher, require, require_logit_loss, save_student, timed
+from kdbench.distill.recipes.common import finetuned_teacher, require, require_logit_loss, save_student, teacher_outputs_key, timed
+from kdbench.distill.teacher_cache import cached_array
 from kdbench.distill.trainer import kd_objective, label_objective, sequence_loss, train
-from kdbench.models import cache
 from kdbench.models.loading import count_parameters, load_tokenizer
-from kdbench.models.students import BUILDERS
+from kdbench.models.students import build_student
 from kdbench.tasks.base import RunSettings
 from kdbench.tasks.classification import ClassificationTask, RegressionTask
 
@@ -53,30 +54,28 @@ def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: 
     with timed(durations, "teacher_logits_s"):
         backend = HFClassifier(teacher.model, tokenizer, suite.dtype, max_length, suite.eval.batch_size)
         compute = lambda: backend.logits_of_features(features, desc=f"teacher logits {task.name}")  # noqa: E731
-        if teacher_info["finetuned"]:
-            teacher_logits, teacher_info["train_logits_reused"] = cache.teacher_logits(
-                Path(teacher_dir), compute, data_sha256=train_sha, max_length=max_length, dtype=suite.dtype)
-        else:
-            teacher_logits = compute()
+        teacher_logits, teacher_info["train_logits_reused"] = cached_array(
+            "teacher_logits", teacher_outputs_key(teacher_info, data_sha256=train_sha, max_length=max_length,
+                                                  dtype=suite.dtype), compute, rows=len(features))
 
     kd = _regression_objective(suite.distill.alpha) if regression else kd_objective(suite.distill)
     roles = [(STUDENT, sequence_loss(kd, labels, teacher_logits))]
     if suite.baseline:
         roles.append((BASELINE, sequence_loss(supervised, labels)))
     models, info, dirs = {TEACHER: teacher}, {TEACHER: teacher_info}, {TEACHER: teacher_dir}
-    build = BUILDERS[suite.student.builder]
+    fkd = feature_kd(suite, teacher.model, f"suite {suite.name}, task {task.name} ({task.head} head)")
     for role, loss_fn in roles:
-        student = build(teacher.model, suite.student.layers)
+        student, made = build_student(teacher.model, suite.student, suite.seed)  # the same init for both roles
         with timed(durations, f"{role}_train_s"):
-            train(student, tokenizer, features, suite.distill, loss_fn, seed=suite.seed, dtype=suite.dtype,
-                  desc=f"train {role} on {task.name}")
+            run = lambda model, fn: train(model, tokenizer, features, suite.distill, fn, seed=suite.seed,  # noqa: E731
+                                          dtype=suite.dtype, desc=f"train {role} on {task.name}")
+            stats, extra = train_student(fkd if role == STUDENT else None, student, loss_fn, run)
         models[role], record_id = save_student(student, tokenizer, run_dir, task, role)
         dirs[role] = models[role].source
         method = ({"method": "kd", "loss": "logit_mse" if regression else suite.distill.loss,
-                   "loss_args": suite.distill.loss_args} if role == STUDENT else {"method": "labels_only"})
-        info[role] = {"id": record_id, "revision": None, "params": count_parameters(student),
-                      "builder": suite.student.builder, "layer_map": list(suite.student.layers),
-                      "init_from": TEACHER, **method}
+                   "loss_args": suite.distill.loss_args, **extra} if role == STUDENT else {"method": "labels_only"})
+        info[role] = {"id": record_id, "revision": None, "params": count_parameters(student), **made, **method,
+                      "train_steps": stats.steps, "train_final_loss": stats.final_loss}
     train_record = {"split": train_split.spec.split, "rows": len(train_split.rows), "sha256": train_sha}
     return Trained(models, info, dirs, train_record, durations)
 

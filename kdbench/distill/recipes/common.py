@@ -78,6 +78,13 @@ def finetuned_teacher(
     return LoadedModel(model.eval(), tokenizer, str(folder)), info, str(folder)
 
 
+def teacher_outputs_key(teacher_info: dict, **settings) -> dict:
+    """The teacher-cache key of a teacher's outputs: the model, its revision and, when it was
+    fine-tuned here, the fine-tune's cache key (which fixes its weights), plus the data and settings."""
+    return {"teacher": teacher_info["id"], "revision": teacher_info["revision"],
+            "finetuned": teacher_info.get("cache_key"), **settings}
+
+
 def save_student(model, tokenizer, run_dir: Path, task: Task, role: str) -> tuple[LoadedModel, str]:
     """``save_pretrained`` under ``run_dir/models/TASK/ROLE``; returns the model and the record id."""
     rel = f"models/{task.name}/{role}"

@@ -8,7 +8,8 @@
   paraphrase-MiniLM-L3-v2) or ``layer_selection`` of the teacher's layers.
 * Objective: embedding-level KD, the registry loss ``distill.loss`` at the ``embedding`` level
   (``cosine_embedding``: 1 − cos(e_s, e_t) between the student's and the teacher's mean-pooled
-  sentence embeddings). For unit vectors ‖a − b‖² = 2(1 − cos), so MSE on normalised embeddings is
+  sentence embeddings), or ranking KD with ``margin_mse`` (below); ``distill.features`` terms
+  (hidden states, attention maps, MiniLM relations: :mod:`.features`) are added to either. For unit vectors ‖a − b‖² = 2(1 − cos), so MSE on normalised embeddings is
   the same objective up to a constant factor; no second option is needed. ``alpha``, ``temperature``
   and ``t2_scaling`` do not apply (there are no labels and no logits).
 * Training texts: the corpus documents and the queries that have no judgments, with no relevance
@@ -20,6 +21,13 @@
 * Embedding widths must match: retrieval compares vectors in the student's own space, so a
   projection learnt only for training would not carry over to evaluation; different widths are an
   error naming both.
+* Margin-MSE (``distill.loss: margin_mse``, Hofstätter et al. 2020): training queries are the
+  queries without judgments; the teacher searches the corpus (its first ``data.train_rows``
+  shuffled documents) exactly and its ranking gives each query a positive and
+  ``loss_args.negatives`` hard negatives. The mirror has test judgments only, so the positive is
+  the teacher's own top-1 document (a pseudo-label, as in distillation practice) and the negatives
+  the next ranks; the run record says so. The student matches the teacher's cosine margins
+  s(q, d⁺) − s(q, d⁻), queries and documents both encoded by the student being trained.
 * Baseline: the student before distillation (``method: pretrained_no_kd``); label-only training
   does not exist for retrieval here.
 """
@@ -32,18 +40,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdbench.backends.batching import encode
-from kdbench.backends.embeddings import HFEmbedder, mean_pool
+import torch.nn.functional as F
+
+from kdbench.backends.batching import collate, encode
+from kdbench.backends.embeddings import HFEmbedder, mean_pool, search
+from kdbench.backends.hf import autocast
 from kdbench.config import SuiteConfig
 from kdbench.distill.losses import LOSSES
 from kdbench.distill.losses.catalog import CATALOG
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
 from kdbench.distill.recipes.common import require, save_student, timed
+from kdbench.distill.recipes.features import feature_kd, train_student
+from kdbench.distill.teacher_cache import cached_array
 from kdbench.distill.trainer import TRAINER_REVISION, train
 from kdbench.errors import KdbenchError
-from kdbench.models import cache
 from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer, model_revision
-from kdbench.models.students import BUILDERS, student_layers
+from kdbench.models.students import build_student
 from kdbench.tasks.base import LoadedModel, RunSettings
 from kdbench.tasks.retrieval import RetrievalTask
 
@@ -78,10 +90,10 @@ def _sha(texts: list[str]) -> str:
 def _embedding_loss(suite: SuiteConfig, task: RetrievalTask):
     name = suite.distill.loss
     level = CATALOG[name].level
-    if level != "embedding":
-        known = ", ".join(n for n, i in CATALOG.items() if i.level == "embedding")
+    if level not in ("embedding", "ranking"):
+        known = ", ".join(n for n, i in CATALOG.items() if i.level in ("embedding", "ranking"))
         raise KdbenchError(f"suite {suite.name}, task {task.name} (embedding head): distill.loss '{name}' works on "
-                           f"{level}; bi-encoders are distilled with an embedding-level loss: {known}")
+                           f"{level}; bi-encoders are distilled with an embedding- or ranking-level loss: {known}")
     return LOSSES[name]
 
 
@@ -91,10 +103,92 @@ def _student(suite: SuiteConfig, teacher: LoadedModel) -> tuple[LoadedModel, dic
         model = load_for_head(spec.model, "embedding", spec.revision)
         return (LoadedModel(model, load_tokenizer(spec.model, spec.revision), spec.model),
                 {"builder": "pretrained", "init_from": spec.model, "init_revision": model_revision(spec.model, spec.revision)})
-    layers = student_layers(spec, teacher.model.config.num_hidden_layers)
-    model = BUILDERS[spec.builder](teacher.model, layers)
-    return (LoadedModel(model, teacher.tokenizer, teacher.source),
-            {"builder": spec.builder, "layer_map": layers, "init_from": TEACHER})
+    model, made = build_student(teacher.model, spec, suite.seed)
+    return LoadedModel(model, teacher.tokenizer, teacher.source), made
+
+
+def _embed(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Unit-length mean-pooled embeddings of a padded batch (gradients kept)."""
+    return F.normalize(mean_pool(model(**batch).last_hidden_state, batch["attention_mask"]), dim=-1)
+
+
+def _margin_setup(task: RetrievalTask, suite: SuiteConfig, teacher: LoadedModel, student: LoadedModel,
+                  revision: str | None, doc_len: int, query_len: int, durations: dict):
+    """Margin-MSE over hard negatives mined with the teacher: (query features, loss_fn, record)."""
+    from kdbench.distill.losses import margin_mse
+
+    negatives = int(suite.distill.loss_args.get("negatives", 4))
+    data = task.eval_data(None)
+    if not data.unjudged_queries:
+        raise KdbenchError(f"task {task.name}: margin_mse trains on the queries without judgments, and there are none")
+    docs = task.documents(data)
+    order = np.random.default_rng(suite.seed).permutation(len(docs))[: suite.data.train_rows or len(docs)]
+    docs = [docs[i] for i in order]
+    if len(docs) < negatives + 1:
+        raise KdbenchError(f"task {task.name}: margin_mse with {negatives} negatives needs at least {negatives + 1} "
+                           f"documents, data.train_rows leaves {len(docs)}")
+    queries = [text for _, text in data.unjudged_queries]
+    with timed(durations, "teacher_mining_s"):
+        embedder = HFEmbedder(teacher.model, teacher.tokenizer, suite.dtype, batch_size=suite.eval.batch_size)
+        doc_emb, _ = cached_array(
+            "teacher_embeddings",
+            {"teacher": suite.teacher.model, "revision": revision, "texts_sha256": _sha(docs), "doc_max_length": doc_len,
+             "query_max_length": query_len, "dtype": suite.dtype, "pooling": "mean+l2"},
+            lambda: embedder.embed_features(encode(teacher.tokenizer, docs, None, doc_len), desc="teacher documents"),
+            rows=len(docs))
+        query_emb = embedder.embed_features(encode(teacher.tokenizer, queries, None, query_len))
+        ranked, scores = search(query_emb, doc_emb, negatives + 1)
+    pos, neg = torch.as_tensor(ranked[:, 0]), torch.as_tensor(ranked[:, 1:])
+    t_pos, t_neg = torch.as_tensor(scores[:, 0]), torch.as_tensor(scores[:, 1:])
+    doc_features = encode(student.tokenizer, docs, None, doc_len)
+    model = student.model
+
+    def loss_fn(outputs, idx: np.ndarray, batch) -> torch.Tensor:
+        q = F.normalize(mean_pool(outputs.last_hidden_state, batch["attention_mask"]), dim=-1)
+        wanted = torch.cat([pos[idx, None], neg[idx]], dim=1)  # (B, 1 + k) document indices
+        unique, where = torch.unique(wanted, return_inverse=True)
+        d_batch = {k: v.to(q.device) for k, v in collate(student.tokenizer, [doc_features[i] for i in unique]).items()}
+        with autocast(suite.dtype, q.device):
+            d = _embed(model, d_batch).float()
+        s = (q.unsqueeze(1) * d[where]).sum(-1)  # (B, 1 + k) student cosines
+        return margin_mse(s[:, 0], s[:, 1:], t_pos[idx].to(q.device), t_neg[idx].to(q.device))
+
+    features = encode(student.tokenizer, queries, None, query_len)
+    record = {"id": data.id, "split": "queries without judgments + corpus", "rows": len(queries),
+              "sha256": _sha(queries + docs), "queries": len(queries), "documents": len(docs),
+              "negatives_per_query": negatives, "mined_by": "teacher exact search (cosine)",
+              "positives": "teacher top-1 (pseudo-label: the mirror has test judgments only)",
+              "negatives": f"teacher ranks 2..{negatives + 1}", "labels": False, "transductive": True}
+    return features, loss_fn, record
+
+
+def _cosine_setup(task: RetrievalTask, suite: SuiteConfig, teacher: LoadedModel, student: LoadedModel,
+                  revision: str | None, kd_loss, doc_len: int, query_len: int, durations: dict):
+    """Embedding KD on the corpus and unjudged queries: (features, loss_fn, record, cache reused)."""
+    texts, is_doc = training_texts(task, suite.data.train_rows, suite.seed)
+    texts_sha = _sha(texts)
+    with timed(durations, "teacher_embeddings_s"):
+        teacher_features = _features(teacher.tokenizer, texts, is_doc, doc_len, query_len)
+        embedder = HFEmbedder(teacher.model, teacher.tokenizer, suite.dtype, batch_size=suite.eval.batch_size)
+        targets, reused = cached_array(
+            "teacher_embeddings",
+            {"teacher": suite.teacher.model, "revision": revision, "texts_sha256": texts_sha, "doc_max_length": doc_len,
+             "query_max_length": query_len, "dtype": suite.dtype, "pooling": "mean+l2"},
+            lambda: embedder.embed_features(teacher_features, desc=f"teacher embeddings {task.name}"),
+            rows=len(texts),
+        )
+    target_t = torch.as_tensor(targets, dtype=torch.float32)
+
+    def loss_fn(outputs, idx: np.ndarray, batch) -> torch.Tensor:
+        emb = mean_pool(outputs.last_hidden_state, batch["attention_mask"])
+        return kd_loss(emb, target_t[idx].to(emb.device))
+
+    features = _features(student.tokenizer, texts, is_doc, doc_len, query_len)
+    data = task.eval_data(None)
+    record = {"id": data.id, "split": "corpus + queries without judgments", "rows": len(texts),
+              "sha256": texts_sha, "documents": sum(is_doc), "queries": len(texts) - sum(is_doc),
+              "labels": False, "transductive": True}
+    return features, loss_fn, record, reused
 
 
 def run(task: RetrievalTask, suite: SuiteConfig, run_dir: Path) -> Trained:
@@ -115,27 +209,21 @@ def run(task: RetrievalTask, suite: SuiteConfig, run_dir: Path) -> Trained:
                            f"{dims[0]}; embedding KD needs the same width (choose a student of width {dims[0]})")
     baseline = copy.deepcopy(student.model) if suite.baseline else None  # the student before KD
 
-    texts, is_doc = training_texts(task, suite.data.train_rows, suite.seed)
-    texts_sha = _sha(texts)
-    with timed(durations, "teacher_embeddings_s"):
-        teacher_features = _features(teacher.tokenizer, texts, is_doc, doc_len, query_len)
-        embedder = HFEmbedder(teacher.model, teacher.tokenizer, suite.dtype, batch_size=suite.eval.batch_size)
-        targets, reused = cache.teacher_logits(
-            cache.cache_root() / "teacher_embeddings",
-            lambda: embedder.embed_features(teacher_features, desc=f"teacher embeddings {task.name}"),
-            kind="embeddings", model=t_spec.model, revision=revision, texts_sha256=texts_sha,
-            doc_max_length=doc_len, query_max_length=query_len, dtype=suite.dtype, pooling="mean+l2",
-        )
-    target_t = torch.as_tensor(targets, dtype=torch.float32)
-
-    def loss_fn(outputs, idx: np.ndarray, batch) -> torch.Tensor:
-        emb = mean_pool(outputs.last_hidden_state, batch["attention_mask"])
-        return kd_loss(emb, target_t[idx].to(emb.device))
-
-    features = _features(student.tokenizer, texts, is_doc, doc_len, query_len)
+    if CATALOG[suite.distill.loss].level == "ranking":
+        features, loss_fn, train_dataset = _margin_setup(task, suite, teacher, student, revision, doc_len, query_len,
+                                                         durations)
+        reused = None
+    else:
+        features, loss_fn, train_dataset, reused = _cosine_setup(task, suite, teacher, student, revision, kd_loss,
+                                                                 doc_len, query_len, durations)
+    fkd = feature_kd(suite, teacher.model, f"suite {suite.name}, task {task.name} (embedding head)")
+    if fkd is not None and suite.student.builder == "pretrained":
+        raise KdbenchError(f"suite {suite.name}, task {task.name}: distill.features compare the teacher's and the "
+                           "student's tokens, so the student must share the teacher's tokenizer (not builder pretrained)")
     with timed(durations, "student_train_s"):
-        stats = train(student.model, student.tokenizer, features, suite.distill, loss_fn, seed=suite.seed,
-                      dtype=suite.dtype, desc=f"distil student on {task.name}")
+        run_train = lambda model, fn: train(model, student.tokenizer, features, suite.distill, fn,  # noqa: E731
+                                            seed=suite.seed, dtype=suite.dtype, desc=f"distil student on {task.name}")
+        stats, extra = train_student(fkd, student.model, loss_fn, run_train)
     student_model, student_id = save_student(student.model, student.tokenizer, run_dir, task, STUDENT)
 
     models = {TEACHER: teacher, STUDENT: student_model}
@@ -145,7 +233,7 @@ def run(task: RetrievalTask, suite: SuiteConfig, run_dir: Path) -> Trained:
                   "finetuned": False, "finetune_ignored": t_spec.finetune is not None,
                   "train_embeddings_reused": reused},
         STUDENT: {"id": student_id, "revision": None, "params": count_parameters(student.model), **student_info,
-                  "method": "kd", "loss": suite.distill.loss, "loss_args": suite.distill.loss_args,
+                  "method": "kd", "loss": suite.distill.loss, "loss_args": suite.distill.loss_args, **extra,
                   "steps": stats.steps, "final_loss": stats.final_loss, "trainer_revision": TRAINER_REVISION},
     }
     if baseline is not None:
@@ -157,8 +245,4 @@ def run(task: RetrievalTask, suite: SuiteConfig, run_dir: Path) -> Trained:
         info[BASELINE] = {"id": record_id, "revision": student_info.get("init_revision"),
                           "params": count_parameters(baseline), **student_info, "method": "pretrained_no_kd"}
 
-    data = task.eval_data(None)
-    train_dataset = {"id": data.id, "split": "corpus + queries without judgments", "rows": len(texts),
-                     "sha256": texts_sha, "documents": sum(is_doc), "queries": len(texts) - sum(is_doc),
-                     "labels": False, "transductive": True}
     return Trained(models=models, info=info, dirs=dirs, train_dataset=train_dataset, durations=durations)

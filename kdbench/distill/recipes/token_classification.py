@@ -23,12 +23,12 @@ from kdbench.backends.token_classifier import HFTokenClassifier, WordEncoding, e
 from kdbench.config import SuiteConfig
 from kdbench.distill.losses.catalog import check_logit_loss
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
-from kdbench.distill.recipes.common import finetuned_teacher, require, save_student, timed
+from kdbench.distill.recipes.common import finetuned_teacher, require, save_student, teacher_outputs_key, timed
+from kdbench.distill.teacher_cache import cached_array
 from kdbench.distill.trainer import LossFn, Objective, kd_objective, label_objective, train
 from kdbench.errors import KdbenchError
-from kdbench.models import cache
 from kdbench.models.loading import count_parameters
-from kdbench.models.students import BUILDERS, layer_stack, student_layers
+from kdbench.models.students import build_student
 from kdbench.tasks.base import RunSettings
 from kdbench.tasks.ner import NerTask, word_tokenizer
 
@@ -90,33 +90,29 @@ def run(task: NerTask, suite: SuiteConfig, run_dir: Path) -> Trained:
     with timed(durations, "teacher_logits_s"):
         backend = HFTokenClassifier(teacher.model, tokenizer, suite.dtype, max_length, suite.eval.batch_size)
         compute = lambda: _flatten(backend.word_logits(encoding, desc=f"teacher logits {task.name}"))  # noqa: E731
-        if teacher_info["finetuned"]:
-            flat, teacher_info["train_logits_reused"] = cache.teacher_logits(
-                Path(teacher_dir), compute, data_sha256=train_sha, max_length=max_length, dtype=suite.dtype,
-                level="word")
-        else:
-            flat = compute()
+        flat, teacher_info["train_logits_reused"] = cached_array(
+            "teacher_logits", teacher_outputs_key(teacher_info, data_sha256=train_sha, max_length=max_length,
+                                                  dtype=suite.dtype, level="word"), compute)
         teacher_logits = _unflatten(flat, encoding.n_words)
 
     roles = [(STUDENT, word_loss(kd_objective(suite.distill), encoding, data.labels, side, teacher_logits))]
     if suite.baseline:
         roles.append((BASELINE, word_loss(label_objective(), encoding, data.labels, side)))
     models, info, dirs = {TEACHER: teacher}, {TEACHER: teacher_info}, {TEACHER: teacher_dir}
-    build = BUILDERS[suite.student.builder]
-    layers = student_layers(suite.student, len(layer_stack(teacher.model)[1]))
+    fkd = feature_kd(suite, teacher.model, f"suite {suite.name}, task {task.name} ({task.head} head)")
     for role, loss_fn in roles:
-        student = build(teacher.model, layers)  # the same initialisation for both roles
+        student, made = build_student(teacher.model, suite.student, suite.seed)  # the same init for both roles
         with timed(durations, f"{role}_train_s"):
-            train(student, tokenizer, encoding.features, suite.distill, loss_fn, seed=suite.seed, dtype=suite.dtype,
-                  desc=f"train {role} on {task.name}")
+            run = lambda model, fn: train(model, tokenizer, encoding.features, suite.distill, fn, seed=suite.seed,  # noqa: E731
+                                          dtype=suite.dtype, desc=f"train {role} on {task.name}")
+            stats, extra = train_student(fkd if role == STUDENT else None, student, loss_fn, run)
         models[role], record_id = save_student(student, tokenizer, run_dir, task, role)
         dirs[role] = models[role].source
         method = ({"method": "kd", "loss": suite.distill.loss, "loss_args": suite.distill.loss_args,
-                   "temperature": suite.distill.temperature, "alpha": suite.distill.alpha}
+                   "temperature": suite.distill.temperature, "alpha": suite.distill.alpha, **extra}
                   if role == STUDENT else {"method": "labels_only"})
-        info[role] = {"id": record_id, "revision": None, "params": count_parameters(student),
-                      "builder": suite.student.builder, "layer_map": layers,
-                      "init_from": TEACHER, **method}
+        info[role] = {"id": record_id, "revision": None, "params": count_parameters(student), **made, **method,
+                      "train_steps": stats.steps, "train_final_loss": stats.final_loss}
     train_record = {"split": data.split.spec.split, "rows": len(data.tokens), "sha256": train_sha,
                     "words": int(sum(encoding.n_words)),
                     "unseen_words": int(sum(n - len(w) for n, w in zip(encoding.n_words, encoding.words)))}

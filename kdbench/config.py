@@ -25,6 +25,9 @@ class TrainConfig(StrictModel):
     lr: float = Field(5e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    grad_accum_steps: int = Field(1, gt=0, description="micro-batches per optimiser step (effective batch = "
+                                  "batch_size × grad_accum_steps × processes)")
+    checkpoint_every: int = Field(100, gt=0, description="optimiser steps between checkpoints (resume with --resume)")
 
 
 class TeacherConfig(StrictModel):

@@ -7,10 +7,14 @@ teacher embeddings...) and looks them up by the batch's example indices ``idx``.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +26,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 from kdbench.backends.batching import collate, length_grouped_batches
 from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, TrainConfig
+from kdbench.distill import checkpoint
 from kdbench.distill.losses import LOSSES
+from kdbench.errors import KdbenchError
 
 # Bump when the loop's numerics change, so cached fine-tuned models are not reused across versions
 # (3: a fresh head is initialised from the run's seed).
@@ -38,6 +44,8 @@ class TrainStats:
     steps: int
     seconds: float
     final_loss: float
+    effective_batch_size: int = 0
+    resumed_from_step: int | None = None  # the checkpoint training continued from
 
 
 def label_objective() -> Objective:
@@ -69,6 +77,30 @@ def sequence_loss(objective: Objective, labels: np.ndarray, teacher_logits: np.n
     return loss_fn
 
 
+def effective_batch_size(cfg: TrainConfig, world_size: int | None = None) -> int:
+    """Examples per optimiser step: per-process batch × accumulation steps × processes."""
+    if world_size is None:
+        from accelerate import PartialState
+
+        world_size = PartialState().num_processes
+    return cfg.batch_size * cfg.grad_accum_steps * world_size
+
+
+def _fingerprint(cfg: TrainConfig, features: Sequence[dict], seed: int, dtype: str, world: int) -> str:
+    """What a checkpoint must match to be resumed: same config, data, seed, precision, processes."""
+    h = hashlib.sha256(json.dumps([cfg.model_dump(mode="json", exclude={"checkpoint_every"}), seed, dtype, world]).encode())
+    for f in features:
+        h.update(np.asarray(f["input_ids"], dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _shard(idx: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """This process's part of a global batch (a batch smaller than the world is reused cyclically,
+    so every process runs the same number of steps)."""
+    part = idx[rank::world]
+    return part if len(part) else idx[[rank % len(idx)]]
+
+
 def train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -81,16 +113,43 @@ def train(
     desc: str = "train",
     collate_fn: Callable[[list[dict]], dict[str, torch.Tensor]] | None = None,
     forward_kwargs: dict | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> TrainStats:
     """Train ``model`` in place for ``cfg.epochs`` over ``features`` (one dict of token lists per
     example, padded per batch by ``collate_fn``, the tokenizer's ``pad`` by default).
     ``forward_kwargs`` go to every forward call (e.g. ``output_hidden_states=True`` for losses on
-    intermediate layers)."""
+    intermediate layers).
+
+    One optimiser step takes ``cfg.grad_accum_steps`` micro-batches of ``cfg.batch_size`` per
+    process (processes from ``accelerate launch``: each takes its shard of a global batch). With
+    ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_every`` optimiser steps and at
+    the end, and training continues from the latest one found there: an interrupted run resumed
+    this way ends on the same weights as an uninterrupted one (CPU). Hooks on ``loss_fn.hooks``
+    (e.g. TAID's t) are started with the step count and told after every optimiser step."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=model.device.type == "cpu")
+    rank, world = accelerator.process_index, accelerator.num_processes
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    if accelerator.device.type == "cpu":
+        torch.use_deterministic_algorithms(True)  # resume must replay the same numerics
+    try:
+        return _train(model, tokenizer, features, cfg, loss_fn, accelerator, seed=seed, dtype=dtype, desc=desc,
+                      collate_fn=collate_fn, forward_kwargs=forward_kwargs or {},
+                      checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir))
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(model, tokenizer, features, cfg, loss_fn, accelerator, *, seed, dtype, desc, collate_fn, forward_kwargs,
+           checkpoint_dir) -> TrainStats:
+    rank, world, accum = accelerator.process_index, accelerator.num_processes, cfg.grad_accum_steps
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     lengths = [len(f["input_ids"]) for f in features]
-    per_epoch = math.ceil(len(features) / cfg.batch_size)
-    total = max(1, math.ceil(cfg.epochs * per_epoch))
+    global_batch = cfg.batch_size * world
+    micro_total = max(1, math.ceil(cfg.epochs * math.ceil(len(features) / global_batch)))
+    total = math.ceil(micro_total / accum)  # optimiser steps
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
@@ -100,25 +159,75 @@ def train(
     # embedding matrix of a small BERT otherwise dominates the step time
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    hooks = list(getattr(loss_fn, "hooks", ()))
+    for hook in hooks:
+        hook.start(total)
     pad = collate_fn or (lambda feats: collate(tokenizer, feats))
+    fingerprint = _fingerprint(cfg, features, seed, dtype, world) if checkpoint_dir else None
+
+    epoch_rng, pos, step, loss_value, resumed = rng.bit_generator.state, 0, 0, float("nan"), None
+    found = checkpoint.latest(checkpoint_dir) if checkpoint_dir else None
+    if found is not None:
+        if checkpoint.read_state(found)["fingerprint"] != fingerprint:
+            raise KdbenchError(f"checkpoint {found}: made with another config, data, seed or process count; "
+                               "delete the folder to start over")
+        state = checkpoint.load(found, model, optimizer, rank)
+        schedule.load_state_dict(state["schedule"])
+        for hook, hook_state in zip(hooks, state["hooks"]):
+            hook.load_state_dict(hook_state)
+        epoch_rng, pos, step, loss_value, resumed = state["epoch_rng"], state["pos"], state["step"], state["loss"], state["step"]
+        rng.bit_generator.state = epoch_rng
+
+    ddp_model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
-    start, step, loss_value = time.perf_counter(), 0, float("nan")
-    with tqdm(total=total, desc=desc, unit="step", leave=False) as bar:
+    start, micro, window_loss = time.perf_counter(), step * accum, 0.0
+    with tqdm(total=total, initial=step, desc=desc, unit="step", leave=False, disable=not accelerator.is_main_process) as bar:
         while step < total:
-            for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
-                batch = {k: v.to(model.device) for k, v in pad([features[i] for i in idx]).items()}
-                with autocast(dtype, model.device):
-                    outputs = model(**batch, **(forward_kwargs or {}))
-                loss = loss_fn(outputs, idx, batch)
-                loss.backward()
+            batches = length_grouped_batches(lengths, global_batch, rng)
+            for p in range(pos, len(batches)):
+                idx = _shard(batches[p], rank, world)
+                window = min(accum, micro_total - step * accum)  # micro-batches in this optimiser step
+                batch = {k: v.to(accelerator.device) for k, v in pad([features[i] for i in idx]).items()}
+                last = micro + 1 == step * accum + window
+                # gradients are all-reduced on the window's last micro-batch only
+                with contextlib.nullcontext() if last else accelerator.no_sync(ddp_model):
+                    with autocast(dtype, accelerator.device):
+                        outputs = ddp_model(**batch, **forward_kwargs)
+                    loss = loss_fn(outputs, idx, batch)
+                    accelerator.backward(loss / window)
+                micro += 1
+                window_loss += loss.item() / window
+                if not last:
+                    continue
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                loss_value = loss.item()
+                loss_value, window_loss = window_loss, 0.0
+                for hook in hooks:
+                    hook.after_step()
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 bar.update()
+                if checkpoint_dir and (step == total or step % cfg.checkpoint_every == 0):
+                    state = {"fingerprint": fingerprint, "epoch_rng": epoch_rng, "pos": p + 1, "loss": loss_value,
+                             "schedule": schedule.state_dict(), "hooks": [h.state_dict() for h in hooks]}
+                    _checkpoint(accelerator, checkpoint_dir, step, model, optimizer, state)
                 if step >= total:
                     break
+            epoch_rng, pos = rng.bit_generator.state, 0
     model.eval()
-    return TrainStats(steps=total, seconds=time.perf_counter() - start, final_loss=loss_value)
+    return TrainStats(steps=total, seconds=time.perf_counter() - start, final_loss=loss_value,
+                      effective_batch_size=effective_batch_size(cfg, world), resumed_from_step=resumed)
+
+
+def _checkpoint(accelerator, folder: Path, step: int, model, optimizer, state: dict) -> None:
+    """Every process saves its RNG state; the main process writes the rest and publishes it."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        checkpoint.staging(folder, step)
+    accelerator.wait_for_everyone()
+    checkpoint.save_rng(checkpoint.staging(folder, step), accelerator.process_index)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        checkpoint.save(folder, step, model, getattr(optimizer, "optimizer", optimizer), state)
+    accelerator.wait_for_everyone()

@@ -62,9 +62,11 @@ def main(debug: bool) -> None:
 @click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
               help="Folder of extra task YAML files (overrides built-ins of the same name).")
+@click.option("--resume", type=click.Path(file_okay=False, exists=True),
+              help="Continue an interrupted run: its folder REPORTS/.RUN_ID.partial (its own suite and options).")
 @_user_errors
 def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, seeds, dtype, overrides,
-                   reports_dir, leaderboard_dir, include_path):
+                   reports_dir, leaderboard_dir, include_path, resume):
     """Fine-tune a teacher, distil a student, train a no-KD baseline, score all three, write a report.
 
     \b
@@ -79,6 +81,12 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
         "data.eval_rows": eval_rows, "distill.epochs": epochs, "seed": seed, "dtype": dtype,
         "seeds": f"[{seeds}]" if seeds else None,
     }
+    if resume:
+        given = [k for k, v in named.items() if v is not None] + list(overrides) + list(include_path)
+        if given or suite != "quickstart":
+            raise KdbenchError(f"--resume continues the run with its own suite and options; drop {given or ['--suite']}")
+        _print_run(run(None, leaderboard_dir=leaderboard_dir, resume=resume))
+        return
     cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))
     _print_run(run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path))
 
@@ -254,6 +262,7 @@ def losses(level):
         if level is None or info.level == level:
             args = "; ".join(f"{a.name}={a.default:g} in [{a.low:g}, {a.high:g}]" for a in info.args)
             click.echo(f"{info.name:<19} {info.level:<10} {info.description}" + (f"  [{args}]" if args else ""))
+
 
 
 @main.command()

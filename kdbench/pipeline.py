@@ -7,7 +7,10 @@ Data flows one way (DESIGN.md); tasks never write files, metrics never load mode
 """
 from __future__ import annotations
 
+import json
 import secrets
+import shutil
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,18 +25,20 @@ from kdbench.backends import efficiency
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
 from kdbench.distill.recipes.common import timed
+from kdbench.distill.trainer import checkpoint_scope, effective_batch_size
 from kdbench.errors import KdbenchError
 from kdbench.metrics.stats import aggregate_seed_results
 from kdbench.models.loading import count_parameters, model_revision
 from kdbench.predictions import samples_frame
 from kdbench.report import html, leaderboard
 from kdbench.report.record import RECORD_FILE, SAMPLES_FILE, SCHEMA_VERSION, dumps
-from kdbench.report.rundir import staged_run_dir
+from kdbench.report.rundir import run_id_of_staging, staged_run_dir
 from kdbench.report.glue import glue_average
 from kdbench.tasks import get_task
 from kdbench.tasks.base import RunSettings, Task
 
 TASK_PLACEHOLDER = "{task}"
+RESUME_FILE = "resume.json"  # in an unfinished run folder: what --resume needs to continue it
 
 
 @dataclass
@@ -62,27 +67,67 @@ def new_run_id(suite: str) -> str:
 
 
 def train_and_eval(
-    suite: SuiteConfig,
+    suite: SuiteConfig | None,
     *,
     reports_dir: str | Path = "reports",
     leaderboard_dir: str | Path | None = "leaderboards",
     include_paths: Sequence[str | Path] = (),
+    resume: str | Path | None = None,
 ) -> RunResult:
     """Distil a student per task with the suite's recipe, train the no-KD baseline, score all; with
-    several seeds, the whole recipe once per seed (later seeds' models under ``seed-N/``)."""
+    several seeds, the whole recipe once per seed (later seeds' models under ``seed-N/``).
+
+    Trainings checkpoint under ``<run folder>/checkpoints/TASK/`` (``TrainConfig.checkpoint_every``).
+    ``resume``: the staging folder ``REPORTS/.RUN_ID.partial`` of an interrupted run; the run goes on
+    with its own suite (``suite`` must be None): finished trainings load their final checkpoint,
+    an unfinished one continues from its latest, and the result is the uninterrupted run's."""
+    run_id = None
+    if resume is not None:
+        suite, include_paths, run_id, reports_dir = _resumed(Path(resume))
     tasks = [get_task(name, include_paths) for name in suite.tasks]  # fail on a bad name before any work
     first, *others = suite.run_seeds
 
     def runs(run_dir: Path):
+        if not (run_dir / RESUME_FILE).exists():
+            (run_dir / RESUME_FILE).write_text(json.dumps(
+                {"suite": suite.model_dump(mode="json"), "include_paths": [str(p) for p in include_paths]}))
+            print(f"run folder {run_dir} (if interrupted: kdbench train-and-eval --resume {run_dir})", file=sys.stderr)
         for task in tasks:
             for seed in (first, *others):
                 task_suite = suite.for_task(task.name).model_copy(update={"seed": seed})
                 folder = run_dir if seed == first else run_dir / f"seed-{seed}"
-                trained = run_recipe(task, task_suite, folder)
+                with checkpoint_scope(folder / "checkpoints" / task.name):
+                    trained = run_recipe(task, task_suite, folder)
+                _record_training(trained.info, task_suite)
                 yield _TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset,
                                trained.durations, None if seed == first else seed)
+        # the run is complete: its checkpoints (weights and optimiser states) are not part of it
+        for folder in [run_dir, *run_dir.glob("seed-*")]:
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+        (run_dir / RESUME_FILE).unlink()
 
-    return _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir)
+    return _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir, run_id=run_id)
+
+
+def _resumed(folder: Path) -> tuple[SuiteConfig, list[str], str, Path]:
+    """(suite, include paths, run id, reports folder) of the interrupted run in ``folder``."""
+    run_id = run_id_of_staging(folder)
+    saved = folder / RESUME_FILE
+    if run_id is None or not saved.is_file():
+        raise KdbenchError(f"--resume {folder}: not an interrupted run folder (REPORTS/.RUN_ID.partial with {RESUME_FILE})")
+    data = json.loads(saved.read_text())
+    return SuiteConfig.model_validate(data["suite"]), data["include_paths"], run_id, folder.parent
+
+
+def _record_training(info: dict, suite: SuiteConfig) -> None:
+    """Each trained role's batch arithmetic in its record entry: the effective batch size is what
+    makes runs with different accumulation or process counts comparable."""
+    for role, entry in info.items():
+        cfg = suite.distill if role != TEACHER else (suite.teacher.finetune if entry.get("finetuned") else None)
+        if cfg is None or (role != TEACHER and entry.get("method") not in ("kd", "labels_only")):
+            continue
+        entry["training"] = {"batch_size": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps,
+                             "effective_batch_size": effective_batch_size(cfg)}
 
 
 def evaluate(
@@ -155,12 +200,15 @@ def _aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:
     return out
 
 
-def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir) -> RunResult:
+def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir, *,
+                     run_id: str | None = None) -> RunResult:
+    """``run_id``: an interrupted run's, continued in its staging folder; a new one by default."""
     started = time.perf_counter()
-    run_id = new_run_id(suite.name)
+    resume = run_id is not None
+    run_id = run_id or new_run_id(suite.name)
     results, pairs, datasets, durations, frames, models, models_by_task = {}, {}, {}, {}, [], {}, {}
     eff, eff_task, per_seed = {}, None, {}
-    with staged_run_dir(Path(reports_dir), run_id) as run_dir:
+    with staged_run_dir(Path(reports_dir), run_id, resume=resume) as run_dir:
         for run in runs(run_dir):
             task = run.task
             task_suite = suite.for_task(task.name)

@@ -8,9 +8,11 @@ teacher embeddings...) and looks them up by the batch's example indices ``idx``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +39,23 @@ TRAINER_REVISION = 3
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 # (model outputs, example indices of the batch, the padded batch) -> scalar loss
 LossFn = Callable[[Any, np.ndarray, dict[str, torch.Tensor]], torch.Tensor]
+
+
+# Where training checkpoints go while a pipeline run is in progress (see ``checkpoint_scope``).
+_SCOPE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("kdbench_checkpoint_scope", default=None)
+
+
+@contextlib.contextmanager
+def checkpoint_scope(folder: str | Path):
+    """Every ``train`` call inside checkpoints to ``folder/<its desc, slugged>`` (e.g.
+    ``checkpoints/sst2/train-student-on-sst2``) unless given its own ``checkpoint_dir``: the pipeline
+    sets it per task, so recipes need not know about checkpoints, and a resumed run finds each
+    training (teacher fine-tune, student, baseline) by the same name."""
+    token = _SCOPE.set(Path(folder))
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
 
 
 @dataclass
@@ -128,6 +147,8 @@ def train(
     (e.g. TAID's t) are started with the step count and told after every optimiser step."""
     from accelerate import Accelerator
 
+    if checkpoint_dir is None and _SCOPE.get() is not None:
+        checkpoint_dir = _SCOPE.get() / (re.sub(r"[^A-Za-z0-9_.]+", "-", desc).strip("-") or "train")
     accelerator = Accelerator(cpu=model.device.type == "cpu")
     rank, world = accelerator.process_index, accelerator.num_processes
     deterministic = torch.are_deterministic_algorithms_enabled()

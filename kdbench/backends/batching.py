@@ -1,7 +1,8 @@
 """Tokenisation and length-aware batching shared by inference and training."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +28,33 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     and the caller restores the original order by index."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA's ``torch.OutOfMemoryError``, or a RuntimeError saying so (CPU allocators, older torch)."""
+    return isinstance(err, torch.OutOfMemoryError) or (isinstance(err, RuntimeError) and "out of memory" in str(err))
+
+
+def run_with_backoff(indices: np.ndarray, batch_size: int, run: Callable[[np.ndarray], None]) -> int:
+    """``run(chunk)`` over consecutive chunks of ``indices`` of at most ``batch_size``; on out of
+    memory the batch size is halved and the failed chunk retried (``run`` must write its results
+    only once it succeeds). Returns the batch size that worked, for the caller's next batches."""
+    start = 0
+    while start < len(indices):
+        chunk = indices[start : start + batch_size]
+        try:
+            run(chunk)
+        except (torch.OutOfMemoryError, RuntimeError) as e:
+            if batch_size == 1 or not is_out_of_memory(e):
+                raise
+            del e  # drop the traceback's references to the failed batch's tensors before retrying
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            warnings.warn(f"out of memory at batch size {batch_size}; retrying at {batch_size // 2}", stacklevel=2)
+            batch_size //= 2
+            continue
+        start += len(chunk)
+    return batch_size
 
 
 def length_grouped_batches(

@@ -14,6 +14,7 @@ re-casts every weight (measured on SmolLM2-135M, batch 16, 2 CPU cores: 1.0 s vs
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from kdbench.backends.batching import sorted_batches
+from kdbench.backends.batching import run_with_backoff, sorted_batches
 from kdbench.backends.hf import autocast
 from kdbench.errors import KdbenchError
 
@@ -74,39 +75,61 @@ def rolling_windows(tokens: list[int], prefix_token: int, max_length: int) -> It
         done = end
 
 
-class HFCausalLM:
-    """Inference for a transformers causal LM (``AutoModelForCausalLM``), batched and in bf16
-    autocast (``dtype="fp32"`` for exact computations).
+class CausalLMBackend(ABC):
+    """What every causal-LM engine shares: lm-eval's tokenisation, the windows that scoring reduces
+    to, and the assembly of per-window scores into per-request results. An engine implements
+    :meth:`_score` (log-probs, greedy flags and top-k rows of each window's targets) and
+    :meth:`generate`.
 
     Tokenisation follows lm-eval's HF backend for causal models: no special tokens are added to
     texts; the prefix token (BOS, or EOS when the tokenizer has no BOS) conditions the first token
     of a text scored on its own and of an empty context.
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dtype: str = "bf16",
-                 batch_size: int = 16, max_length: int | None = None):
-        self.model = model.eval()
+    name: str = ""  # the engine, as ``--backend`` names it
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, dtype: str, batch_size: int, max_length: int,
+                 vocab_size: int, model_name: str):
         self.tokenizer = tokenizer
         self.dtype = dtype
         self.batch_size = batch_size
-        self.max_length = max_length or _context_size(model)
+        self.max_length = max_length
+        self.vocab_size = vocab_size
         if tokenizer.bos_token_id is not None:
             self.prefix_token_id = tokenizer.bos_token_id
         elif tokenizer.eos_token_id is not None:
             self.prefix_token_id = tokenizer.eos_token_id
         else:
-            raise KdbenchError(f"model {model.name_or_path}: the tokenizer has neither a BOS nor an EOS token")
+            raise KdbenchError(f"model {model_name}: the tokenizer has neither a BOS nor an EOS token")
         # left padding needs a pad id; any id works as padded positions are masked out
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.prefix_token_id
-        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
-        self.vocab_size = model.get_output_embeddings().weight.shape[0]
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def close(self) -> None:
+        """Free what the engine holds (nothing for a transformers model its caller owns)."""
+
+    def __enter__(self) -> "CausalLMBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @abstractmethod
+    def _score(self, windows: Sequence[tuple[list[int], list[int]]], top_k: int) -> list[_Scored]:
+        """Log-probs (and top-k rows when ``top_k``) of each window's targets, which the last
+        ``len(targets)`` positions of its input predict."""
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+        """Greedy continuation of each prompt, cut before the first stop string."""
+
+    def _prompt_room(self, max_new_tokens: int) -> int:
+        room = self.max_length - max_new_tokens
+        if room < 1:
+            raise KdbenchError(f"generate: max_new_tokens {max_new_tokens} leaves no room in max_length {self.max_length}")
+        return room
 
     # ------------------------------------------------------------------------------------------
     # scoring
@@ -183,32 +206,53 @@ class HFCausalLM:
                 owner.append(i)
         return windows, owner
 
+
+class HFCausalLM(CausalLMBackend):
+    """Inference for a transformers causal LM (``AutoModelForCausalLM``), batched and in bf16
+    autocast (``dtype="fp32"`` for exact computations)."""
+
+    name = "hf"
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dtype: str = "bf16",
+                 batch_size: int = 16, max_length: int | None = None):
+        self.model = model.eval()
+        super().__init__(tokenizer, dtype, batch_size, max_length or _context_size(model),
+                         model.get_output_embeddings().weight.shape[0], model.name_or_path)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
     def _score(self, windows: Sequence[tuple[list[int], list[int]]], top_k: int) -> list[_Scored]:
         """Log-probs (and top-k rows when ``top_k``) of each window's targets, which the last
         ``len(targets)`` positions of its input predict."""
         out: list[_Scored | None] = [None] * len(windows)
         lengths = [len(inp) for inp, _ in windows]
+        def run(idx: np.ndarray) -> None:
+            rows = [windows[i] for i in idx]
+            keep = max(len(t) for _, t in rows)
+            ids, mask = self._left_pad([inp for inp, _ in rows])
+            kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                                use_cache=False, **kwargs).logits[:, -keep:]
+            for row, i in enumerate(idx):
+                targets = windows[i][1]
+                logp = torch.log_softmax(logits[row, keep - len(targets):].float(), dim=-1)
+                tgt = torch.tensor(targets, device=logp.device)
+                scored = _Scored(logp.gather(-1, tgt[:, None])[:, 0].double().cpu().numpy(),
+                                 (logp.argmax(-1) == tgt).cpu().numpy())
+                if top_k:
+                    values, indices = logp.topk(top_k, dim=-1)
+                    scored.topk_ids = indices.cpu().numpy().astype(np.int64)
+                    scored.topk_logprobs = values.cpu().numpy()
+                    # 1 − Σ top-k p, computed as −expm1(logsumexp) to keep precision near 0
+                    scored.rest_mass = (-torch.expm1(torch.logsumexp(values.double(), -1))).clamp(0, 1).cpu().numpy()
+                out[i] = scored
+
         with torch.no_grad(), autocast(self.dtype, self.device):
             for idx in self._batches(lengths, [len(t) for _, t in windows]):
-                rows = [windows[i] for i in idx]
-                keep = max(len(t) for _, t in rows)
-                ids, mask = self._left_pad([inp for inp, _ in rows])
-                kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
-                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
-                                    use_cache=False, **kwargs).logits[:, -keep:]
-                for row, i in enumerate(idx):
-                    targets = windows[i][1]
-                    logp = torch.log_softmax(logits[row, keep - len(targets):].float(), dim=-1)
-                    tgt = torch.tensor(targets, device=logp.device)
-                    scored = _Scored(logp.gather(-1, tgt[:, None])[:, 0].double().cpu().numpy(),
-                                     (logp.argmax(-1) == tgt).cpu().numpy())
-                    if top_k:
-                        values, indices = logp.topk(top_k, dim=-1)
-                        scored.topk_ids = indices.cpu().numpy().astype(np.int64)
-                        scored.topk_logprobs = values.cpu().numpy()
-                        # 1 − Σ top-k p, computed as −expm1(logsumexp) to keep precision near 0
-                        scored.rest_mass = (-torch.expm1(torch.logsumexp(values.double(), -1))).clamp(0, 1).cpu().numpy()
-                    out[i] = scored
+                self.batch_size = run_with_backoff(idx, self.batch_size, run)
         return out  # type: ignore[return-value]
 
     def _batches(self, lengths: Sequence[int], kept: Sequence[int]) -> list[np.ndarray]:
@@ -236,6 +280,7 @@ class HFCausalLM:
                 mask[i, width - len(r):] = 1
         return ids.to(self.device), mask.to(self.device)
 
+
     # ------------------------------------------------------------------------------------------
     # generation
     # ------------------------------------------------------------------------------------------
@@ -244,9 +289,7 @@ class HFCausalLM:
         length), stopped at EOS or at a stop string (transformers' ``stop_strings``) and cut before
         the first stop string. Prompts are left-truncated to leave room for ``max_new_tokens``."""
         stop = [s for s in stop if s]
-        room = self.max_length - max_new_tokens
-        if room < 1:
-            raise KdbenchError(f"generate: max_new_tokens {max_new_tokens} leaves no room in max_length {self.max_length}")
+        room = self._prompt_room(max_new_tokens)
         encoded = [self.encode(p)[-room:] for p in prompts]
         config = GenerationConfig(
             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
@@ -254,17 +297,19 @@ class HFCausalLM:
             stop_strings=list(stop) or None,
         )
         out: list[str | None] = [None] * len(prompts)
+
+        def run(idx: np.ndarray) -> None:
+            ids, mask = self._left_pad([encoded[i] for i in idx])
+            generated = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                            tokenizer=self.tokenizer if stop else None)
+            new = generated[:, ids.shape[1]:].cpu()
+            for row, i in enumerate(idx):
+                out[i] = cut_at_stop(self.tokenizer.decode(new[row], skip_special_tokens=True), stop)
+
         with torch.no_grad(), autocast(self.dtype, self.device):
             for idx in sorted_batches([len(e) for e in encoded], self.batch_size):
-                ids, mask = self._left_pad([encoded[i] for i in idx])
-                generated = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                                                tokenizer=self.tokenizer if stop else None)
-                new = generated[:, ids.shape[1]:].cpu()
-                for row, i in enumerate(idx):
-                    text = self.tokenizer.decode(new[row], skip_special_tokens=True)
-                    out[i] = cut_at_stop(text, stop)
+                self.batch_size = run_with_backoff(idx, self.batch_size, run)
         return out  # type: ignore[return-value]
-
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """``text`` up to (not including) the earliest occurrence of any stop string."""

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from kdbench.backends.batching import collate, encode, sorted_batches
+from kdbench.backends.batching import collate, encode, run_with_backoff, sorted_batches
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -41,15 +41,16 @@ class HFClassifier:
 
     def logits_of_features(self, features: Sequence[dict], desc: str | None = None) -> np.ndarray:
         lengths = [len(f["input_ids"]) for f in features]
-        out: np.ndarray | None = None
+        out = np.empty((len(features), self.model.config.num_labels), dtype=np.float32)
+
+        def run(idx: np.ndarray) -> None:
+            batch = collate(self.tokenizer, [features[i] for i in idx]).to(self.model.device)
+            out[idx] = self.model(**batch).logits.float().cpu().numpy()
+
         batches = sorted_batches(lengths, self.batch_size)
         with torch.inference_mode(), autocast(self.dtype, self.model.device):
             for idx in tqdm(batches, desc=desc, disable=desc is None, leave=False, unit="batch"):
-                batch = collate(self.tokenizer, [features[i] for i in idx]).to(self.model.device)
-                logits = self.model(**batch).logits.float().cpu().numpy()
-                if out is None:
-                    out = np.empty((len(features), logits.shape[1]), dtype=np.float32)
-                out[idx] = logits
+                self.batch_size = run_with_backoff(idx, self.batch_size, run)
         return out
 
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, desc: str | None = None) -> np.ndarray:

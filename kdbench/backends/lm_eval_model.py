@@ -32,7 +32,7 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import normalize_gen_kwargs
 
-from kdbench.backends.causal_lm import HFCausalLM
+from kdbench.backends.causal_lm import CausalLMBackend, HFCausalLM
 from kdbench.errors import KdbenchError
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class KdbenchLM(LM):
                            pretrained)
 
     @classmethod
-    def from_backend(cls, backend: HFCausalLM, name: str | None = None) -> "KdbenchLM":
+    def from_backend(cls, backend: CausalLMBackend, name: str | None = None) -> "KdbenchLM":
         """An lm-eval model over an existing backend (no loading)."""
         self = cls.__new__(cls)
         LM.__init__(self)
@@ -82,7 +82,7 @@ class KdbenchLM(LM):
         """An lm-eval model over a transformers causal LM already in memory."""
         return cls.from_backend(HFCausalLM(model, tokenizer, _dtype(dtype), batch_size, max_length), name)
 
-    def _init_backend(self, backend: HFCausalLM, name: str) -> None:
+    def _init_backend(self, backend: CausalLMBackend, name: str) -> None:
         self.backend = backend
         self.name = name
         self._device = backend.device

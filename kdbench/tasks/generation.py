@@ -26,7 +26,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from kdbench.backends.causal_lm import HFCausalLM
+from kdbench.backends import engines
+from kdbench.backends.causal_lm import CausalLMBackend
 from kdbench.data import LoadedSplit
 from kdbench.errors import KdbenchError
 from kdbench.metrics.answers import extract_answer, gold_answer
@@ -165,12 +166,16 @@ class GenerationTask(Task):
     def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
         return LoadedModel(load_for_head(model_id, self.head, revision).eval(), load_tokenizer(model_id, revision), model_id)
 
-    def backend(self, model: LoadedModel, settings: RunSettings) -> HFCausalLM:
-        return HFCausalLM(model.model, model.tokenizer, settings.dtype, settings.eval.batch_size,
-                          self.max_length(settings))
+    def backend(self, model: LoadedModel, settings: RunSettings) -> CausalLMBackend:
+        return engines.causal_lm(settings.eval.backend, model.model, model.tokenizer, model.source, settings.dtype,
+                                 settings.eval.batch_size, self.max_length(settings))
 
     def predict(self, model: LoadedModel, data: GenerationData, role: str, settings: RunSettings) -> GenerationPredictions:
-        backend = self.backend(model, settings)
+        with self.backend(model, settings) as backend:
+            return self._predict(backend, model, data, role)
+
+    def _predict(self, backend: CausalLMBackend, model: LoadedModel, data: GenerationData,
+                 role: str) -> GenerationPredictions:
         prompts = [self.prompt(model.tokenizer, q, data.shots) for q in data.questions]
         gen = self.spec.generation
         longest = max((len(backend.encode(p)) for p in prompts), default=0)

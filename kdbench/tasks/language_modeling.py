@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from kdbench.backends.causal_lm import HFCausalLM
+from kdbench.backends import engines
 from kdbench.data import LoadedSplit
 from kdbench.errors import KdbenchError
 from kdbench.metrics import lm as lm_metrics
@@ -110,9 +110,9 @@ class LanguageModelingTask(Task):
         return LoadedModel(load_for_head(model_id, self.head, revision).eval(), load_tokenizer(model_id, revision), model_id)
 
     def predict(self, model: LoadedModel, data: TextData, role: str, settings: RunSettings) -> LanguageModelingPredictions:
-        backend = HFCausalLM(model.model, model.tokenizer, settings.dtype, settings.eval.batch_size,
-                             self.max_length(settings))
-        dists = backend.token_distributions(data.texts, self.spec.top_k)
+        with engines.causal_lm(settings.eval.backend, model.model, model.tokenizer, model.source, settings.dtype,
+                               settings.eval.batch_size, self.max_length(settings)) as backend:
+            dists = backend.token_distributions(data.texts, self.spec.top_k)
         return LanguageModelingPredictions(
             self.name, role, data.ids,
             token_ids=[d.token_ids for d in dists], token_logprobs=[d.token_logprobs for d in dists],

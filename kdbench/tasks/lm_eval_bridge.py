@@ -190,12 +190,14 @@ class LmEvalTask(Task):
     def predict(self, model: LoadedModel, data: LmEvalData, role: str, settings: RunSettings):
         import lm_eval
 
+        from kdbench.backends import engines
         from kdbench.backends.lm_eval_model import KdbenchLM
 
-        lm = KdbenchLM.from_model(model.model, model.tokenizer, settings.dtype, settings.eval.batch_size,
-                                  self.spec.max_length, name=model.source)
+        backend = engines.causal_lm(settings.eval.backend, model.model, model.tokenizer, model.source, settings.dtype,
+                                    settings.eval.batch_size, self.spec.max_length)
+        lm = KdbenchLM.from_backend(backend, name=model.source)
         lm_task = self._lm_task()
-        with _quiet_lm_eval():
+        with backend, _quiet_lm_eval():
             out = lm_eval.simple_evaluate(
                 model=lm, tasks=[lm_task], task_manager=_task_manager(self._paths, self._defaults),
                 num_fewshot=self.spec.num_fewshot, limit=data.limit, log_samples=True,

@@ -104,11 +104,15 @@ def test_kdbench_losses_lists_every_loss_with_level_and_description():
 
     out = CliRunner().invoke(main, ["losses"])
     assert out.exit_code == 0
-    lines = out.output.splitlines()
+    listing, applies = out.output.split("\n\n")
+    lines = listing.splitlines()
     assert [line.split()[0] for line in lines] == list(CATALOG)
+    assert "hidden     distill.features  classification, regression, token_classification, embedding" in applies
     for line, info in zip(lines, CATALOG.values()):
         assert line.split()[1] == info.level and info.description in line
     assert "[beta=0.5 in [0, 1]]" in next(line for line in lines if line.startswith("generalized_jsd"))
     ranking = CliRunner().invoke(main, ["losses", "--level", "ranking"])
-    assert ranking.output.split()[0] == "margin_mse" and len(ranking.output.splitlines()) == 1
+    listing, applies = ranking.output.split("\n\n")
+    assert listing.split()[0] == "margin_mse" and len(listing.splitlines()) == 1
+    assert applies.splitlines()[1].split()[:2] == ["ranking", "distill.loss"]
     assert "Example" in CliRunner().invoke(main, ["losses", "--help"]).output

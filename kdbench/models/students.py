@@ -3,11 +3,15 @@
 ``layer_selection`` keeps some of the teacher's layers with their exact weights, for BERT-family
 encoders (``bert.encoder.layer``) and decoder-only LMs (Llama family: ``model.layers``) alike.
 Which layers: an explicit list, or a named uniform rule (:func:`uniform_map`).
+``config`` builds a narrower or shallower model of the teacher's architecture from the teacher's
+config with overrides, randomly initialised (the tokenizer and vocabulary stay the teacher's).
+:func:`build_student` turns a suite's ``student`` section into a model and its run-record entry.
 """
 from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -140,4 +144,74 @@ def student_layers(student_cfg, n_teacher: int) -> list[int]:
     raise KdbenchError("student: layer_selection needs student.layers (or layer_rule with num_layers)")
 
 
-BUILDERS = {"layer_selection": layer_selection}
+def from_config(teacher: PreTrainedModel, overrides: dict) -> PreTrainedModel:
+    """A randomly initialised model of the teacher's class whose config is the teacher's with
+    ``overrides`` (e.g. ``num_hidden_layers: 2, hidden_size: 256, intermediate_size: 1024,
+    num_attention_heads: 4``). Per-layer config lists are cut to the new depth by TinyBERT's
+    uniform rule; Llama-family ``head_dim`` follows hidden_size / num_attention_heads unless set."""
+    config = copy.deepcopy(teacher.config)
+    unknown = [k for k in overrides if not hasattr(config, k)]
+    if unknown:
+        raise KdbenchError(f"student.config: {type(config).__name__} has no setting {unknown[0]!r}")
+    n_teacher = config.num_hidden_layers
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    n = config.num_hidden_layers
+    if not 0 < n <= n_teacher:
+        raise KdbenchError(f"student.config: num_hidden_layers {n} must be in 1..{n_teacher} (the teacher's)")
+    keep = uniform_map(n_teacher, n, "tinybert")
+    for name in PER_LAYER_CONFIG:
+        values = getattr(config, name, None)
+        if isinstance(values, (list, tuple)) and name not in overrides:
+            setattr(config, name, [values[i] for i in keep])
+    heads = config.num_attention_heads
+    if config.hidden_size % heads:
+        raise KdbenchError(f"student.config: hidden_size {config.hidden_size} is not divisible by num_attention_heads {heads}")
+    if getattr(config, "head_dim", None) is not None and "head_dim" not in overrides:
+        config.head_dim = config.hidden_size // heads
+    kv = getattr(config, "num_key_value_heads", None)
+    if kv is not None and "num_key_value_heads" not in overrides and heads % kv:
+        config.num_key_value_heads = heads  # the teacher's grouping does not divide: plain multi-head attention
+    if kv is not None and heads % config.num_key_value_heads:
+        raise KdbenchError(f"student.config: num_attention_heads {heads} is not a multiple of num_key_value_heads "
+                           f"{config.num_key_value_heads}")
+    config.kdbench_config_overrides = dict(overrides)
+    student = type(teacher)(config)
+    if getattr(teacher, "generation_config", None) is not None and student.can_generate():
+        student.generation_config = copy.deepcopy(teacher.generation_config)
+    return student.to(teacher.device)
+
+
+BUILDERS = {"layer_selection": layer_selection, "config": from_config}
+
+
+def build_student(teacher: PreTrainedModel, spec, seed: int) -> tuple[PreTrainedModel, dict]:
+    """The student a suite's ``student`` section (layer_selection or config) asks for, and its
+    run-record entry: builder, layer map or config overrides, teacher and student parameter counts.
+    Random initialisation is drawn from ``seed``, so every role starts from the same weights."""
+    from kdbench.models.loading import count_parameters
+
+    if spec.builder == "config":
+        torch.manual_seed(seed)
+        student = from_config(teacher, spec.config)
+        made = {"builder": "config", "config_overrides": dict(spec.config), "init": "random"}
+    elif spec.builder == "layer_selection":
+        layers = student_layers(spec, len(layer_stack(teacher)[1]))
+        student = layer_selection(teacher, layers)
+        made = {"builder": "layer_selection", "layer_map": layers}
+        if not spec.layers:
+            made["layer_rule"] = spec.layer_rule
+    else:
+        raise KdbenchError(f"student builder {spec.builder!r} does not derive a student from the teacher")
+    made.update(init_from="teacher" if spec.builder == "layer_selection" else "teacher_config",
+                teacher_params=count_parameters(teacher), student_params=count_parameters(student))
+    return student, made
+
+
+def default_layer_map(student: PreTrainedModel, n_teacher: int) -> list[int]:
+    """Teacher layer matched to each student layer: the student's own layer selection when it has
+    one (``config.kdbench_layer_map``), else TinyBERT's uniform rule."""
+    layers = getattr(student.config, "kdbench_layer_map", None)
+    if layers:
+        return list(layers)
+    return uniform_map(n_teacher, len(layer_stack(student)[1]), "tinybert")

@@ -68,9 +68,46 @@ CATALOG: dict[str, LossInfo] = {
         LossInfo("attention_transfer", "attention", "KL or MSE between attention distributions of mapped layers (TinyBERT, MiniLM)"),
         LossInfo("minilm_relation", "attention", "KL between value–value self-attention relations, last layer (MiniLM, Wang et al. 2020)"),
         LossInfo("cosine_embedding", "embedding", "1 − cosine similarity of student and teacher embeddings (DistilBERT)"),
-        LossInfo("margin_mse", "ranking", "MSE between student and teacher score margins s(q,d+) − s(q,d−) (Hofstätter et al. 2020)"),
+        LossInfo("margin_mse", "ranking", "MSE between student and teacher score margins s(q,d+) − s(q,d−) (Hofstätter et al. 2020)",
+                 (Arg("negatives", 4, low=1, high=100, help="hard negatives per query, mined from the teacher's ranking"),)),
     )
 }
+
+
+# Where each level applies: the heads, and the suite key that selects a loss of that level.
+# Feature levels run on the models' hidden states and attention maps, so every transformer head
+# takes them (as ``distill.features`` terms, added to the head's own objective).
+APPLIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "logits": ("distill.loss", ("classification", "token_classification", "causal_lm")),
+    "hidden": ("distill.features", ("classification", "regression", "token_classification", "embedding", "causal_lm")),
+    "attention": ("distill.features", ("classification", "regression", "token_classification", "embedding", "causal_lm")),
+    "embedding": ("distill.loss", ("embedding",)),
+    "ranking": ("distill.loss", ("embedding",)),
+}
+
+# Options of the feature-level losses in ``distill.features[].args``: name -> allowed values.
+FEATURE_OPTIONS: dict[str, dict[str, tuple]] = {
+    "hidden_mse": {"projection": ("shared", "per_layer")},
+    "attention_transfer": {"kind": ("kl", "mse")},
+    "minilm_relation": {},
+}
+
+
+def check_feature_loss(name: str, args: dict[str, Any], has_layer_map: bool) -> str:
+    """``name`` if it can be a ``distill.features`` term with these ``args``, else a ValueError."""
+    if name not in FEATURE_OPTIONS:
+        known = ", ".join(FEATURE_OPTIONS)
+        level = f" ({CATALOG[name].level}-level, set it as distill.loss)" if name in CATALOG else ""
+        raise ValueError(f"loss '{name}' is not a feature-level loss{level}; distill.features takes: {known}")
+    options = FEATURE_OPTIONS[name]
+    for key, value in args.items():
+        if key not in options:
+            raise ValueError(f"unknown argument '{key}' for feature loss '{name}' (its arguments: {', '.join(options) or 'none'})")
+        if value not in options[key]:
+            raise ValueError(f"feature loss '{name}': '{key}' must be one of {', '.join(options[key])}, got {value!r}")
+    if name == "minilm_relation" and has_layer_map:
+        raise ValueError("minilm_relation works on the last layer only: drop its layer_map")
+    return name
 
 
 def logit_losses() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator
 
 import torch
@@ -53,15 +54,21 @@ def minilm_relation(
     return per[keep[:, None, :].expand_as(per)].mean()
 
 
+# Value projections of self-attention layers: BERT family, Llama family
+_VALUE_MODULES = ("attention.self.value", "self_attn.v_proj")
+
+
 @contextlib.contextmanager
 def record_values(model: nn.Module, layer: int = -1) -> Iterator[dict[str, torch.Tensor]]:
-    """Capture the value projection output of one self-attention layer of a BERT-family model
-    (modules named ``…layer.<i>.attention.self.value``) during forward passes inside the block:
-    ``with record_values(model) as rec: model(**batch)``; then ``rec["values"]``."""
-    names = sorted((n for n, _ in model.named_modules() if n.endswith("attention.self.value")),
-                   key=lambda n: int(n.split("layer.")[-1].split(".")[0]))
+    """Capture the value projection output of one self-attention layer of a BERT-family
+    (``…layer.<i>.attention.self.value``) or Llama-family (``…layers.<i>.self_attn.v_proj``) model
+    during forward passes inside the block: ``with record_values(model) as rec: model(**batch)``;
+    then ``rec["values"]``."""
+    names = sorted((n for n, _ in model.named_modules() if n.endswith(_VALUE_MODULES)),
+                   key=lambda n: int(re.search(r"\.(\d+)\.", n).group(1)))
     if not names:
-        raise ValueError(f"{type(model).__name__} has no '...attention.self.value' modules (BERT-family expected)")
+        raise ValueError(f"{type(model).__name__} has no value projections ('...attention.self.value' or "
+                         "'...self_attn.v_proj')")
     module = dict(model.named_modules())[names[layer]]
     record: dict[str, torch.Tensor] = {}
     handle = module.register_forward_hook(lambda _m, _i, out: record.__setitem__("values", out))

@@ -13,6 +13,11 @@ too large to keep for a training set, so by default the teacher runs on the same
 loss, without gradients, under the suite's autocast. With ``distill.teacher_topk: k`` the teacher
 runs once and its softened top-k (plus the leftover mass) is cached on disk instead
 (:mod:`kdbench.distill.topk`): cheaper for several epochs or a sweep, exact on the top k only.
+
+Sequence-level KD (Kim & Rush 2016), ``distill.sequence_level: true``: the teacher answers each
+training prompt greedily (at most ``distill.sequence_max_new_tokens`` tokens, the task's stop
+strings) and the student is trained with the LM loss on those answers instead of the gold ones.
+``distill.features`` terms (hidden states, attention maps) are added in either mode.
 """
 from __future__ import annotations
 
@@ -29,12 +34,13 @@ from kdbench.config import DistillConfig, SuiteConfig
 from kdbench.data import LoadedSplit
 from kdbench.distill.losses._common import t2
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
-from kdbench.distill.recipes.common import require, save_student, timed
+from kdbench.distill.recipes.common import require, require_logit_loss, save_student, timed
+from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.topk import TopK, bucket_log_probs, cached_topk, teacher_buckets
 from kdbench.distill.trainer import LossFn, train
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer, model_revision
-from kdbench.models.students import BUILDERS, layer_stack, student_layers
+from kdbench.models.students import build_student
 from kdbench.tasks.base import LoadedModel, RunSettings, Task
 
 # (prompt, completion): the loss scores the completion's tokens given the prompt; a language-
@@ -205,13 +211,31 @@ def _student_init(teacher: torch.nn.Module, suite: SuiteConfig) -> tuple[torch.n
                 f"{teacher.config.vocab_size} (token-level KD needs the same tokenizer)"
             )
         return student, {"builder": "pretrained", "init_from": cfg.model}
-    layers = student_layers(cfg, len(layer_stack(teacher)[1]))
-    return BUILDERS[cfg.builder](teacher, layers), {"builder": cfg.builder, "layer_map": layers, "init_from": TEACHER}
+    return build_student(teacher, cfg, suite.seed)
+
+
+def teacher_answers(task: Task, suite: SuiteConfig, teacher: LoadedModel, pairs: list[Pair]) -> list[Pair]:
+    """Sequence-level KD data: each prompt with the teacher's greedy answer (closed by EOS, so the
+    student learns to stop) in place of the gold completion."""
+    from kdbench.backends.causal_lm import HFCausalLM
+
+    if any(not prompt for prompt, _ in pairs):
+        raise KdbenchError(f"suite {suite.name}, task {task.name}: distill.sequence_level needs prompts to answer; "
+                           "this task trains on plain texts")
+    generation = getattr(getattr(task, "spec", None), "generation", None)
+    stop = list(generation.stop) if generation is not None else []
+    backend = HFCausalLM(teacher.model, teacher.tokenizer, suite.dtype, suite.eval.batch_size,
+                         max_length=task.max_length(RunSettings.of(suite)))
+    answers = backend.generate([p for p, _ in pairs], suite.distill.sequence_max_new_tokens, stop)
+    eos = teacher.tokenizer.eos_token or ""
+    return [(prompt, f"{answer}{eos}") for (prompt, _), answer in zip(pairs, answers)]
 
 
 def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
     require(suite, "teacher", "student")
     _check_teacher(task, suite)
+    if not suite.distill.sequence_level:
+        require_logit_loss(suite, task)
     durations: dict[str, float] = {}
     tokenizer = load_tokenizer(suite.teacher.model, suite.teacher.revision)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -219,12 +243,19 @@ def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
 
     data, split = train_split(task, suite.data.train_rows, suite.seed)
     max_length = task.max_length(RunSettings.of(suite))
-    features, loss_masks = encode_pairs(tokenizer, training_pairs(task, data, tokenizer), max_length)
+    pairs = training_pairs(task, data, tokenizer)
+    features, loss_masks = encode_pairs(tokenizer, pairs, max_length)
     if not any(any(m) for m in loss_masks):
         raise KdbenchError(f"task {task.name}: no training tokens left within max_length {max_length}")
+    sequence_level = suite.distill.sequence_level
+    if sequence_level:
+        with timed(durations, "teacher_generation_s"):
+            seq_features, seq_masks = encode_pairs(tokenizer, teacher_answers(task, suite, teacher, pairs), max_length)
 
     k = getattr(suite.distill, "teacher_topk", None)  # proposed DistillConfig field; online teacher without it
-    if k:
+    if sequence_level:
+        kd_loss = token_loss(seq_masks)
+    elif k:
         with timed(durations, "teacher_topk_s"):
             topk, reused, key = cached_topk(teacher.model, suite.teacher.model, teacher_info["revision"], features,
                                             loss_masks, right_pad(pad_id), k=k, temperature=suite.distill.temperature,
@@ -238,17 +269,28 @@ def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
         roles.append((BASELINE, token_loss(loss_masks)))
     models, info, dirs = {TEACHER: teacher}, {TEACHER: teacher_info}, {TEACHER: suite.teacher.model}
     scored = sum(sum(m) for m in loss_masks)
+    fkd = feature_kd(suite, teacher.model, f"suite {suite.name}, task {task.name} ({task.head} head)")
     for role, loss_fn in roles:
         student, made = _student_init(teacher.model, suite)
+        role_features = seq_features if sequence_level and role == STUDENT else features
         with timed(durations, f"{role}_train_s"):
-            stats = train(student, tokenizer, features, suite.distill, loss_fn, seed=suite.seed, dtype=suite.dtype,
-                          desc=f"train {role} on {task.name}", collate_fn=right_pad(pad_id))
+            run = lambda model, fn: train(model, tokenizer, role_features, suite.distill, fn, seed=suite.seed,  # noqa: E731
+                                          dtype=suite.dtype, desc=f"train {role} on {task.name}",
+                                          collate_fn=right_pad(pad_id))
+            stats, extra = train_student(fkd if role == STUDENT else None, student, loss_fn, run)
         models[role], record_id = save_student(student, tokenizer, run_dir, task, role)
         dirs[role] = models[role].source
         d = suite.distill
-        method = ({"method": "kd", "loss": d.loss, "loss_args": d.loss_args, "temperature": d.temperature,
-                   "t2_scaling": d.t2_scaling, "alpha": d.alpha, "teacher": f"top-{k} cache" if k else "online"}
-                  if role == STUDENT else {"method": "labels_only"})
+        if role != STUDENT:
+            method = {"method": "labels_only"}
+        elif sequence_level:
+            method = {"method": "kd", "kd_level": "sequence", "loss": "lm_on_teacher_generations",
+                      "generation": {"decoding": "greedy", "max_new_tokens": d.sequence_max_new_tokens},
+                      "scored_tokens": sum(sum(m) for m in seq_masks), **extra}
+        else:
+            method = {"method": "kd", "kd_level": "token", "loss": d.loss, "loss_args": d.loss_args,
+                      "temperature": d.temperature, "t2_scaling": d.t2_scaling, "alpha": d.alpha,
+                      "teacher": f"top-{k} cache" if k else "online", **extra}
         info[role] = {"id": record_id, "revision": None, "params": count_parameters(student), **made, **method,
                       "train_steps": stats.steps, "train_final_loss": stats.final_loss}
     record = {"split": split.spec.split, "rows": len(split.rows), "sha256": split.sha256(),

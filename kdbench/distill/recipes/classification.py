@@ -13,6 +13,7 @@ from kdbench.backends.hf import HFClassifier
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
 from kdbench.distill.recipes.common import finetuned_teacher, require, require_logit_loss, save_student, teacher_outputs_key, timed
+from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.teacher_cache import cached_array
 from kdbench.distill.trainer import kd_objective, label_objective, sequence_loss, train
 from kdbench.models.loading import count_parameters, load_tokenizer

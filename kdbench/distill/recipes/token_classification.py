@@ -24,6 +24,7 @@ from kdbench.config import SuiteConfig
 from kdbench.distill.losses.catalog import check_logit_loss
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
 from kdbench.distill.recipes.common import finetuned_teacher, require, save_student, teacher_outputs_key, timed
+from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.teacher_cache import cached_array
 from kdbench.distill.trainer import LossFn, Objective, kd_objective, label_objective, train
 from kdbench.errors import KdbenchError

@@ -1,0 +1,215 @@
+"""Done-when of issue 5: every loss runs on every head where it applies, from a suite config, on
+real models and data slices — a few training steps through the head's recipe each, checking the
+loss is finite, the student's weights moved, and what the run record says. Pairs that do not
+apply are a one-line KdbenchError before any training."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kdbench.config import SuiteConfig
+from kdbench.distill.losses.catalog import APPLIES, CATALOG, logit_losses
+from kdbench.distill.recipes import STUDENT, TEACHER, run_recipe
+from kdbench.errors import KdbenchError
+from kdbench.models.students import build_student
+from kdbench.tasks import get_task
+
+ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+DECODER = "HuggingFaceTB/SmolLM2-135M-Instruct"
+TASKS = {"classification": "sst2", "regression": "stsb", "token_classification": "wnut_17",
+         "embedding": "dbpedia_entity_5k", "causal_lm": "gsm8k"}
+FEATURES = ("hidden_mse", "attention_transfer", "minilm_relation")
+TINY_FINETUNE = {"epochs": 1, "batch_size": 16, "lr": 1.0e-4}
+
+
+def suite_for(head: str, distill: dict, student: dict | None = None, **extra) -> SuiteConfig:
+    """A small real suite for ``head``: 16 training rows, max_length 32 (128 for GSM8K prompts),
+    2-layer layer-selected students, 2 optimiser steps, no baseline."""
+    causal = head == "causal_lm"
+    teacher = {"model": DECODER if causal else ENCODER,
+               "finetune": None if head in ("embedding", "causal_lm") else TINY_FINETUNE}
+    raw = {
+        "name": f"heads-{head}", "tasks": [TASKS[head]], "seed": 0, "dtype": "fp32",
+        "max_length": 128 if causal else 32, "data": {"train_rows": 16 if causal else 32, "eval_rows": 8},
+        "teacher": teacher, "student": student or {"builder": "layer_selection", "layers": [0, 29] if causal else [0, 5]},
+        "distill": {"epochs": 1, "batch_size": 8 if causal else 16, "lr": 1.0e-3, **distill},
+        "baseline": False, "eval": {"batch_size": 16, "efficiency": False}, **extra,
+    }
+    return SuiteConfig.model_validate(raw)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, data_dir):
+    """One model cache for the module: each head's teacher is fine-tuned (one step) once."""
+    root = tmp_path_factory.mktemp("heads")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KDBENCH_CACHE_DIR", str(root / "cache"))
+        yield root
+
+
+def train_head(head: str, suite: SuiteConfig, workdir) -> tuple[dict, dict]:
+    """Run the head's recipe; return the student's record entry and the trained models."""
+    torch.set_num_threads(1)
+    trained = run_recipe(get_task(TASKS[head]), suite, workdir / suite.name)
+    info = trained.info[STUDENT]
+    loss = info.get("train_final_loss", info.get("final_loss"))
+    assert loss is not None and math.isfinite(loss), info
+    # the weights moved away from the student's initialisation (rebuilt the same way)
+    initial, made = build_student(trained.models[TEACHER].model, suite.student, suite.seed)
+    trained_state = trained.models[STUDENT].model.state_dict()
+    moved = [k for k, v in initial.state_dict().items() if not torch.equal(v, trained_state[k])]
+    assert moved, "no student weight changed"
+    assert info["params"] == made["student_params"] and info["teacher_params"] == made["teacher_params"]
+    return info, trained.models
+
+
+def applicable() -> list[tuple[str, str]]:
+    pairs = []
+    for head in TASKS:
+        if head == "regression":
+            pairs.append((head, "logit_mse"))  # its only logit loss: MSE to the teacher's score
+        for name, info in CATALOG.items():
+            key, heads = APPLIES[info.level]
+            if head in heads and key == "distill.loss":
+                pairs.append((head, name))
+        pairs += [(head, f) for f in FEATURES]
+    if ("causal_lm", "sequence_level") not in pairs:
+        pairs.append(("causal_lm", "sequence_level"))
+    return pairs
+
+
+def distill_for(head: str, loss: str) -> dict:
+    base = {"embedding": "cosine_embedding", "regression": "forward_kl"}.get(head, "forward_kl")
+    if loss in FEATURES:
+        return {"loss": base, "features": [{"loss": loss, "weight": 1.0}]}
+    if loss == "sequence_level":
+        return {"sequence_level": True, "sequence_max_new_tokens": 8}
+    if loss == "margin_mse":
+        return {"loss": loss, "loss_args": {"negatives": 3}}
+    if loss == "logit_mse" and head == "regression":
+        return {"loss": "forward_kl"}  # regression distils with logit MSE whatever distill.loss is
+    return {"loss": loss}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head, loss", applicable(), ids=lambda x: x)
+def test_loss_trains_on_head(head, loss, workdir):
+    info, _ = train_head(head, suite_for(head, distill_for(head, loss)), workdir)
+    assert info["method"] == "kd"
+    if loss in FEATURES:
+        (term,) = info["features"]
+        assert term["loss"] == loss and info["teacher_features"] == "online"
+        if loss == "hidden_mse":  # default map: embeddings, then the student's layer selection
+            assert term["layer_map"] == ([(0, 0), (1, 1), (2, 30)] if head == "causal_lm" else [(0, 0), (1, 1), (2, 6)])
+        elif loss == "attention_transfer":
+            assert term["layer_map"] == ([(0, 0), (1, 29)] if head == "causal_lm" else [(0, 0), (1, 5)])
+    elif loss == "sequence_level":
+        assert info["kd_level"] == "sequence" and info["scored_tokens"] > 0
+    elif loss == "margin_mse":
+        assert info["loss"] == "margin_mse"
+    else:
+        assert info["loss"] == ("logit_mse" if head == "regression" else loss)
+
+
+@pytest.mark.slow
+def test_margin_mse_records_its_pseudo_labels(workdir):
+    suite = suite_for("embedding", {"loss": "margin_mse", "loss_args": {"negatives": 2}})
+    trained = run_recipe(get_task("dbpedia_entity_5k"), suite, workdir / "margin")
+    record = trained.train_dataset
+    assert record["queries"] == 10 and record["documents"] == 32 and record["negatives_per_query"] == 2
+    assert "pseudo-label" in record["positives"] and record["labels"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head, overrides", [
+    ("classification", {"num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 1024, "num_attention_heads": 4}),
+    ("causal_lm", {"num_hidden_layers": 2, "hidden_size": 192, "intermediate_size": 512, "num_attention_heads": 3,
+                   "num_key_value_heads": 1}),
+])
+def test_config_builder_students_train_with_a_learned_projection(head, overrides, workdir):
+    """A narrower, shallower random-init student; hidden_mse learns its width projection."""
+    suite = suite_for(head, {"loss": "forward_kl", "features": [{"loss": "hidden_mse", "weight": 0.5}]},
+                      student={"builder": "config", "config": overrides})
+    info, models = train_head(head, suite, workdir)
+    student = models[STUDENT].model
+    assert student.config.num_hidden_layers == 2 and student.config.hidden_size == overrides["hidden_size"]
+    assert info["builder"] == "config" and info["config_overrides"] == overrides and info["init"] == "random"
+    assert info["params"] < info["teacher_params"] / 2
+    # TinyBERT's uniform rule pairs the 2 student layers with the teacher's (embeddings first)
+    top = 30 if head == "causal_lm" else 6
+    assert info["features"][0]["layer_map"] == [(0, 0), (1, top // 2), (2, top)]
+    assert type(student).__module__.startswith("transformers.")  # saved as a plain transformers model
+
+
+@pytest.mark.slow
+def test_projection_is_trained_with_the_student(teacher_classifier, tokenizer):
+    from kdbench.config import TrainConfig
+    from kdbench.distill.recipes.features import FeatureKD
+    from kdbench.distill.trainer import train
+
+    suite = suite_for("classification", {"features": [{"loss": "hidden_mse"}]},
+                      student={"builder": "config", "config": {"num_hidden_layers": 1, "hidden_size": 128,
+                                                              "intermediate_size": 256, "num_attention_heads": 2}})
+    student, _ = build_student(teacher_classifier, suite.student, 0)
+    fkd = FeatureKD(list(suite.distill.features), teacher_classifier, "fp32", "test")
+    model, loss_fn, _ = fkd.wrap(student, lambda outputs, idx, batch: outputs.logits.sum() * 0.0)
+    before = {n: p.detach().clone() for n, p in model.projections.named_parameters()}
+    features = [dict(tokenizer(t)) for t in ["a fine film", "dull and long", "not bad at all", "worst ever"]]
+    stats = train(model, tokenizer, features, TrainConfig(epochs=2, batch_size=2, lr=1e-2), loss_fn, dtype="fp32")
+    assert math.isfinite(stats.final_loss) and before
+    assert all(not torch.equal(p, before[n]) for n, p in model.projections.named_parameters())
+
+
+@pytest.mark.parametrize("head, distill, pattern", [
+    ("embedding", {"loss": "forward_kl"}, r"distill.loss 'forward_kl' works on logits; bi-encoders .*cosine_embedding"),
+    ("classification", {"loss": "cosine_embedding"}, r"sst2 \(classification head\): distill.loss: loss 'cosine_embedding'"),
+    ("token_classification", {"loss": "margin_mse"}, r"wnut_17: loss 'margin_mse' works on ranking"),
+    ("causal_lm", {"loss": "cosine_embedding"}, r"gsm8k \(causal_lm head\): distill.loss: loss 'cosine_embedding'"),
+])
+def test_a_loss_on_a_head_it_does_not_apply_to_is_one_line(head, distill, pattern, workdir):
+    with pytest.raises(KdbenchError, match=pattern) as e:
+        run_recipe(get_task(TASKS[head]), suite_for(head, distill), workdir / "refused")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("feature, pattern", [
+    ({"loss": "cosine_embedding"}, r"loss 'cosine_embedding' is not a feature-level loss \(embedding-level, set it as "
+                                   r"distill.loss\); distill.features takes: hidden_mse, attention_transfer"),
+    ({"loss": "attention_transfer", "args": {"kind": "l1"}}, r"'kind' must be one of kl, mse, got 'l1'"),
+    ({"loss": "minilm_relation", "layer_map": [[1, 5]]}, r"minilm_relation works on the last layer only"),
+    ({"loss": "hidden_mse", "weight": 0}, r"greater than 0"),
+])
+def test_bad_feature_terms_are_one_line_config_errors(feature, pattern):
+    import json
+
+    from kdbench.config import load_suite
+
+    with pytest.raises(KdbenchError, match=pattern) as e:
+        load_suite("quickstart", [f"distill.features=[{json.dumps(feature)}]"])
+    assert "\n" not in str(e.value) and "distill.features" in str(e.value)
+
+
+@pytest.mark.slow
+def test_attention_transfer_needs_matching_heads(workdir):
+    suite = suite_for("classification", {"features": [{"loss": "attention_transfer"}]},
+                      student={"builder": "config", "config": {"num_hidden_layers": 1, "num_attention_heads": 4}})
+    with pytest.raises(KdbenchError, match=r"attention_transfer: the student has 4 attention heads and the teacher 12"):
+        run_recipe(get_task("sst2"), suite, workdir / "heads")
+
+
+def test_uniform_rules_are_selectable_from_the_config(teacher_classifier):
+    for rule, expected in (("tinybert", [2, 5]), ("distilbert", [0, 3])):
+        spec = SuiteConfig.model_validate({"name": "x", "tasks": ["sst2"], "student": {
+            "builder": "layer_selection", "layer_rule": rule, "num_layers": 2}}).student
+        student, made = build_student(teacher_classifier, spec, 0)
+        assert made["layer_map"] == expected and made["layer_rule"] == rule
+        assert student.config.kdbench_layer_map == expected
+
+
+def test_every_head_has_a_loss_and_logit_losses_are_all_covered():
+    pairs = applicable()
+    assert {h for h, _ in pairs} == set(TASKS)
+    for loss in logit_losses():
+        assert {("classification", loss), ("token_classification", loss), ("causal_lm", loss)} <= set(pairs)

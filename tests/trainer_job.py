@@ -3,6 +3,7 @@ MiniLM teacher) shared by the loop tests; run as a script it trains with checkpo
 final weights, so a test can kill it with SIGKILL and resume it.
 
     python tests/trainer_job.py CHECKPOINT_DIR OUT.safetensors [--delay SECONDS] [--accum N]
+    accelerate launch --cpu --num_processes 2 tests/trainer_job.py CHECKPOINT_DIR 'OUT-{rank}.safetensors'
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def job(rows: int = 64, loss: str = "forward_kl", **train_args):
-    """(student, tokenizer, features, DistillConfig, loss_fn): everything ``train`` takes."""
+    """(student, tokenizer, features, DistillConfig, loss_fn, make_loss): everything ``train`` takes,
+    and ``make_loss(cfg)``, the same KD loss for another DistillConfig."""
     from kdbench.backends.batching import encode
     from kdbench.backends.hf import HFClassifier
     from kdbench.config import DistillConfig
@@ -34,7 +36,12 @@ def job(rows: int = 64, loss: str = "forward_kl", **train_args):
     teacher_logits = HFClassifier(teacher, tokenizer, "fp32", 64, 32).logits_of_features(features, desc="teacher")
     student = layer_selection(teacher, [0, 5])
     cfg = DistillConfig(**{"epochs": 2, "batch_size": 8, "lr": 1e-4, "loss": loss, **train_args})
-    return student, tokenizer, features, cfg, sequence_loss(kd_objective(cfg), task.labels(split), teacher_logits)
+    labels = task.labels(split)
+
+    def make_loss(config: DistillConfig):
+        return sequence_loss(kd_objective(config), labels, teacher_logits)
+
+    return student, tokenizer, features, cfg, make_loss(cfg), make_loss
 
 
 def main() -> None:
@@ -49,7 +56,7 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.0, help="seconds of sleep per batch, so a test can kill mid-run")
     ap.add_argument("--accum", type=int, default=1)
     args = ap.parse_args()
-    student, tokenizer, features, cfg, loss_fn = job(grad_accum_steps=args.accum, checkpoint_every=2)
+    student, tokenizer, features, cfg, loss_fn, _ = job(grad_accum_steps=args.accum, checkpoint_every=2)
     pad = None
     if args.delay:
         def pad(feats):
@@ -57,8 +64,10 @@ def main() -> None:
             return collate(tokenizer, feats)
     stats = train(student, tokenizer, features, cfg, loss_fn, seed=0, dtype="bf16", collate_fn=pad,
                   checkpoint_dir=args.checkpoints)
-    save_model(student, args.out)
-    print(f"steps={stats.steps} resumed_from={stats.resumed_from_step}")
+    from accelerate import PartialState
+
+    save_model(student, args.out.format(rank=PartialState().process_index))  # OUT may name the rank: w-{rank}.st
+    print(f"steps={stats.steps} resumed_from={stats.resumed_from_step} effective_batch={stats.effective_batch_size}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, TrainConfig
 from kdbench.distill import checkpoint
 from kdbench.distill.losses import LOSSES
+from kdbench.distill.losses.interpolation import TAIDSchedule
 from kdbench.errors import KdbenchError
 
 # Bump when the loop's numerics change, so cached fine-tuned models are not reused across versions
@@ -72,15 +73,58 @@ def label_objective() -> Objective:
     return lambda logits, labels, _teacher: F.cross_entropy(logits.float(), labels)
 
 
+class TAIDDriver:
+    """Drives the ``t`` of the ``taid`` loss through training (Shing et al. 2025): the objective reads
+    :attr:`t` each step and reports its TAID term; after every optimiser step the loop calls
+    :meth:`after_step`, which feeds the step's mean TAID term to :class:`TAIDSchedule` (t from
+    ``t_start`` up to 1, faster while that term falls). ``history`` holds t after each step."""
+
+    def __init__(self, t_start: float) -> None:
+        self.t_start = t_start
+        self.schedule: TAIDSchedule | None = None
+        self.history: list[float] = []
+        self._terms: list[float] = []
+
+    def start(self, total_steps: int) -> None:
+        self.schedule, self.history, self._terms = TAIDSchedule(total_steps=total_steps, t_start=self.t_start), [], []
+
+    @property
+    def t(self) -> float:
+        return self.t_start if self.schedule is None else self.schedule.t
+
+    def record(self, term: torch.Tensor) -> None:
+        self._terms.append(float(term.detach()))
+
+    def after_step(self) -> None:
+        if self._terms:
+            self.history.append(self.schedule.update(sum(self._terms) / len(self._terms)))
+        self._terms = []
+
+    def state_dict(self) -> dict:
+        return {"schedule": self.schedule.state_dict(), "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.schedule.load_state_dict(state["schedule"])
+        self.history = list(state["history"])
+
+
 def kd_objective(cfg: DistillConfig) -> Objective:
     """alpha · KD(student, teacher) + (1 − alpha) · CE(student, labels); KD is the logit-level loss
-    ``cfg.loss`` from the registry, called with ``cfg.loss_args`` (e.g. beta, lam, t)."""
+    ``cfg.loss`` from the registry, called with ``cfg.loss_args`` (e.g. beta, lam, t). For ``taid``,
+    ``loss_args.t`` is where t starts, and the objective's :class:`TAIDDriver` (in its ``hooks``,
+    which ``train`` runs) moves it to 1 over training."""
     kd, args = LOSSES[cfg.loss], dict(cfg.loss_args)
+    driver = TAIDDriver(args.pop("t", 0.4)) if cfg.loss == "taid" else None
 
     def objective(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
+        if driver is not None:
+            args["t"] = driver.t
         soft = kd(logits, teacher, temperature=cfg.temperature, t2_scaling=cfg.t2_scaling, **args)
+        if driver is not None:
+            driver.record(soft)
         return cfg.alpha * soft + (1.0 - cfg.alpha) * F.cross_entropy(logits.float(), labels)
 
+    objective.hooks = () if driver is None else (driver,)
     return objective
 
 
@@ -93,6 +137,7 @@ def sequence_loss(objective: Objective, labels: np.ndarray, teacher_logits: np.n
         teacher = None if teacher_t is None else teacher_t[idx].to(outputs.logits.device)
         return objective(outputs.logits, labels_t[idx].to(outputs.logits.device), teacher)
 
+    loss_fn.hooks = getattr(objective, "hooks", ())
     return loss_fn
 
 

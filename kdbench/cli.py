@@ -94,6 +94,8 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
 
 
 def _print_run(result) -> None:
+    if not result.written:  # another process of `accelerate launch`: the main one reports
+        return
     from kdbench.report.table import format_run
 
     click.echo(format_run(result.record))

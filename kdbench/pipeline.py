@@ -11,6 +11,7 @@ import json
 import secrets
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 import kdbench
 from kdbench import environment
-from kdbench.backends import efficiency, engines
+from kdbench.backends import efficiency
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
 from kdbench.distill.recipes.common import timed
@@ -32,7 +33,7 @@ from kdbench.models.loading import count_parameters, model_revision
 from kdbench.predictions import samples_frame
 from kdbench.report import html, leaderboard
 from kdbench.report.record import RECORD_FILE, SAMPLES_FILE, SCHEMA_VERSION, dumps
-from kdbench.report.rundir import run_id_of_staging, staged_run_dir
+from kdbench.report.rundir import run_id_of_staging, staged_run_dir, staging_dir
 from kdbench.report.glue import glue_average
 from kdbench.tasks import get_task
 from kdbench.tasks.base import RunSettings, Task
@@ -46,6 +47,7 @@ class RunResult:
     run_dir: Path
     record: dict
     leaderboard: Path | None = None
+    written: bool = True  # False on the other processes of a multi-process run (the main one writes)
 
 
 @dataclass
@@ -84,30 +86,62 @@ def train_and_eval(
     run_id = None
     if resume is not None:
         suite, include_paths, run_id, reports_dir = _resumed(Path(resume))
+    # under `accelerate launch` every process runs the recipes (training is data-parallel) and
+    # checkpoints into the main process's run folder; only the main process writes the run
+    import torch
+    from accelerate import PartialState
+
+    procs = PartialState(cpu=not torch.cuda.is_available())  # on CPU: gloo across the launched processes
+    run_id = _shared(run_id or new_run_id(suite.name), procs)
+    checkpoints = staging_dir(Path(reports_dir), run_id)
+    scratch = None
+    if not procs.is_main_process:
+        scratch = Path(tempfile.mkdtemp(prefix="kdbench-process-"))
+        reports_dir, leaderboard_dir = scratch, None
+        suite = suite.model_copy(update={"eval": suite.eval.model_copy(update={"efficiency": False})})
     tasks = [get_task(name, include_paths) for name in suite.tasks]  # fail on a bad name before any work
-    engines.check(suite.eval.backend, tasks)
     first, *others = suite.run_seeds
 
     def runs(run_dir: Path):
         if not (run_dir / RESUME_FILE).exists():
             (run_dir / RESUME_FILE).write_text(json.dumps(
                 {"suite": suite.model_dump(mode="json"), "include_paths": [str(p) for p in include_paths]}))
-            print(f"run folder {run_dir} (if interrupted: kdbench train-and-eval --resume {run_dir})", file=sys.stderr)
+            if procs.is_main_process:
+                print(f"run folder {run_dir} (if interrupted: kdbench train-and-eval --resume {run_dir})", file=sys.stderr)
         for task in tasks:
             for seed in (first, *others):
                 task_suite = suite.for_task(task.name).model_copy(update={"seed": seed})
                 folder = run_dir if seed == first else run_dir / f"seed-{seed}"
-                with checkpoint_scope(folder / "checkpoints" / task.name):
+                ckpt = checkpoints if seed == first else checkpoints / f"seed-{seed}"
+                with checkpoint_scope(ckpt / "checkpoints" / task.name):
                     trained = run_recipe(task, task_suite, folder)
                 _record_training(trained.info, task_suite)
                 yield _TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset,
                                trained.durations, None if seed == first else seed)
         # the run is complete: its checkpoints (weights and optimiser states) are not part of it
-        for folder in [run_dir, *run_dir.glob("seed-*")]:
-            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+        procs.wait_for_everyone()
+        if procs.is_main_process:
+            for folder in [run_dir, *run_dir.glob("seed-*")]:
+                shutil.rmtree(folder / "checkpoints", ignore_errors=True)
         (run_dir / RESUME_FILE).unlink()
 
-    return _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir, run_id=run_id)
+    try:
+        result = _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir, run_id=run_id,
+                                  resume=resume is not None and scratch is None)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    result.written = scratch is None
+    return result
+
+
+def _shared(run_id: str, procs) -> str:
+    """The main process's run id on every process."""
+    if procs.num_processes == 1:
+        return run_id
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([run_id], from_process=0)[0]
 
 
 def _resumed(folder: Path) -> tuple[SuiteConfig, list[str], str, Path]:
@@ -124,7 +158,9 @@ def _record_training(info: dict, suite: SuiteConfig) -> None:
     """Each trained role's batch arithmetic in its record entry: the effective batch size is what
     makes runs with different accumulation or process counts comparable."""
     for role, entry in info.items():
-        cfg = suite.distill if role != TEACHER else (suite.teacher.finetune if entry.get("finetuned") else None)
+        # a teacher reused from the cache was trained by an earlier run: its entry says which
+        fresh = entry.get("finetuned") and not entry.get("reused_from_cache")
+        cfg = suite.distill if role != TEACHER else (suite.teacher.finetune if fresh else None)
         if cfg is None or (role != TEACHER and entry.get("method") not in ("kd", "labels_only")):
             continue
         entry["training"] = {"batch_size": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps,
@@ -146,7 +182,6 @@ def evaluate(
     if not models:
         raise KdbenchError("kdbench eval: name at least one model (--teacher, --student)")
     tasks = [get_task(name, include_paths) for name in suite.tasks]
-    engines.check(suite.eval.backend, tasks)
     revisions = revisions or {}
 
     def runs(run_dir: Path):
@@ -203,10 +238,10 @@ def _aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:
 
 
 def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir, *,
-                     run_id: str | None = None) -> RunResult:
-    """``run_id``: an interrupted run's, continued in its staging folder; a new one by default."""
+                     run_id: str | None = None, resume: bool = False) -> RunResult:
+    """``run_id``: given by train-and-eval, new by default; ``resume``: continue in its existing
+    staging folder."""
     started = time.perf_counter()
-    resume = run_id is not None
     run_id = run_id or new_run_id(suite.name)
     results, pairs, datasets, durations, frames, models, models_by_task = {}, {}, {}, {}, [], {}, {}
     eff, eff_task, per_seed = {}, None, {}
@@ -245,7 +280,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             "suite": suite.name,
             "config": {**suite.model_dump(mode="json"),
                        "task_specs": {t.name: t.spec.model_dump(mode="json") for t in tasks}},
-            "environment": {**environment.describe(suite.dtype, "cpu"), "backend": suite.eval.backend},
+            "environment": environment.describe(suite.dtype, "cpu"),
             "seeds": suite.run_seeds,
             "models": models,  # each role as it was on the first task; every task's in models_by_task
             "models_by_task": models_by_task,

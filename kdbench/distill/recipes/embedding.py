@@ -74,6 +74,8 @@ def _features(tokenizer, texts: list[str], is_doc: list[bool], doc_len: int, que
     out: list[dict | None] = [None] * len(texts)
     for flag, limit in ((True, doc_len), (False, query_len)):
         idx = [i for i, d in enumerate(is_doc) if d == flag]
+        if not idx:  # a small slice may hold no query (or no document)
+            continue
         for i, f in zip(idx, encode(tokenizer, [texts[i] for i in idx], None, limit)):
             out[i] = f
     return out

@@ -17,7 +17,7 @@ TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 def job(rows: int = 64, loss: str = "forward_kl", **train_args):
     """(student, tokenizer, features, DistillConfig, loss_fn, make_loss): everything ``train`` takes,
-    and ``make_loss(cfg)``, the same KD loss for another DistillConfig."""
+    and ``make_loss(objective)``, a loss on the same labels and teacher logits for another objective."""
     from kdbench.backends.batching import encode
     from kdbench.backends.hf import HFClassifier
     from kdbench.config import DistillConfig
@@ -38,10 +38,10 @@ def job(rows: int = 64, loss: str = "forward_kl", **train_args):
     cfg = DistillConfig(**{"epochs": 2, "batch_size": 8, "lr": 1e-4, "loss": loss, **train_args})
     labels = task.labels(split)
 
-    def make_loss(config: DistillConfig):
-        return sequence_loss(kd_objective(config), labels, teacher_logits)
+    def make_loss(objective):
+        return sequence_loss(objective, labels, teacher_logits)
 
-    return student, tokenizer, features, cfg, make_loss(cfg), make_loss
+    return student, tokenizer, features, cfg, make_loss(kd_objective(cfg)), make_loss
 
 
 def main() -> None:

@@ -59,6 +59,34 @@ def checkpoint_scope(folder: str | Path):
         _SCOPE.reset(token)
 
 
+class _StepHooks:
+    """The step hooks of the training in progress: objects with ``start(total_steps)``,
+    ``after_step()``, ``state_dict()`` and ``load_state_dict(state)``, which register themselves
+    (``register_step_hook``) the first time the loss uses them, so any recipe's loss gets them run
+    (and checkpointed) without passing them to ``train``."""
+
+    def __init__(self, total: int, saved: list[dict]) -> None:
+        self.total, self.saved, self.hooks = total, list(saved), []
+
+    def register(self, hook) -> None:
+        if any(h is hook for h in self.hooks):
+            return
+        hook.start(self.total)
+        if len(self.saved) > len(self.hooks):  # resumed: the state it had at the checkpoint
+            hook.load_state_dict(self.saved[len(self.hooks)])
+        self.hooks.append(hook)
+
+
+_HOOKS: contextvars.ContextVar[_StepHooks | None] = contextvars.ContextVar("kdbench_step_hooks", default=None)
+
+
+def register_step_hook(hook) -> None:
+    """Called by a loss each time it runs; a no-op outside ``train``."""
+    hooks = _HOOKS.get()
+    if hooks is not None:
+        hooks.register(hook)
+
+
 @dataclass
 class TrainStats:
     steps: int
@@ -111,20 +139,21 @@ class TAIDDriver:
 def kd_objective(cfg: DistillConfig) -> Objective:
     """alpha · KD(student, teacher) + (1 − alpha) · CE(student, labels); KD is the logit-level loss
     ``cfg.loss`` from the registry, called with ``cfg.loss_args`` (e.g. beta, lam, t). For ``taid``,
-    ``loss_args.t`` is where t starts, and the objective's :class:`TAIDDriver` (in its ``hooks``,
-    which ``train`` runs) moves it to 1 over training."""
+    ``loss_args.t`` is where t starts, and the objective's :class:`TAIDDriver` (``objective.taid``,
+    a step hook of the training that calls it) moves it to 1 over training."""
     kd, args = LOSSES[cfg.loss], dict(cfg.loss_args)
     driver = TAIDDriver(args.pop("t", 0.4)) if cfg.loss == "taid" else None
 
     def objective(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
         if driver is not None:
+            register_step_hook(driver)
             args["t"] = driver.t
         soft = kd(logits, teacher, temperature=cfg.temperature, t2_scaling=cfg.t2_scaling, **args)
         if driver is not None:
             driver.record(soft)
         return cfg.alpha * soft + (1.0 - cfg.alpha) * F.cross_entropy(logits.float(), labels)
 
-    objective.hooks = () if driver is None else (driver,)
+    objective.taid = driver
     return objective
 
 
@@ -137,7 +166,6 @@ def sequence_loss(objective: Objective, labels: np.ndarray, teacher_logits: np.n
         teacher = None if teacher_t is None else teacher_t[idx].to(outputs.logits.device)
         return objective(outputs.logits, labels_t[idx].to(outputs.logits.device), teacher)
 
-    loss_fn.hooks = getattr(objective, "hooks", ())
     return loss_fn
 
 
@@ -188,8 +216,8 @@ def train(
     process (processes from ``accelerate launch``: each takes its shard of a global batch). With
     ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_every`` optimiser steps and at
     the end, and training continues from the latest one found there: an interrupted run resumed
-    this way ends on the same weights as an uninterrupted one (CPU). Hooks on ``loss_fn.hooks``
-    (e.g. TAID's t) are started with the step count and told after every optimiser step."""
+    this way ends on the same weights as an uninterrupted one (CPU). Step hooks the loss registers
+    (``register_step_hook``, e.g. TAID's t) are told after every optimiser step and checkpointed."""
     from accelerate import Accelerator
 
     if checkpoint_dir is None and _SCOPE.get() is not None:
@@ -198,15 +226,18 @@ def train(
     deterministic = torch.are_deterministic_algorithms_enabled()
     if accelerator.device.type == "cpu":
         torch.use_deterministic_algorithms(True)  # resume must replay the same numerics
+    hooks = _StepHooks(0, [])
+    token = _HOOKS.set(hooks)
     try:
-        return _train(model, tokenizer, features, cfg, loss_fn, accelerator, seed=seed, dtype=dtype, desc=desc,
+        return _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks, seed=seed, dtype=dtype, desc=desc,
                       collate_fn=collate_fn, forward_kwargs=forward_kwargs or {},
                       checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir))
     finally:
+        _HOOKS.reset(token)
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _train(model, tokenizer, features, cfg, loss_fn, accelerator, *, seed, dtype, desc, collate_fn, forward_kwargs,
+def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHooks, *, seed, dtype, desc, collate_fn, forward_kwargs,
            checkpoint_dir) -> TrainStats:
     rank, world, accum = accelerator.process_index, accelerator.num_processes, cfg.grad_accum_steps
     torch.manual_seed(seed)
@@ -224,9 +255,7 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, *, seed, dtype
     # embedding matrix of a small BERT otherwise dominates the step time
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-    hooks = list(getattr(loss_fn, "hooks", ()))
-    for hook in hooks:
-        hook.start(total)
+    hooks.total = total
     pad = collate_fn or (lambda feats: collate(tokenizer, feats))
     fingerprint = _fingerprint(cfg, features, seed, dtype, world) if checkpoint_dir else None
 
@@ -238,8 +267,7 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, *, seed, dtype
                                "delete the folder to start over")
         state = checkpoint.load(found, model, optimizer, rank)
         schedule.load_state_dict(state["schedule"])
-        for hook, hook_state in zip(hooks, state["hooks"]):
-            hook.load_state_dict(hook_state)
+        hooks.saved = state["hooks"]
         epoch_rng, pos, step, loss_value, resumed = state["epoch_rng"], state["pos"], state["step"], state["loss"], state["step"]
         rng.bit_generator.state = epoch_rng
 
@@ -269,13 +297,13 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, *, seed, dtype
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 loss_value, window_loss = window_loss, 0.0
-                for hook in hooks:
+                for hook in hooks.hooks:
                     hook.after_step()
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 bar.update()
                 if checkpoint_dir and (step == total or step % cfg.checkpoint_every == 0):
                     state = {"fingerprint": fingerprint, "epoch_rng": epoch_rng, "pos": p + 1, "loss": loss_value,
-                             "schedule": schedule.state_dict(), "hooks": [h.state_dict() for h in hooks]}
+                             "schedule": schedule.state_dict(), "hooks": [h.state_dict() for h in hooks.hooks]}
                     _checkpoint(accelerator, checkpoint_dir, step, model, optimizer, state)
                 if step >= total:
                     break

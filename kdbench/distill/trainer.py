@@ -223,9 +223,11 @@ def train(
     if checkpoint_dir is None and _SCOPE.get() is not None:
         checkpoint_dir = _SCOPE.get() / (re.sub(r"[^A-Za-z0-9_.]+", "-", desc).strip("-") or "train")
     accelerator = Accelerator(cpu=model.device.type == "cpu")
-    deterministic = torch.are_deterministic_algorithms_enabled()
+    deterministic, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     if accelerator.device.type == "cpu":
-        torch.use_deterministic_algorithms(True)  # resume must replay the same numerics
+        # resume must replay the same numerics; an op without a deterministic CPU kernel warns
+        # rather than stopping a recipe
+        torch.use_deterministic_algorithms(True, warn_only=True)
     hooks = _StepHooks(0, [])
     token = _HOOKS.set(hooks)
     try:
@@ -234,7 +236,7 @@ def train(
                       checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir))
     finally:
         _HOOKS.reset(token)
-        torch.use_deterministic_algorithms(deterministic)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHooks, *, seed, dtype, desc, collate_fn, forward_kwargs,

@@ -29,7 +29,7 @@ from kdbench.errors import KdbenchError
 
 VLLM_DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
 MAX_LOGPROBS = 128  # the most top-k rows a request may ask for (the language-modelling tasks' default top_k)
-CPU_DEFAULTS = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_LOGGING_LEVEL": "WARNING"}
+CPU_DEFAULTS = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_LOGGING_LEVEL": "ERROR"}
 
 
 def require_vllm():

@@ -57,7 +57,8 @@ def finetuned_teacher(
         info.update(params=count_parameters(model), finetuned=False)
         return LoadedModel(model.eval(), tokenizer, spec.model), info, spec.model
     key = cache.cache_key(
-        model=spec.model, revision=revision, task=task.name, data_sha256=data_sha, train=spec.finetune.model_dump(),
+        model=spec.model, revision=revision, task=task.name, data_sha256=data_sha,
+        train=spec.finetune.model_dump(exclude={"checkpoint_every"}),  # when to checkpoint does not change weights
         trainer=TRAINER_REVISION, max_length=task.max_length(RunSettings.of(suite)), dtype=suite.dtype,
         seed=suite.seed, **key_fields,
     )

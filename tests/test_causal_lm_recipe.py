@@ -192,6 +192,23 @@ def test_prompt_tokens_do_not_count(lm, student, two_examples):
 
 
 # --- the recipe ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_taid_t_is_driven_through_token_level_training(lm, tok, two_examples):
+    """TAID on a causal LM: the training loop moves t from its start to 1, one value per optimiser
+    step, as for classifiers (the token loss registers TAID's driver with the loop)."""
+    from kdbench.distill.trainer import train
+
+    feats, masks = two_examples
+    cfg = DistillConfig(loss="taid", loss_args={"t": 0.4}, temperature=1.0, alpha=1.0, epochs=4, batch_size=1,
+                        lr=1e-4, warmup_ratio=0.0)
+    loss_fn = token_loss(masks, lm, cfg, dtype="bf16")
+    model = layer_selection(lm, [0, 29])
+    stats = train(model, tok, feats, cfg, loss_fn, seed=0, collate_fn=right_pad(PAD))
+    ts = loss_fn.taid.history
+    assert len(ts) == stats.steps == 8
+    assert 0.4 < ts[0] and all(a <= b for a, b in zip(ts, ts[1:])) and ts[-1] == 1.0
+
+
 def _suite(**distill) -> SuiteConfig:
     return SuiteConfig.model_validate({
         "name": "causal-test", "tasks": ["gsm8k_text"], "seed": 0, "dtype": "bf16", "max_length": 96,

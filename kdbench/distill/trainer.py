@@ -136,24 +136,36 @@ class TAIDDriver:
         self.history = list(state["history"])
 
 
-def kd_objective(cfg: DistillConfig) -> Objective:
-    """alpha · KD(student, teacher) + (1 − alpha) · CE(student, labels); KD is the logit-level loss
-    ``cfg.loss`` from the registry, called with ``cfg.loss_args`` (e.g. beta, lam, t). For ``taid``,
-    ``loss_args.t`` is where t starts, and the objective's :class:`TAIDDriver` (``objective.taid``,
-    a step hook of the training that calls it) moves it to 1 over training."""
+def kd_term(cfg: DistillConfig) -> Callable[..., torch.Tensor]:
+    """The logit-level loss ``cfg.loss`` from the registry with ``cfg.loss_args``, as
+    ``term(student, teacher, temperature=cfg.temperature, t2_scaling=cfg.t2_scaling)``. For ``taid``,
+    ``loss_args.t`` is where t starts, and the term's :class:`TAIDDriver` (``term.taid``, a step
+    hook of the training that calls it) moves it to 1 over training."""
     kd, args = LOSSES[cfg.loss], dict(cfg.loss_args)
     driver = TAIDDriver(args.pop("t", 0.4)) if cfg.loss == "taid" else None
 
-    def objective(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
+    def term(student: torch.Tensor, teacher: torch.Tensor, temperature: float = cfg.temperature,
+             t2_scaling: bool = cfg.t2_scaling) -> torch.Tensor:
         if driver is not None:
             register_step_hook(driver)
             args["t"] = driver.t
-        soft = kd(logits, teacher, temperature=cfg.temperature, t2_scaling=cfg.t2_scaling, **args)
+        soft = kd(student, teacher, temperature=temperature, t2_scaling=t2_scaling, **args)
         if driver is not None:
             driver.record(soft)
-        return cfg.alpha * soft + (1.0 - cfg.alpha) * F.cross_entropy(logits.float(), labels)
+        return soft
 
-    objective.taid = driver
+    term.taid = driver
+    return term
+
+
+def kd_objective(cfg: DistillConfig) -> Objective:
+    """alpha · KD(student, teacher) + (1 − alpha) · CE(student, labels), KD the ``kd_term`` of ``cfg``."""
+    kd = kd_term(cfg)
+
+    def objective(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
+        return cfg.alpha * kd(logits, teacher) + (1.0 - cfg.alpha) * F.cross_entropy(logits.float(), labels)
+
+    objective.taid = kd.taid
     return objective
 
 

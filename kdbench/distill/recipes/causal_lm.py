@@ -37,7 +37,7 @@ from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
 from kdbench.distill.recipes.common import require, require_logit_loss, save_student, timed
 from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.topk import TopK, bucket_log_probs, cached_topk, teacher_buckets
-from kdbench.distill.trainer import LossFn, train
+from kdbench.distill.trainer import LossFn, kd_term, train
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer, model_revision
 from kdbench.models.students import build_student
@@ -151,22 +151,19 @@ def token_loss(
     and cannot leak into either term."""
     if ((teacher is None) and (topk is None)) != (distill is None):
         raise ValueError("token_loss: KD needs a teacher (or its top-k cache) and a distill config")
-    if distill is not None:
-        from kdbench.distill.losses import LOSSES
-
-        kd, kd_args = LOSSES[distill.loss], dict(distill.loss_args)
+    kd = None if distill is None else kd_term(distill)  # TAID's t is driven per step, as for classifiers
 
     def soft_loss(logits: torch.Tensor, keep: torch.Tensor, idx: np.ndarray, batch: dict) -> torch.Tensor:
         if topk is None:
             with torch.no_grad(), autocast(dtype, logits.device):
                 teacher_logits = teacher(**batch).logits[:, :-1][keep]
-            return kd(logits, teacher_logits, temperature=distill.temperature, t2_scaling=distill.t2_scaling, **kd_args)
+            return kd(logits, teacher_logits)
         rows = topk.rows(idx)
         if len(rows) != logits.shape[0]:
             raise KdbenchError(f"teacher top-k cache: {len(rows)} cached positions for {logits.shape[0]} scored ones")
         ids, log_p = teacher_buckets(topk, rows, logits.device)  # already softened by T when cached
         log_q = bucket_log_probs(F.log_softmax(logits.float() / distill.temperature, dim=-1), ids)
-        return kd(log_q, log_p, temperature=1.0, t2_scaling=False, **kd_args) * t2(distill.temperature, distill.t2_scaling)
+        return kd(log_q, log_p, temperature=1.0, t2_scaling=False) * t2(distill.temperature, distill.t2_scaling)
 
     def loss_fn(outputs, idx: np.ndarray, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         keep = scored_positions(batch, [loss_masks[i] for i in idx]).to(outputs.logits.device)
@@ -178,6 +175,7 @@ def token_loss(
             return ce
         return distill.alpha * soft_loss(logits, keep, idx, batch) + (1.0 - distill.alpha) * ce
 
+    loss_fn.taid = None if kd is None else kd.taid
     return loss_fn
 
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 import kdbench
 from kdbench import environment
-from kdbench.backends import efficiency
+from kdbench.backends import efficiency, engines
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
 from kdbench.distill.recipes.common import timed
@@ -100,6 +100,7 @@ def train_and_eval(
         reports_dir, leaderboard_dir = scratch, None
         suite = suite.model_copy(update={"eval": suite.eval.model_copy(update={"efficiency": False})})
     tasks = [get_task(name, include_paths) for name in suite.tasks]  # fail on a bad name before any work
+    engines.check(suite.eval.backend, tasks)
     first, *others = suite.run_seeds
 
     def runs(run_dir: Path):
@@ -182,6 +183,7 @@ def evaluate(
     if not models:
         raise KdbenchError("kdbench eval: name at least one model (--teacher, --student)")
     tasks = [get_task(name, include_paths) for name in suite.tasks]
+    engines.check(suite.eval.backend, tasks)
     revisions = revisions or {}
 
     def runs(run_dir: Path):
@@ -280,7 +282,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             "suite": suite.name,
             "config": {**suite.model_dump(mode="json"),
                        "task_specs": {t.name: t.spec.model_dump(mode="json") for t in tasks}},
-            "environment": environment.describe(suite.dtype, "cpu"),
+            "environment": {**environment.describe(suite.dtype, "cpu"), "backend": suite.eval.backend},
             "seeds": suite.run_seeds,
             "models": models,  # each role as it was on the first task; every task's in models_by_task
             "models_by_task": models_by_task,

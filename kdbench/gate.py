@@ -439,7 +439,7 @@ _VERDICT_ICON = {"regression": "❌ regression", "worse, within tolerance": "⚠
 
 
 def render_markdown(result: GateResult) -> str:
-    b, c = result.baseline.record, result.candidate.record
+    b = result.baseline.record
     n_reg = len(result.regressions)
     head = (f"### kdbench gate: ❌ FAIL — {n_reg} regression{'s' if n_reg != 1 else ''} in {len(result.checks)} checks"
             if n_reg else f"### kdbench gate: ✅ PASS — no regression in {len(result.checks)} checks")

@@ -8,7 +8,6 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 COLORS = {"teacher": "#1f4e79", "student": "#c55a11", "baseline": "#7f7f7f"}
 

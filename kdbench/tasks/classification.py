@@ -2,7 +2,6 @@
 (STS-B) tasks."""
 from __future__ import annotations
 
-from typing import ClassVar
 
 import numpy as np
 from pydantic import Field

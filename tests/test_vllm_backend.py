@@ -113,3 +113,26 @@ def test_eval_backend_vllm_cli(tmp_path, data_dir, suite, task):
     assert results["vllm"].keys() == results["hf"].keys()
     for metric, value in results["hf"].items():  # exact match for reasoning; perplexity to ~1e-5 relative
         assert results["vllm"][metric]["value"] == pytest.approx(value["value"], rel=1e-4), metric
+
+
+def test_lm_eval_kdbench_model_on_vllm_matches_hf():
+    """``--model kdbench --model_args ...,backend=vllm``: lm-eval scores through vLLM, with the same
+    accuracy and log-likelihoods (fp32, LOGPROB_TOL) as the default hf engine."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    import kdbench.backends.lm_eval_model  # noqa: F401  (registers "kdbench")
+    from kdbench.tasks.lm_eval_tasks import TASKS_DIR
+
+    def run(backend: str) -> dict:
+        return lm_eval.simple_evaluate(
+            model="kdbench", model_args=f"pretrained={MODEL_ID},dtype=fp32,batch_size=8,backend={backend}",
+            tasks=["kdbench_sst2"], task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False),
+            limit=8, bootstrap_iters=0, log_samples=True)
+
+    out = {backend: run(backend) for backend in ("hf", "vllm")}
+    lls = {b: np.array([[r[0] for r in s["filtered_resps"]]
+                        for s in sorted(o["samples"]["kdbench_sst2"], key=lambda s: s["doc_id"])])
+           for b, o in out.items()}
+    np.testing.assert_allclose(lls["vllm"], lls["hf"], atol=LOGPROB_TOL, rtol=0)
+    assert out["vllm"]["results"]["kdbench_sst2"]["acc,none"] == out["hf"]["results"]["kdbench_sst2"]["acc,none"]

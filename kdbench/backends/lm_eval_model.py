@@ -15,8 +15,9 @@ From Python, ``import kdbench.backends.lm_eval_model`` and then
 ``lm_eval.simple_evaluate(model="kdbench", model_args="pretrained=...")``; or wrap a model already in
 memory with :meth:`KdbenchLM.from_model` and pass the object as ``model=``.
 
-Every request goes to :class:`kdbench.backends.causal_lm.HFCausalLM` (lm-eval's tokenisation and
-scoring rules, batched, bf16 autocast or exact fp32). Generation is greedy only.
+Every request goes to a kdbench causal-LM backend (lm-eval's tokenisation and scoring rules,
+batched, bf16 or exact fp32): :class:`~kdbench.backends.causal_lm.HFCausalLM` by default,
+vLLM's offline engine with ``backend=vllm``. Generation is greedy only.
 """
 from __future__ import annotations
 
@@ -46,26 +47,30 @@ _GREEDY_NEUTRAL = {"until", "max_gen_toks", "do_sample", "temperature", "top_p",
 
 @register_model("kdbench")
 class KdbenchLM(LM):
-    """``--model kdbench --model_args pretrained=ID_OR_FOLDER[,dtype=bf16|fp32][,max_length=N][,revision=REV]``
-    with lm-eval's ``--batch_size N`` and ``--device``; from Python, ``batch_size`` may be a model
+    """``--model kdbench --model_args pretrained=ID_OR_FOLDER[,dtype=bf16|fp32][,max_length=N][,revision=REV]
+    [,backend=hf|vllm]`` with lm-eval's ``--batch_size N`` and ``--device``; from Python, ``batch_size`` may be a model
     argument instead (``auto`` batch sizes mean the default, 16). ``max_length`` (tokens) defaults
     to the model's context size; prompts are left-truncated to it."""
 
     def __init__(self, pretrained: str, dtype: str = "bf16", batch_size: int | str | None = None,
                  max_length: int | None = None, revision: str | None = None, device: str | None = None,
-                 max_batch_size: int | None = None, **unknown: Any):
+                 max_batch_size: int | None = None, backend: str = "hf", **unknown: Any):
         super().__init__()
         if unknown:
             raise KdbenchError(f"lm-eval model kdbench: unknown model_args {', '.join(sorted(unknown))} "
-                               "(known: pretrained, dtype, batch_size, max_length, revision)")
+                               "(known: pretrained, dtype, batch_size, max_length, revision, backend)")
         if not isinstance(pretrained, str):
             raise KdbenchError("lm-eval model kdbench: pretrained must be a hub id or a folder; "
                                "wrap a loaded model with KdbenchLM.from_model")
+        from kdbench.backends import engines
         from kdbench.models.loading import load_for_head, load_tokenizer
 
-        model = load_for_head(pretrained, "causal_lm", revision).to(_device(device))
-        self._init_backend(HFCausalLM(model, load_tokenizer(pretrained, revision), _dtype(dtype),
-                                      _batch_size(batch_size), _int_or_none(max_length, "max_length")),
+        engines.check(backend, [])
+        tokenizer = load_tokenizer(pretrained, revision)
+        # vLLM loads the weights itself from the id or folder; hf loads them here
+        model = None if backend == "vllm" else load_for_head(pretrained, "causal_lm", revision).to(_device(device))
+        self._init_backend(engines.causal_lm(backend, model, tokenizer, pretrained, _dtype(dtype),
+                                             _batch_size(batch_size), _int_or_none(max_length, "max_length")),
                            pretrained)
 
     @classmethod

@@ -48,7 +48,9 @@ class StudentConfig(StrictModel):
     config: dict[str, Any] | None = Field(
         None, description="builder config: overrides of the teacher's config (e.g. num_hidden_layers, hidden_size), "
                           "random initialisation, the teacher's tokenizer")
-    model: str | None = Field(None, description="pretrained: the student's own checkpoint (hub id or folder)")
+    model: str | None = Field(None, description="pretrained: the student's own checkpoint (hub id or folder); "
+                              "layer_selection / config on classification and regression tasks: the model the "
+                              "student is derived from instead of the teacher (its own tokenizer)")
     revision: str | None = None
 
     @model_validator(mode="after")

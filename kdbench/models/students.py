@@ -185,12 +185,17 @@ def from_config(teacher: PreTrainedModel, overrides: dict) -> PreTrainedModel:
 BUILDERS = {"layer_selection": layer_selection, "config": from_config}
 
 
-def build_student(teacher: PreTrainedModel, spec, seed: int) -> tuple[PreTrainedModel, dict]:
+def build_student(teacher: PreTrainedModel, spec, seed: int, *, own_model: bool = False) -> tuple[PreTrainedModel, dict]:
     """The student a suite's ``student`` section (layer_selection or config) asks for, and its
     run-record entry: builder, layer map or config overrides, teacher and student parameter counts.
-    Random initialisation is drawn from ``seed``, so every role starts from the same weights."""
+    Random initialisation is drawn from ``seed``, so every role starts from the same weights.
+    ``own_model``: ``teacher`` is the model ``student.model`` names (loaded by a recipe that
+    supports a student derived from another model than the teacher, with its own tokenizer)."""
     from kdbench.models.loading import count_parameters
 
+    if spec.model and not own_model:
+        raise KdbenchError(f"student.model with builder {spec.builder}: only classification and regression tasks "
+                           "derive the student from a model other than the teacher")
     if spec.builder == "config":
         torch.manual_seed(seed)
         student = from_config(teacher, spec.config)
@@ -203,8 +208,10 @@ def build_student(teacher: PreTrainedModel, spec, seed: int) -> tuple[PreTrained
             made["layer_rule"] = spec.layer_rule
     else:
         raise KdbenchError(f"student builder {spec.builder!r} does not derive a student from the teacher")
-    made.update(init_from="teacher" if spec.builder == "layer_selection" else "teacher_config",
-                teacher_params=count_parameters(teacher), student_params=count_parameters(student))
+    source = spec.model if own_model else "teacher"
+    made.update(init_from=source if spec.builder == "layer_selection" else f"{source}_config",
+                student_params=count_parameters(student),
+                **{"source_params" if own_model else "teacher_params": count_parameters(teacher)})
     return student, made
 
 

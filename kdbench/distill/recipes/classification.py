@@ -1,11 +1,17 @@
 """Sequence classification and regression (GLUE): fine-tune (or reuse) the teacher, build the
 student (layer selection or a smaller config), distil it on the teacher's logits (computed once
 over the training set and cached) plus any ``distill.features`` terms (teacher online), and train
-a label-only baseline with the same initialisation, budget and seed."""
+a label-only baseline with the same initialisation, budget and seed.
+
+The student may have its own tokenizer (``student.builder: pretrained``, or ``student.model``
+naming the model a layer selection is taken from): logit-level KD needs the teacher's logits per
+example only, so the teacher reads the texts through its tokenizer and the student and baseline
+through theirs (and are saved with it, so evaluation tokenizes each role with its own)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 
 from kdbench.backends.batching import encode
@@ -16,7 +22,8 @@ from kdbench.distill.recipes.common import finetuned_teacher, require, require_l
 from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.teacher_cache import cached_array
 from kdbench.distill.trainer import kd_objective, label_objective, sequence_loss, train
-from kdbench.models.loading import count_parameters, load_tokenizer
+from kdbench.errors import KdbenchError
+from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer, model_revision
 from kdbench.models.students import build_student
 from kdbench.tasks.base import RunSettings
 from kdbench.tasks.classification import ClassificationTask, RegressionTask
@@ -30,6 +37,22 @@ def _regression_objective(alpha: float):
         gold = F.mse_loss(pred, labels.float())
         return gold if teacher is None else alpha * F.mse_loss(pred, teacher.squeeze(-1)) + (1 - alpha) * gold
     return objective
+
+
+def _student(task, suite: SuiteConfig, teacher):
+    """The untrained student, how it was made, and its tokenizer: the teacher's for a student
+    derived from the teacher, else that of ``student.model``. The fresh head (and a config
+    student) is drawn from the suite's seed, so student and baseline start from the same weights."""
+    spec = suite.student
+    if not spec.model:
+        return (*build_student(teacher.model, spec, suite.seed), teacher.tokenizer)
+    torch.manual_seed(suite.seed)
+    model = load_for_head(spec.model, task.head, spec.revision, num_labels=task.num_labels)
+    tokenizer = load_tokenizer(spec.model, spec.revision)
+    if spec.builder == "pretrained":
+        return model, {"builder": "pretrained", "init_from": spec.model,
+                       "init_revision": model_revision(spec.model, spec.revision)}, tokenizer
+    return (*build_student(model, spec, suite.seed, own_model=True), tokenizer)
 
 
 def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: Path) -> Trained:
@@ -59,19 +82,30 @@ def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: 
             "teacher_logits", teacher_outputs_key(teacher_info, data_sha256=train_sha, max_length=max_length,
                                                   dtype=suite.dtype), compute, rows=len(features))
 
+    # distill.seed: the student's own seed from here on (a capacity-gap sweep varies it; slice and teacher stay)
+    if suite.distill.seed is not None:
+        suite = suite.model_copy(update={"seed": suite.distill.seed})
     kd = _regression_objective(suite.distill.alpha) if regression else kd_objective(suite.distill)
     roles = [(STUDENT, sequence_loss(kd, labels, teacher_logits))]
     if suite.baseline:
         roles.append((BASELINE, sequence_loss(supervised, labels)))
     models, info, dirs = {TEACHER: teacher}, {TEACHER: teacher_info}, {TEACHER: teacher_dir}
-    fkd = feature_kd(suite, teacher.model, f"suite {suite.name}, task {task.name} ({task.head} head)")
+    where = f"suite {suite.name}, task {task.name} ({task.head} head)"
+    if suite.distill.features and suite.student.model:
+        raise KdbenchError(f"{where}: distill.features match hidden states token by token, so the student must be "
+                           "derived from the teacher (student.model unset), not have its own tokenizer")
+    fkd = feature_kd(suite, teacher.model, where)
+    student_features = None
     for role, loss_fn in roles:
-        student, made = build_student(teacher.model, suite.student, suite.seed)  # the same init for both roles
+        student, made, student_tokenizer = _student(task, suite, teacher)  # the same init for both roles
+        if student_features is None:
+            student_features = (features if student_tokenizer is tokenizer
+                                else encode(student_tokenizer, texts, pairs, max_length))
         with timed(durations, f"{role}_train_s"):
-            run = lambda model, fn: train(model, tokenizer, features, suite.distill, fn, seed=suite.seed,  # noqa: E731
-                                          dtype=suite.dtype, desc=f"train {role} on {task.name}")
+            run = lambda model, fn, tok=student_tokenizer, feats=student_features, desc=f"train {role} on {task.name}": \
+                train(model, tok, feats, suite.distill, fn, seed=suite.seed, dtype=suite.dtype, desc=desc)  # noqa: E731
             stats, extra = train_student(fkd if role == STUDENT else None, student, loss_fn, run)
-        models[role], record_id = save_student(student, tokenizer, run_dir, task, role)
+        models[role], record_id = save_student(student, student_tokenizer, run_dir, task, role)
         dirs[role] = models[role].source
         method = ({"method": "kd", "loss": "logit_mse" if regression else suite.distill.loss,
                    "loss_args": suite.distill.loss_args, **extra} if role == STUDENT else {"method": "labels_only"})

@@ -108,6 +108,61 @@ def _print_run(result) -> None:
         click.echo(f"leaderboard: {result.leaderboard}")
 
 
+@main.command("capacity-gap")
+@click.option("--suite", help="Suite name under suites/ or a YAML path (classification or regression tasks).")
+@click.option("--student", "student_spec", metavar="SPEC",
+              help="The fixed student: a hub id or folder (pretrained), or config:KEY=V,... (random init of the "
+                   "teachers' shared architecture); default: the suite's student if it is fixed.")
+@click.option("--teachers", help="Teachers, comma-separated hub ids or folders.")
+@click.option("--teacher-layers", multiple=True, metavar="MODEL:K1,K2",
+              help="A family: MODEL truncated to its first K layers before fine-tuning (repeatable).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Student seeds (the teacher's seed stays the suite's).")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
+              help="Points run side by side in this many processes, one thread each.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any suite value by dotted key.")
+@click.option("--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False))
+@click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
+@click.option("--resume", type=click.Path(file_okay=False, exists=True),
+              help="Continue an interrupted sweep (REPORTS/capacity-gap-ID) with its own plan; finished points are skipped.")
+@_user_errors
+def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, overrides, reports_dir, leaderboard_dir,
+                 resume):
+    """Distil one fixed student from each teacher (same budget, several seeds): student and teacher
+    score against teacher size with CIs, the best teacher, the size ratio there; a curve record,
+    SVG/PNG plot and page in the sweep folder, and the curve on the leaderboard.
+
+    \b
+    Example:
+      kdbench capacity-gap --suite quickstart --student config:num_hidden_layers=1 \\
+          --teacher-layers sentence-transformers/all-MiniLM-L6-v2:1,2,4,6 --seeds 0,1,2 --jobs 2
+    """
+    from kdbench.sweeps import capacity_gap as sweep
+
+    if resume:
+        given = [n for n, v in (("--suite", suite), ("--student", student_spec), ("--teachers", teachers),
+                                ("--teacher-layers", teacher_layers), ("--set", overrides)) if v]
+        if given:
+            raise KdbenchError(f"--resume continues the sweep with its own plan; drop {', '.join(given)}")
+        plan = None
+    else:
+        if not suite:
+            raise KdbenchError("capacity-gap: --suite is required (or --resume SWEEP_DIR)")
+        plan = sweep.new_plan(suite, [*overrides, *sweep.student_override(student_spec)],
+                              sweep.parse_teachers(teachers, teacher_layers), sweep.parse_seeds(seeds))
+    result = sweep.run_sweep(plan, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, jobs=jobs, resume=resume)
+    for task, c in result.curve["tasks"].items():
+        click.echo(f"{task} ({c['metric']}, student mean over seeds, {result.curve['ci_method']}):")
+        for p in c["points"]:
+            ci = f"[{p['ci'][0]:.4f}, {p['ci'][1]:.4f}]" if p["ci"] else "–"
+            tv = f"{p['teacher_value']:.4f}" if p["teacher_value"] is not None else "–"
+            click.echo(f"  {p['teacher']:<48} {p['teacher_params']:>11,d} params  student {p['value']:.4f} {ci}  teacher {tv}")
+        click.echo(f"  best teacher: {c['best_teacher']}; student/teacher size ratio there {c['size_ratio_at_best']:.3f}")
+    click.echo(f"\nsweep:       {result.sweep_dir}\ncurve:       {result.sweep_dir / sweep.CURVE_FILE}")
+    click.echo(f"report:      {result.sweep_dir / 'report.html'}")
+    if result.leaderboard:
+        click.echo(f"leaderboard: {result.leaderboard}")
+
+
 @main.command("eval")
 @click.option("--suite", required=True, help="Suite name under suites/ or a YAML path (its tasks and eval settings).")
 @click.option("--teacher", help="Teacher model: hub id or folder; '{task}' is replaced by each task's name.")

@@ -39,6 +39,12 @@ class TeacherConfig(StrictModel):
     )
 
 
+class EnsembleTeacherConfig(TeacherConfig):
+    """One teacher of a multi-teacher suite (``teachers``), fine-tuned on the task with its own tokenizer."""
+
+    weight: float = Field(1.0, gt=0, description="its share of the ensemble's probabilities (weights are normalised)")
+
+
 class StudentConfig(StrictModel):
     builder: Literal["layer_selection", "pretrained", "config"] = "layer_selection"
     layers: list[int] | None = Field(None, min_length=1, description="layer_selection: teacher layer indices copied, in order")
@@ -148,6 +154,9 @@ class SuiteConfig(StrictModel):
     max_length: int = Field(64, gt=0)
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig | None = Field(None, description="needed by train-and-eval; `kdbench eval` names its models")
+    teachers: list[EnsembleTeacherConfig] | None = Field(
+        None, min_length=2, description="multi-teacher KD (classification and regression): instead of teacher, the "
+                                        "student learns the weighted mean of these teachers' softened probabilities")
     student: StudentConfig | None = None
     distill: DistillConfig = Field(default_factory=DistillConfig)
     baseline: bool = Field(True, description="also train the student without KD (labels only), same budget and seed")
@@ -156,6 +165,12 @@ class SuiteConfig(StrictModel):
         default_factory=dict,
         description="task name -> suite keys that differ for that task (teacher, student, distill, data, max_length...)",
     )
+
+    @model_validator(mode="after")
+    def _one_teacher_section(self) -> "SuiteConfig":
+        if self.teacher is not None and self.teachers is not None:
+            raise ValueError("teacher and teachers both given: one teacher, or an ensemble under teachers")
+        return self
 
     @property
     def run_seeds(self) -> list[int]:

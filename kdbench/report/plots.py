@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker
@@ -88,9 +89,10 @@ def pareto(points: list[dict], xlabel: str, ylabel: str, title: str) -> str:
     return _svg(fig)
 
 
-def capacity_gap(curves: list[dict], metric: str, title: str) -> str:
+def capacity_gap(curves: list[dict], metric: str, title: str, png: Path | None = None) -> str:
     """Student score against teacher size, one line per curve ``{"label", "points": [{"teacher",
-    "teacher_params", "value", "ci", "teacher_value"}], "best_teacher"}``; teachers' own scores dashed."""
+    "teacher_params", "value", "ci", "teacher_value"}], "best_teacher"}``; teachers' own scores dashed.
+    ``png``: also write the figure there (a sweep folder keeps both formats)."""
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
     for i, curve in enumerate(curves):
         pts = sorted(curve["points"], key=lambda p: p["teacher_params"])
@@ -109,4 +111,6 @@ def capacity_gap(curves: list[dict], metric: str, title: str) -> str:
     ax.set(xlabel="teacher parameters (log scale)", ylabel=metric, title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
+    if png is not None:
+        fig.savefig(png, format="png", dpi=150, bbox_inches="tight")
     return _svg(fig)

@@ -85,6 +85,9 @@ def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: 
     # distill.seed: the student's own seed from here on (a capacity-gap sweep varies it; slice and teacher stay)
     if suite.distill.seed is not None:
         suite = suite.model_copy(update={"seed": suite.distill.seed})
+    # distill.seed: the student's own seed from here on (a capacity-gap sweep varies it; slice and teacher stay)
+    if suite.distill.seed is not None:
+        suite = suite.model_copy(update={"seed": suite.distill.seed})
     kd = _regression_objective(suite.distill.alpha) if regression else kd_objective(suite.distill)
     roles = [(STUDENT, sequence_loss(kd, labels, teacher_logits))]
     if suite.baseline:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from kdbench.config import SuiteConfig
+from kdbench.config import SuiteConfig, TeacherConfig
 from kdbench.distill.trainer import TRAINER_REVISION, LossFn, train
 from kdbench.errors import KdbenchError
 from kdbench.models import cache
@@ -24,7 +24,11 @@ def timed(durations: dict, name: str):
 
 
 def require(suite: SuiteConfig, *sections: str) -> None:
-    """train-and-eval needs the suite's teacher and student sections; `kdbench eval` does not."""
+    """train-and-eval needs the suite's teacher and student sections; `kdbench eval` does not.
+    Only the classification recipe distils from several teachers (it checks ``teachers`` itself)."""
+    if "teacher" in sections and suite.teachers is not None:
+        raise KdbenchError(f"suite {suite.name}: several teachers (teachers) are distilled on classification and "
+                           "regression tasks only; give this task one 'teacher' (per_task)")
     for section in sections:
         if getattr(suite, section) is None:
             raise KdbenchError(f"suite {suite.name}: train-and-eval needs a '{section}' section")
@@ -43,13 +47,15 @@ def require_logit_loss(suite: SuiteConfig, task: Task) -> None:
 def finetuned_teacher(
     task: Task, suite: SuiteConfig, tokenizer, features: list[dict], loss_fn: LossFn, data_sha: str,
     durations: dict, *, head_config: dict, key_fields: dict, collate_fn: Callable | None = None,
+    spec: TeacherConfig | None = None, role: str = "teacher",
 ) -> tuple[LoadedModel, dict, str]:
     """The teacher fine-tuned on the task: from the on-disk cache when an entry with the same key
     exists (model revision, task, data hash, train config, trainer revision, max length, dtype,
     seed and ``key_fields`` such as label names), else fine-tuned now and cached. With
     ``teacher.finetune: null`` the model is used as it is. Returns (model, run-record info, folder
-    or id the efficiency figures load)."""
-    spec = suite.teacher
+    or id the efficiency figures load). ``spec``: one teacher of a multi-teacher suite (default the
+    suite's ``teacher``), ``role`` its name (it names the training's checkpoint folder)."""
+    spec = spec or suite.teacher
     revision = model_revision(spec.model, spec.revision)
     info = {"id": spec.model, "revision": revision}
     if spec.finetune is None:
@@ -72,7 +78,7 @@ def finetuned_teacher(
         model = load_for_head(spec.model, task.head, spec.revision, **head_config)
         with timed(durations, "teacher_finetune_s"):
             stats = train(model, tokenizer, features, spec.finetune, loss_fn, seed=suite.seed, dtype=suite.dtype,
-                          desc=f"fine-tune teacher on {task.name}", collate_fn=collate_fn)
+                          desc=f"fine-tune {role} on {task.name}", collate_fn=collate_fn)
         cache.save_finetuned(key, model, tokenizer, {"model": spec.model, "revision": revision, "task": task.name,
                                                      "data_sha256": data_sha, "steps": stats.steps})
     info.update(params=count_parameters(model), finetuned=True, cache_key=key, reused_from_cache=reused)

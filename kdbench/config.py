@@ -37,6 +37,9 @@ class TeacherConfig(StrictModel):
         default_factory=TrainConfig,
         description="fine-tune a classification head on the task first; null scores the model as is",
     )
+    # capacity-gap teacher families (kdbench capacity-gap --teacher-layers): one architecture at several depths
+    layers: int | None = Field(None, gt=0, description="keep only the first k transformer layers of the model "
+                                                       "(before fine-tuning); null = all")
 
 
 class EnsembleTeacherConfig(TeacherConfig):
@@ -104,6 +107,8 @@ class DistillConfig(TrainConfig):
     temperature: float = Field(2.0, gt=0)
     t2_scaling: bool = True
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha on labels")
+    seed: int | None = Field(None, description="the student's and baseline's seed (initialisation, batch order); "
+                             "null = the suite's seed, which also fixes the training slice and the teacher")
     features: list[FeatureLossConfig] = Field(
         default_factory=list, description="feature-level terms (hidden_mse, attention_transfer, minilm_relation) "
                                           "added to the loss with their weights; the teacher then runs online")

@@ -85,9 +85,6 @@ def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: 
     # distill.seed: the student's own seed from here on (a capacity-gap sweep varies it; slice and teacher stay)
     if suite.distill.seed is not None:
         suite = suite.model_copy(update={"seed": suite.distill.seed})
-    # distill.seed: the student's own seed from here on (a capacity-gap sweep varies it; slice and teacher stay)
-    if suite.distill.seed is not None:
-        suite = suite.model_copy(update={"seed": suite.distill.seed})
     kd = _regression_objective(suite.distill.alpha) if regression else kd_objective(suite.distill)
     roles = [(STUDENT, sequence_loss(kd, labels, teacher_logits))]
     if suite.baseline:
@@ -116,4 +113,3 @@ def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: 
                       "train_steps": stats.steps, "train_final_loss": stats.final_loss}
     train_record = {"split": train_split.spec.split, "rows": len(train_split.rows), "sha256": train_sha}
     return Trained(models, info, dirs, train_record, durations)
-

@@ -58,6 +58,9 @@ def finetuned_teacher(
     spec = spec or suite.teacher
     revision = model_revision(spec.model, spec.revision)
     info = {"id": spec.model, "revision": revision}
+    if spec.finetune is None and spec.layers:
+        raise KdbenchError(f"suite {suite.name}: teacher.layers truncates a teacher before fine-tuning; "
+                           "it needs teacher.finetune")
     if spec.finetune is None:
         model = load_for_head(spec.model, task.head, spec.revision)
         info.update(params=count_parameters(model), finetuned=False)
@@ -66,7 +69,7 @@ def finetuned_teacher(
         model=spec.model, revision=revision, task=task.name, data_sha256=data_sha,
         train=spec.finetune.model_dump(exclude={"checkpoint_every"}),  # when to checkpoint does not change weights
         trainer=TRAINER_REVISION, max_length=task.max_length(RunSettings.of(suite)), dtype=suite.dtype,
-        seed=suite.seed, **key_fields,
+        seed=suite.seed, **({"layers": spec.layers} if spec.layers else {}), **key_fields,  # old keys unchanged
     )
     folder = cache.finetuned_dir(key)
     reused = cache.is_cached(key)
@@ -75,7 +78,9 @@ def finetuned_teacher(
         durations["teacher_finetune_s"] = 0.0
     else:
         torch.manual_seed(suite.seed)  # the fresh head's initialisation must not depend on what ran before
-        model = load_for_head(spec.model, task.head, spec.revision, **head_config)
+        # teacher.layers: from_pretrained with a smaller num_hidden_layers keeps the first k layers' weights
+        depth = {"num_hidden_layers": spec.layers} if spec.layers else {}
+        model = load_for_head(spec.model, task.head, spec.revision, **head_config, **depth)
         with timed(durations, "teacher_finetune_s"):
             stats = train(model, tokenizer, features, spec.finetune, loss_fn, seed=suite.seed, dtype=suite.dtype,
                           desc=f"fine-tune {role} on {task.name}", collate_fn=collate_fn)

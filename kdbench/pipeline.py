@@ -25,6 +25,7 @@ from kdbench import environment
 from kdbench.backends import efficiency, engines
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
+from kdbench.distill.ensemble import ENSEMBLE, ensemble_predictions
 from kdbench.distill.recipes.common import timed
 from kdbench.distill.trainer import checkpoint_scope, effective_batch_size
 from kdbench.errors import KdbenchError
@@ -61,6 +62,7 @@ class _TaskRun:
     train_dataset: dict | None
     durations: dict
     seed: int | None = None  # set for every seed after the first of a multi-seed run
+    ensemble: dict | None = None  # multi-teacher: teacher role -> weight (the ensemble pseudo-model)
 
 
 def new_run_id(suite: str) -> str:
@@ -118,7 +120,7 @@ def train_and_eval(
                     trained = run_recipe(task, task_suite, folder)
                 _record_training(trained.info, task_suite)
                 yield _TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset,
-                               trained.durations, None if seed == first else seed)
+                               trained.durations, None if seed == first else seed, trained.ensemble)
         # the run is complete: its checkpoints (weights and optimiser states) are not part of it
         procs.wait_for_everyone()
         if procs.is_main_process:
@@ -203,15 +205,19 @@ def evaluate(
 
 def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, dict, dict]:
     """Predictions of every role, each role's metrics, and the pair metrics: every other role
-    against the teacher, and the student against the baseline (what KD bought)."""
+    against the teacher (with several teachers: against each of them and their ensemble, a
+    pseudo-model whose outputs are the weighted mean of theirs), and the student against the
+    baseline (what KD bought)."""
     task = run.task
     with timed(run.durations, "eval_s"):
         predictions = {role: task.predict(model, eval_data, role, settings) for role, model in run.models.items()}
+    references = [TEACHER] if TEACHER in predictions else []
+    if run.ensemble:
+        predictions[ENSEMBLE] = ensemble_predictions([predictions[r] for r in run.ensemble], list(run.ensemble.values()))
+        references = [*run.ensemble, ENSEMBLE]
     results = {role: task.score(p, settings) for role, p in predictions.items()}
-    pairs = {}
-    if TEACHER in predictions:
-        pairs = {f"{role}|{TEACHER}": task.score_pair(p, predictions[TEACHER], settings)
-                 for role, p in predictions.items() if role != TEACHER}
+    pairs = {f"{role}|{ref}": task.score_pair(p, predictions[ref], settings)
+             for ref in references for role, p in predictions.items() if role not in references}
     if STUDENT in predictions and BASELINE in predictions:
         compared = task.compare(predictions[STUDENT], predictions[BASELINE], settings)
         if compared:

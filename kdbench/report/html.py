@@ -10,7 +10,7 @@ import pandas as pd
 
 from kdbench.metrics.calibration import reliability_bins
 from kdbench.report import plots
-from kdbench.report.summary import PERCENT_METRICS, fmt, fmt_ci, fmt_params, rows
+from kdbench.report.summary import PERCENT_METRICS, fmt, fmt_ci, fmt_params, reference, rows
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -55,7 +55,7 @@ def _task_view(record: dict, task: str, samples: pd.DataFrame) -> dict:
     roles = list(results)
     view_rows, points = [], []
     for r in (r for r in rows(record) if r["task"] == task):
-        res, pair = results[r["role"]], pairs.get(f"{r['role']}|teacher", {})
+        res, pair = results[r["role"]], pairs.get(f"{r['role']}|{reference(record)}", {})
         headline_cells = [fmt_ci(r["value"], r["ci"], pct=r["pct"])]
         headline_cells += [fmt_ci(res[m]["value"], res[m]["ci"], pct=False) if m in res else "–"
                            for m in ("ece", "brier", "nll")]
@@ -69,8 +69,10 @@ def _task_view(record: dict, task: str, samples: pd.DataFrame) -> dict:
                            "value": r["value"], "ci": r["ci"]})
     all_metrics = [(name, [_cell(results[role].get(name)) for role in roles])
                    for name in dict.fromkeys(m for role in roles for m in results[role])]
-    all_metrics += [(f"{name} vs teacher", [_cell(pairs.get(f"{role}|teacher", {}).get(name)) for role in roles])
-                    for name in dict.fromkeys(m for key, ms in pairs.items() if key.endswith("|teacher") for m in ms)]
+    # loyalty to every reference: the teacher, or each teacher of an ensemble and the ensemble
+    for ref in dict.fromkeys(key.split("|")[1] for key in pairs if not key.endswith("|baseline")):
+        all_metrics += [(f"{name} vs {ref}", [_cell(pairs.get(f"{role}|{ref}", {}).get(name)) for role in roles])
+                        for name in dict.fromkeys(m for key, ms in pairs.items() if key.endswith(f"|{ref}") for m in ms)]
     bins = {}
     for role, part in samples[samples["task"] == task].groupby("role", sort=False):
         if part["label"].isna().all() or not len(part["probs"].iloc[0]):  # not a classifier

@@ -23,13 +23,20 @@ def agreement(pair: dict) -> tuple[str | None, float | None]:
     return name, pair[name]["value"]
 
 
+def reference(record: dict) -> str:
+    """The role loyalty is measured against: the teacher, or a multi-teacher run's ensemble."""
+    models = record.get("models", {})
+    return "ensemble" if "ensemble" in models and "teacher" not in models else "teacher"
+
+
 def rows(record: dict) -> list[dict]:
     out = []
+    ref = reference(record)
     for task, by_role in record["results"].items():
         pair = record["pairs"].get(task, {})
         for role, metrics in by_role.items():
             name, main = headline(metrics)
-            loyalty = pair.get(f"{role}|teacher", {})
+            loyalty = pair.get(f"{role}|{ref}", {})
             agree_name, agree = agreement(loyalty)
             eff = record["efficiency"].get(role, {}) if task == record.get("efficiency_task") else {}
             model = record["models"].get(role, {})

@@ -28,13 +28,15 @@ RECIPES = {
 class Trained:
     """What a recipe hands back: models by role (teacher, student, baseline), each role's run-record
     ``models`` entry (id, revision, params, + how it was made), each role's folder or hub id (the
-    efficiency figures load it in a fresh process), the training data's record, and timings."""
+    efficiency figures load it in a fresh process), the training data's record, timings, and for a
+    multi-teacher run the teachers' ensemble weights (the pipeline scores the ensemble from them)."""
 
     models: dict[str, "LoadedModel"]
     info: dict[str, dict]
     dirs: dict[str, str]
     train_dataset: dict | None = None
     durations: dict[str, float] = field(default_factory=dict)
+    ensemble: dict[str, float] = field(default_factory=dict)  # multi-teacher: teacher role -> normalised weight
 
 
 def run_recipe(task: "Task", suite: "SuiteConfig", run_dir: Path) -> Trained:

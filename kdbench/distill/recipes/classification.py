@@ -9,14 +9,18 @@ example only, so the teacher reads the texts through its tokenizer and the stude
 through theirs (and are saved with it, so evaluation tokenizes each role with its own)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
 
 from kdbench.backends.batching import encode
 from kdbench.backends.hf import HFClassifier
-from kdbench.config import SuiteConfig
+from kdbench.config import SuiteConfig, TeacherConfig
+from kdbench.distill.ensemble import ENSEMBLE, mean_scores, mixture_logits, normalised, teacher_roles
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
 from kdbench.distill.recipes.common import finetuned_teacher, require, require_logit_loss, save_student, teacher_outputs_key, timed
 from kdbench.distill.recipes.features import feature_kd, train_student
@@ -25,7 +29,7 @@ from kdbench.distill.trainer import kd_objective, label_objective, sequence_loss
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer, model_revision
 from kdbench.models.students import build_student
-from kdbench.tasks.base import RunSettings
+from kdbench.tasks.base import LoadedModel, RunSettings
 from kdbench.tasks.classification import ClassificationTask, RegressionTask
 
 
@@ -55,8 +59,50 @@ def _student(task, suite: SuiteConfig, teacher):
     return (*build_student(model, spec, suite.seed, own_model=True), tokenizer)
 
 
+@dataclass
+class _Teacher:
+    model: LoadedModel
+    info: dict  # its run-record models entry
+    folder: str  # what the efficiency figures load
+    features: list[dict]  # the training texts through its tokenizer
+    logits: np.ndarray  # its outputs on them (from the teacher cache when computed before)
+
+
+def _teacher_specs(suite: SuiteConfig) -> list[tuple[TeacherConfig, str]]:
+    """The suite's teacher, or its ``teachers``, each with its run-record role."""
+    if suite.teachers is None:
+        return [(suite.teacher, TEACHER)]
+    return list(zip(suite.teachers, teacher_roles(len(suite.teachers))))
+
+
+def _teacher(task, suite: SuiteConfig, spec: TeacherConfig, texts, pairs, loss_fn, train_sha: str, durations: dict,
+             *, role: str):
+    """One teacher fine-tuned (or reused from the cache) with its own tokenizer, and its logits on
+    the training texts. Returns the fields of :class:`_Teacher`."""
+    regression = isinstance(task, RegressionTask)
+    max_length = task.max_length(RunSettings.of(suite))
+    tokenizer = load_tokenizer(spec.model, spec.revision)
+    features = encode(tokenizer, texts, pairs, max_length)
+    key_fields = {"labels": ["score"]} if regression else {"labels": task.spec.label_names}
+    own = {}
+    teacher, info, folder = finetuned_teacher(task, suite, tokenizer, features, loss_fn, train_sha, own,
+                                              head_config={"num_labels": task.num_labels}, key_fields=key_fields,
+                                              spec=spec, role=role)
+    with timed(own, "teacher_logits_s"):
+        backend = HFClassifier(teacher.model, tokenizer, suite.dtype, max_length, suite.eval.batch_size)
+        compute = lambda: backend.logits_of_features(features, desc=f"{role} logits {task.name}")  # noqa: E731
+        logits, info["train_logits_reused"] = cached_array(
+            "teacher_logits", teacher_outputs_key(info, data_sha256=train_sha, max_length=max_length,
+                                                  dtype=suite.dtype), compute, rows=len(features))
+    suffix = role.removeprefix(TEACHER)
+    durations.update({f"{k[:-2]}{suffix}_s": v for k, v in own.items()})  # teacher_finetune_1_s...
+    return teacher, info, folder, features, logits
+
+
 def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: Path) -> Trained:
-    require(suite, "teacher", "student")
+    require(suite, "student")
+    if suite.teacher is None and suite.teachers is None:
+        raise KdbenchError(f"suite {suite.name}: train-and-eval needs a 'teacher' section (or 'teachers')")
     if not isinstance(task, RegressionTask):
         require_logit_loss(suite, task)
     regression = isinstance(task, RegressionTask)
@@ -67,20 +113,16 @@ def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: 
     labels = task.labels(train_split)
     max_length = task.max_length(RunSettings.of(suite))
 
-    tokenizer = load_tokenizer(suite.teacher.model, suite.teacher.revision)
-    features = encode(tokenizer, texts, pairs, max_length)
     supervised = _regression_objective(0.0) if regression else label_objective()
-    key_fields = {"labels": ["score"]} if regression else {"labels": task.spec.label_names}
-    teacher, teacher_info, teacher_dir = finetuned_teacher(
-        task, suite, tokenizer, features, sequence_loss(supervised, labels), train_sha, durations,
-        head_config={"num_labels": task.num_labels}, key_fields=key_fields)
-
-    with timed(durations, "teacher_logits_s"):
-        backend = HFClassifier(teacher.model, tokenizer, suite.dtype, max_length, suite.eval.batch_size)
-        compute = lambda: backend.logits_of_features(features, desc=f"teacher logits {task.name}")  # noqa: E731
-        teacher_logits, teacher_info["train_logits_reused"] = cached_array(
-            "teacher_logits", teacher_outputs_key(teacher_info, data_sha256=train_sha, max_length=max_length,
-                                                  dtype=suite.dtype), compute, rows=len(features))
+    teachers = [_Teacher(*_teacher(task, suite, spec, texts, pairs, sequence_loss(supervised, labels),
+                                   train_sha, durations, role=role))
+                for spec, role in _teacher_specs(suite)]
+    teacher_logits = teachers[0].logits
+    if len(teachers) > 1:
+        weights = [spec.weight for spec in suite.teachers]
+        logits = [t.logits for t in teachers]
+        teacher_logits = (mean_scores(logits, weights) if regression
+                          else mixture_logits(logits, weights, suite.distill.temperature))
 
     # distill.seed: the student's own seed from here on (a capacity-gap sweep varies it; slice and teacher stay)
     if suite.distill.seed is not None:
@@ -89,17 +131,26 @@ def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: 
     roles = [(STUDENT, sequence_loss(kd, labels, teacher_logits))]
     if suite.baseline:
         roles.append((BASELINE, sequence_loss(supervised, labels)))
-    models, info, dirs = {TEACHER: teacher}, {TEACHER: teacher_info}, {TEACHER: teacher_dir}
+    roles_of = [role for _, role in _teacher_specs(suite)]
+    models = {role: t.model for role, t in zip(roles_of, teachers)}
+    info = {role: t.info for role, t in zip(roles_of, teachers)}
+    dirs = {role: t.folder for role, t in zip(roles_of, teachers)}
+    ensemble = {}
+    if len(teachers) > 1:
+        ensemble = dict(zip(roles_of, normalised([spec.weight for spec in suite.teachers]).tolist()))
+        info[ENSEMBLE] = {"id": ENSEMBLE, "revision": None, "params": sum(t.info["params"] for t in teachers),
+                          "method": "ensemble", "members": ensemble}
+    teacher = teachers[0].model  # a student derived from "the teacher" is derived from the first
     where = f"suite {suite.name}, task {task.name} ({task.head} head)"
-    if suite.distill.features and suite.student.model:
-        raise KdbenchError(f"{where}: distill.features match hidden states token by token, so the student must be "
-                           "derived from the teacher (student.model unset), not have its own tokenizer")
+    if suite.distill.features and (suite.student.model or len(teachers) > 1):
+        raise KdbenchError(f"{where}: distill.features match hidden states token by token with one teacher, so they "
+                           "need a single teacher and a student derived from it (student.model unset)")
     fkd = feature_kd(suite, teacher.model, where)
     student_features = None
     for role, loss_fn in roles:
         student, made, student_tokenizer = _student(task, suite, teacher)  # the same init for both roles
         if student_features is None:
-            student_features = (features if student_tokenizer is tokenizer
+            student_features = (teachers[0].features if student_tokenizer is teacher.tokenizer
                                 else encode(student_tokenizer, texts, pairs, max_length))
         with timed(durations, f"{role}_train_s"):
             run = lambda model, fn, tok=student_tokenizer, feats=student_features, desc=f"train {role} on {task.name}": \
@@ -112,4 +163,5 @@ def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: 
         info[role] = {"id": record_id, "revision": None, "params": count_parameters(student), **made, **method,
                       "train_steps": stats.steps, "train_final_loss": stats.final_loss}
     train_record = {"split": train_split.spec.split, "rows": len(train_split.rows), "sha256": train_sha}
-    return Trained(models, info, dirs, train_record, durations)
+    return Trained(models, info, dirs, train_record, durations, ensemble)
+

@@ -25,7 +25,7 @@ from kdbench import environment
 from kdbench.backends import efficiency, engines
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
-from kdbench.distill.ensemble import ENSEMBLE, ensemble_predictions
+from kdbench.distill.ensemble import ENSEMBLE, ensemble_predictions, teacher_roles
 from kdbench.distill.recipes.common import timed
 from kdbench.distill.trainer import checkpoint_scope, effective_batch_size
 from kdbench.errors import KdbenchError
@@ -160,11 +160,12 @@ def _resumed(folder: Path) -> tuple[SuiteConfig, list[str], str, Path]:
 def _record_training(info: dict, suite: SuiteConfig) -> None:
     """Each trained role's batch arithmetic in its record entry: the effective batch size is what
     makes runs with different accumulation or process counts comparable."""
+    teachers = {TEACHER: suite.teacher, **dict(zip(teacher_roles(len(suite.teachers or [])), suite.teachers or []))}
     for role, entry in info.items():
         # a teacher reused from the cache was trained by an earlier run: its entry says which
         fresh = entry.get("finetuned") and not entry.get("reused_from_cache")
-        cfg = suite.distill if role != TEACHER else (suite.teacher.finetune if fresh else None)
-        if cfg is None or (role != TEACHER and entry.get("method") not in ("kd", "labels_only")):
+        cfg = suite.distill if role not in teachers else (teachers[role].finetune if fresh else None)
+        if cfg is None or (role not in teachers and entry.get("method") not in ("kd", "labels_only")):
             continue
         entry["training"] = {"batch_size": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps,
                              "effective_batch_size": effective_batch_size(cfg)}
@@ -213,7 +214,9 @@ def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, 
         predictions = {role: task.predict(model, eval_data, role, settings) for role, model in run.models.items()}
     references = [TEACHER] if TEACHER in predictions else []
     if run.ensemble:
-        predictions[ENSEMBLE] = ensemble_predictions([predictions[r] for r in run.ensemble], list(run.ensemble.values()))
+        ensemble = ensemble_predictions([predictions[r] for r in run.ensemble], list(run.ensemble.values()))
+        members = {r: predictions.pop(r) for r in run.ensemble}  # the ensemble listed right after its teachers
+        predictions = {**members, ENSEMBLE: ensemble, **predictions}
         references = [*run.ensemble, ENSEMBLE]
     results = {role: task.score(p, settings) for role, p in predictions.items()}
     pairs = {f"{role}|{ref}": task.score_pair(p, predictions[ref], settings)

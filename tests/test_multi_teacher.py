@@ -46,6 +46,7 @@ def test_two_teacher_run_scores_each_teacher_and_the_ensemble(tmp_path, data_dir
     assert "mcnemar_p_value" in pairs["student|baseline"]
     assert set(record["results"]["sst2"]) == {"teacher_1", "teacher_2", "ensemble", "student", "baseline"}
     assert {"teacher_finetune_1_s", "teacher_finetune_2_s"} <= set(record["durations"]["sst2"])
+    assert models["teacher_2"]["training"]["batch_size"] == 32 and models["teacher_2"]["finetuned"]
 
     samples = pd.read_parquet(result.run_dir / "samples.parquet")
     probs = {role: np.array(part.sort_values("example_id").probs.tolist())

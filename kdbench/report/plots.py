@@ -108,6 +108,12 @@ def capacity_gap(curves: list[dict], metric: str, title: str, png: Path | None =
         best = next((p for p in pts if p["teacher"] == curve.get("best_teacher")), None) or max(pts, key=lambda p: p["value"])
         ax.scatter([best["teacher_params"]], [best["value"]], s=160, facecolors="none", edgecolors=color, lw=1.5)
     ax.set_xscale("log")
+    # short labels; every minor tick on a narrow range (a truncated family), else only 2× and 5× ticks
+    xs = [p["teacher_params"] for c in curves for p in c["points"]]
+    narrow = max(xs) < 3 * min(xs)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1e6:g}M"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _: f"{v / 1e6:g}M" if narrow or f"{v:e}"[0] in "25" else ""))
     ax.set(xlabel="teacher parameters (log scale)", ylabel=metric, title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -110,7 +109,8 @@ def train_and_eval(
             (run_dir / RESUME_FILE).write_text(json.dumps(
                 {"suite": suite.model_dump(mode="json"), "include_paths": [str(p) for p in include_paths]}))
             if procs.is_main_process:
-                print(f"run folder {run_dir} (if interrupted: kdbench train-and-eval --resume {run_dir})", file=sys.stderr)
+                # stdout: stderr is kept for errors, one line each
+                print(f"run folder {run_dir} (if interrupted: kdbench train-and-eval --resume {run_dir})", flush=True)
         for task in tasks:
             for seed in (first, *others):
                 task_suite = suite.for_task(task.name).model_copy(update={"seed": seed})

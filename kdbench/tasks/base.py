@@ -41,6 +41,17 @@ class TaskSpecBase(StrictModel):
     max_length: int | None = Field(None, gt=0, description="token limit for this task; the suite's when null")
 
 
+def unknown_metric(spec: TaskSpecBase, family: str, metrics, pair_metrics) -> tuple[tuple, str] | None:
+    """The first name in ``spec.metrics`` / ``spec.pair_metrics`` that the family does not know:
+    ``(key path, message)`` for ``check_spec``, or None. The known names are listed in the given order."""
+    for key, names, known, kind in (("metrics", spec.metrics, metrics, "metric"),
+                                    ("pair_metrics", spec.pair_metrics, pair_metrics, "pair metric")):
+        for i, m in enumerate(names):
+            if m not in known:
+                return (key, i), f"unknown {family} {kind} {m!r} (known: {', '.join(known)})"
+    return None
+
+
 @dataclass
 class RunSettings:
     """How models are run and scored: from the suite, or from `kdbench eval`'s options."""

@@ -34,7 +34,7 @@ from kdbench.metrics.answers import extract_answer, gold_answer
 from kdbench.metrics.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.generation import GenerationPredictions
-from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase
+from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
 METRICS = ("exact_match", "extraction_rate")
@@ -87,12 +87,9 @@ class GenerationTask(Task):
 
     @classmethod
     def check_spec(cls, spec: GenerationSpec) -> tuple[tuple, str] | None:
-        for i, m in enumerate(spec.metrics):
-            if m not in METRICS:
-                return ("metrics", i), f"unknown reasoning metric {m!r} (known: {', '.join(METRICS)})"
-        for i, m in enumerate(spec.pair_metrics):
-            if m not in PAIR_METRICS:
-                return ("pair_metrics", i), f"unknown reasoning pair metric {m!r} (known: {', '.join(PAIR_METRICS)})"
+        problem = unknown_metric(spec, "reasoning", METRICS, PAIR_METRICS)
+        if problem:
+            return problem
         key = "user" if spec.prompt.style == "chat" else "template"
         if QUESTION not in getattr(spec.prompt, key):
             return ("prompt", key), f"needs the placeholder {QUESTION}"

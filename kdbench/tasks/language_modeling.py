@@ -31,7 +31,7 @@ from kdbench.metrics.loyalty import expected_tokens_per_call
 from kdbench.metrics.stats import percentile_ci
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.language_modeling import LanguageModelingPredictions
-from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase
+from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
 MAX_GAMMA = 8
@@ -71,13 +71,7 @@ class LanguageModelingTask(Task):
 
     @classmethod
     def check_spec(cls, spec: LanguageModelingSpec) -> tuple[tuple, str] | None:
-        for i, m in enumerate(spec.metrics):
-            if m not in METRICS:
-                return ("metrics", i), f"unknown language-modelling metric {m!r} (known: {', '.join(METRICS)})"
-        for i, m in enumerate(spec.pair_metrics):
-            if m not in PAIR_METRICS:
-                return ("pair_metrics", i), f"unknown language-modelling pair metric {m!r} (known: {', '.join(PAIR_METRICS)})"
-        return None
+        return unknown_metric(spec, "language-modelling", METRICS, PAIR_METRICS)
 
     # data ---------------------------------------------------------------------------------------
     def load_data(self, split: str, rows: int | None = None, shuffle_seed: int | None = None) -> TextData:

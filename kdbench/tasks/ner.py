@@ -33,7 +33,7 @@ from kdbench.metrics import loyalty
 from kdbench.metrics import ner as ner_metrics
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.tokens import TokenPredictions
-from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase
+from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
 _TAG = re.compile(r"^[BI]-\S+$")
@@ -104,13 +104,7 @@ class NerTask(Task):
         if missing_b:
             return ("label_names",), f"{missing_b[0]!r} has no matching B- tag"
         known = set(BASE_METRICS) | {f"f1_{ner_metrics.entity_type_key(t)}" for t in entity_types(names)}
-        for i, m in enumerate(spec.metrics):
-            if m not in known:
-                return ("metrics", i), f"unknown NER metric {m!r} (known: {', '.join(sorted(known))})"
-        for i, m in enumerate(spec.pair_metrics):
-            if m not in PAIR_METRICS:
-                return ("pair_metrics", i), f"unknown NER pair metric {m!r} (known: {', '.join(PAIR_METRICS)})"
-        return None
+        return unknown_metric(spec, "NER", sorted(known), PAIR_METRICS)
 
     # data ---------------------------------------------------------------------------------------
     def load_data(self, split: str, rows: int | None = None, shuffle_seed: int | None = None) -> NerData:

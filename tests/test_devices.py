@@ -128,3 +128,32 @@ def test_training_on_the_explicit_cpu_device_is_the_default_training(data_dir):
         preds.append(HFClassifier(student, tokenizer, "bf16", 64, 16).logits_of_features(features))
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     np.testing.assert_array_equal(preds[0], preds[1])
+
+
+@pytest.mark.slow
+def test_eval_under_two_launched_processes_writes_one_record_like_one_process(tmp_path, teacher_classifier, tokenizer):
+    """``accelerate launch --num_processes 2 -m kdbench eval``: the processes share the evaluation,
+    the main one writes the only record, and its scores are those of a one-process run."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from kdbench.models.loading import save_model
+
+    save_model(teacher_classifier, tokenizer, tmp_path / "model")
+    args = ["eval", "--suite", "quickstart", "--teacher", tmp_path / "model", "--eval-rows", "96", "--device", "cpu",
+            "--set", "eval.efficiency=false", "--leaderboard-dir", tmp_path / "lb"]
+    alone = run_kdbench(*args, "--reports-dir", tmp_path / "one")
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    launched = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "kdbench", *map(str, args),
+         "--reports-dir", str(tmp_path / "two")],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    (one,), (two,) = (list((tmp_path / d).glob("*/report.json")) for d in ("one", "two"))
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    assert b["environment"]["processes"] == 2 and a["environment"]["processes"] == 1
+    assert a["results"] == b["results"] and a["datasets"] == b["datasets"]
+    assert launched.stdout.count("report:") == 1  # one process reports

@@ -239,7 +239,7 @@ def train(
 
     ``device`` (default: where ``model`` is) is where accelerate places the model and the batches;
     processes launched by ``accelerate launch`` / ``torchrun`` each take their own GPU (NCCL) or
-    share the CPU (gloo), and an accelerate config with FSDP shards the model across them."""
+    share the CPU (gloo) and train data-parallel (DDP)."""
     if checkpoint_dir is None and _SCOPE.get() is not None:
         checkpoint_dir = _SCOPE.get() / (re.sub(r"[^A-Za-z0-9_.]+", "-", desc).strip("-") or "train")
     accelerator = devices.accelerator(model.device if device is None else device)
@@ -268,8 +268,11 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
     global_batch = cfg.batch_size * world
     micro_total = max(1, math.ceil(cfg.epochs * math.ceil(len(features) / global_batch)))
     total = math.ceil(micro_total / accum)  # optimiser steps
-    # accelerate places (and wraps: DDP, FSDP) the model first; the optimiser then holds the
-    # parameters where they will be trained, as FSDP needs
+    if accelerator.distributed_type.name == "FSDP":
+        raise KdbenchError("an accelerate config with FSDP: kdbench's trainer checkpoints and saves whole models, "
+                           "which FSDP shards; launch with DDP instead (accelerate launch --multi_gpu)")
+    # accelerate places (and wraps: DDP) the model first; the optimiser then holds the
+    # parameters where they will be trained
     ddp_model = accelerator.prepare(model)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [

@@ -69,6 +69,7 @@ def _decode(model, tokenizer, features: list[dict], sizes: list[int], clock, new
     from kdbench.backends.batching import collate
 
     pad = tokenizer.pad_token_id
+    features = [f for f in features if f["input_ids"]]  # an empty prompt has no first token to time
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation continues at the end
 
     def generate(batch, n: int):

@@ -225,6 +225,21 @@ class Check:
 
         return mfu(flops, seconds, self.peak[0]) if self.peak else "n/a (CPU)"
 
+    def versus(self, s: Summary, part: str, what: str, unit: str, ours, plain, work: tuple[float, float]):
+        """Time kdbench's call ``ours`` against the plain loop ``plain`` (``work`` units each, e.g.
+        examples): rows for the rate and its ratio, MFU (FLOPs counted on a second call of each) and
+        peak GPU memory. Returns both calls' results."""
+        from kdbench.backends.flops import count_flops
+
+        mine, t_ours, m_ours = self.timed(ours)
+        theirs, t_theirs, m_theirs = self.timed(plain)
+        rate_ours, rate_theirs = work[0] / t_ours, work[1] / t_theirs
+        s.add(part, f"{what}: {unit}, kdbench / plain", f"{rate_ours:.4g} / {rate_theirs:.4g} (×{rate_ours / rate_theirs:.2f})")
+        s.add(part, f"{what}: MFU kdbench / plain",
+              f"{self.mfu(count_flops(ours), t_ours)} / {self.mfu(count_flops(plain), t_theirs)}")
+        s.add("5 peak GPU memory", f"{what}: kdbench / plain (MiB)", f"{m_ours} / {m_theirs}")
+        return mine, theirs
+
     # 1 ------------------------------------------------------------------------------------------
     def tests(self, s: Summary) -> None:
         proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-q", "-rs",
@@ -321,7 +336,6 @@ class Check:
         import torch
         import torch.nn.functional as F
 
-        from kdbench.backends import flops
         from kdbench.backends.batching import encode
         from kdbench.backends.hf import HFClassifier
         from kdbench.config import TrainConfig
@@ -347,15 +361,10 @@ class Check:
             return torch.cat(out).numpy()
 
         kdbench_infer(), plain_infer()  # warm-up
-        ours, t_ours, m_ours = self.timed(kdbench_infer)
-        theirs, t_theirs, m_theirs = self.timed(plain_infer)
-        s.add("4 inference", f"{tag}: kdbench / plain transformers examples per s",
-              f"{len(texts) / t_ours:.0f} / {len(texts) / t_theirs:.0f} (×{t_theirs / t_ours:.2f})")
-        s.add("4 inference", f"{tag}: MFU kdbench / plain",
-              f"{self.mfu(flops.count_flops(kdbench_infer), t_ours)} / {self.mfu(flops.count_flops(plain_infer), t_theirs)}")
+        ours, theirs = self.versus(s, "4 inference", f"{tag} inference", "examples per s", kdbench_infer, plain_infer,
+                                   (len(texts), len(texts)))
         s.add("4 inference", f"{tag}: max |Δ logit| kdbench vs plain (bf16, other padding)",
               float(np.abs(ours - theirs).max()))
-        s.add("5 peak GPU memory", f"{tag} inference: kdbench / plain (MiB)", f"{m_ours} / {m_theirs}")
 
         features = encode(tok, texts, None, 128)
         cfg = TrainConfig(epochs=1, batch_size=32, lr=5e-5, checkpoint_every=10**9)
@@ -383,21 +392,16 @@ class Check:
                 opt.zero_grad(set_to_none=True)
             model.eval()
 
-        stats, t_ours, m_ours = self.timed(kdbench_train)
-        _, t_theirs, m_theirs = self.timed(plain_train)
-        steps = stats.steps
-        s.add("4 training", f"{tag}: kdbench / plain steps per s (batch 32, {steps} steps)",
-              f"{steps / t_ours:.1f} / {steps / t_theirs:.1f} (×{t_theirs / t_ours:.2f})")
-        s.add("4 training", f"{tag}: MFU kdbench / plain (fwd+bwd counted)",
-              f"{self.mfu(flops.count_flops(kdbench_train), t_ours)} / {self.mfu(flops.count_flops(plain_train), t_theirs)}")
-        s.add("5 peak GPU memory", f"{tag} training: kdbench / plain (MiB)", f"{m_ours} / {m_theirs}")
+        steps = -(-len(texts) // 32)
+        self.versus(s, "4 training", f"{tag} training (batch 32, {steps} steps)", "steps per s", kdbench_train,
+                    plain_train, (steps, steps))
 
     def _llama(self, s: Summary) -> None:
         import numpy as np
         import torch
         import torch.nn.functional as F
 
-        from kdbench.backends import efficiency, flops
+        from kdbench.backends import efficiency
         from kdbench.backends.causal_lm import HFCausalLM
         from kdbench.config import TrainConfig
         from kdbench.distill.recipes.causal_lm import encode_pairs, right_pad, token_loss
@@ -432,13 +436,8 @@ class Check:
         kdbench_score(), plain_score()
         lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
         ours_tokens, plain_tokens = sum(lengths), sum(min(n, length) for n in lengths)  # plain: cut at the window
-        _, t_ours, m_ours = self.timed(kdbench_score)
-        _, t_theirs, m_theirs = self.timed(plain_score)
-        s.add("4 inference", f"{tag}: scoring tokens per s, kdbench / plain (windows of {length})",
-              f"{ours_tokens / t_ours:.0f} / {plain_tokens / t_theirs:.0f} (×{ours_tokens / t_ours / (plain_tokens / t_theirs):.2f})")
-        s.add("4 inference", f"{tag}: scoring MFU kdbench / plain",
-              f"{self.mfu(flops.count_flops(kdbench_score), t_ours)} / {self.mfu(flops.count_flops(plain_score), t_theirs)}")
-        s.add("5 peak GPU memory", f"{tag} scoring: kdbench / plain (MiB)", f"{m_ours} / {m_theirs}")
+        self.versus(s, "4 inference", f"{tag} scoring (windows of {length})", "tokens per s", kdbench_score,
+                    plain_score, (ours_tokens, plain_tokens))
 
         features, masks = encode_pairs(tok, [("", t) for t in texts[:64]], 256)
         cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-5, checkpoint_every=10**9)
@@ -462,13 +461,9 @@ class Check:
                 opt.zero_grad(set_to_none=True)
             model.eval()
 
-        stats, t_ours, m_ours = self.timed(kdbench_train)
-        _, t_theirs, m_theirs = self.timed(plain_train)
-        s.add("4 training", f"{tag}: kdbench / plain steps per s (batch 8 × ≤256 tokens, {stats.steps} steps)",
-              f"{stats.steps / t_ours:.2f} / {stats.steps / t_theirs:.2f} (×{t_theirs / t_ours:.2f})")
-        s.add("4 training", f"{tag}: MFU kdbench / plain (fwd+bwd counted)",
-              f"{self.mfu(flops.count_flops(kdbench_train), t_ours)} / {self.mfu(flops.count_flops(plain_train), t_theirs)}")
-        s.add("5 peak GPU memory", f"{tag} training: kdbench / plain (MiB)", f"{m_ours} / {m_theirs}")
+        steps = -(-len(features) // 8)
+        self.versus(s, "4 training", f"{tag} training (batch 8 × ≤256 tokens, {steps} steps)", "steps per s",
+                    kdbench_train, plain_train, (steps, steps))
 
         del model
         if self.gpu:

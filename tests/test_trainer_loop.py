@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -145,3 +146,26 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path, data_dir):
     assert "steps=4 resumed_from=None effective_batch=32" in proc.stdout  # 2 processes × batch 8 × 2 accumulation
     a, b = load_file(str(tmp_path / "w-0.safetensors")), load_file(str(tmp_path / "w-1.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_evaluation_is_sharded_across_two_processes_and_gathered_in_order(tmp_path, data_dir):
+    """Two launched CPU processes (gloo): each runs about half the forward passes of a classifier,
+    an embedder and a causal LM, and both end with every output, in order, equal to one process's."""
+    from shard_job import outputs
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(JOB.parent / "shard_job.py"),
+         str(tmp_path / "out-{rank}.npz")],
+        check=False, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counted: list[int] = []
+    alone = outputs(counted)
+    shards = [np.load(tmp_path / f"out-{rank}.npz") for rank in (0, 1)]
+    assert [int(s["processes"]) for s in shards] == [2, 2]
+    forwards = [int(s["forwards"]) for s in shards]
+    # every batch ran once, on one process: batches are dealt out alternately (15 = 3 backends × 5)
+    assert sum(forwards) == len(counted) == 15 and forwards == [9, 6]
+    for shard in shards:
+        for key, value in alone.items():
+            np.testing.assert_array_equal(shard[key], value)

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from kdbench import devices
+from kdbench.backends import sharding
 from kdbench.backends.batching import run_with_backoff, sorted_batches
 from kdbench.backends.hf import autocast
 from kdbench.errors import KdbenchError
@@ -250,9 +252,11 @@ class HFCausalLM(CausalLMBackend):
                     scored.rest_mass = (-torch.expm1(torch.logsumexp(values.double(), -1))).clamp(0, 1).cpu().numpy()
                 out[i] = scored
 
+        batches = self._batches(lengths, [len(t) for _, t in windows])
         with torch.no_grad(), autocast(self.dtype, self.device):
-            for idx in self._batches(lengths, [len(t) for _, t in windows]):
+            for idx in sharding.mine(batches):
                 self.batch_size = run_with_backoff(idx, self.batch_size, run)
+        sharding.gather(out, batches)
         return out  # type: ignore[return-value]
 
     def _batches(self, lengths: Sequence[int], kept: Sequence[int]) -> list[np.ndarray]:
@@ -278,7 +282,8 @@ class HFCausalLM(CausalLMBackend):
             if r:
                 ids[i, width - len(r):] = torch.tensor(r)
                 mask[i, width - len(r):] = 1
-        return ids.to(self.device), mask.to(self.device)
+        placed = devices.to_device({"ids": ids, "mask": mask}, self.device)
+        return placed["ids"], placed["mask"]
 
 
     # ------------------------------------------------------------------------------------------
@@ -306,9 +311,11 @@ class HFCausalLM(CausalLMBackend):
             for row, i in enumerate(idx):
                 out[i] = cut_at_stop(self.tokenizer.decode(new[row], skip_special_tokens=True), stop)
 
+        batches = sorted_batches([len(e) for e in encoded], self.batch_size)
         with torch.no_grad(), autocast(self.dtype, self.device):
-            for idx in sorted_batches([len(e) for e in encoded], self.batch_size):
+            for idx in sharding.mine(batches):
                 self.batch_size = run_with_backoff(idx, self.batch_size, run)
+        sharding.gather(out, batches)
         return out  # type: ignore[return-value]
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -7,7 +7,8 @@ product is the cosine similarity:
     e = normalize( Σ_t m_t · h_t / max(Σ_t m_t, 1e-9) )
 
 Inference runs under ``torch.inference_mode`` with bf16 autocast (``dtype="bf16"``) on batches
-sorted by length; pooling and normalisation happen in fp32 and the original order is restored.
+sorted by length, on the model's device (sharded across launched processes, halving the batch on
+out of memory); pooling and normalisation happen in fp32 and the original order is restored.
 Search is exact (brute force): the query × corpus score matrix in blocks, ``torch.topk`` per block.
 """
 from __future__ import annotations
@@ -20,7 +21,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from kdbench.backends.batching import collate, encode, sorted_batches
+from kdbench import devices
+from kdbench.backends import sharding
+from kdbench.backends.batching import collate, encode, run_with_backoff, sorted_batches
 from kdbench.backends.hf import autocast
 
 
@@ -48,12 +51,17 @@ class HFEmbedder:
     def embed_features(self, features: Sequence[dict], desc: str | None = None) -> np.ndarray:
         """(n, dim) float32 unit vectors for tokenised ``features``, in their order."""
         out = np.empty((len(features), self.dim), dtype=np.float32)
+
+        def run(idx: np.ndarray) -> None:
+            batch = devices.to_device(collate(self.tokenizer, [features[i] for i in idx]), self.model.device)
+            hidden = self.model(**batch).last_hidden_state
+            out[idx] = F.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1).cpu().numpy()
+
         batches = sorted_batches([len(f["input_ids"]) for f in features], self.batch_size)
         with torch.inference_mode(), autocast(self.dtype, self.model.device):
-            for idx in tqdm(batches, desc=desc, disable=desc is None, leave=False, unit="batch"):
-                batch = collate(self.tokenizer, [features[i] for i in idx]).to(self.model.device)
-                hidden = self.model(**batch).last_hidden_state
-                out[idx] = F.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1).cpu().numpy()
+            for idx in tqdm(sharding.mine(batches), desc=desc, disable=desc is None, leave=False, unit="batch"):
+                self.batch_size = run_with_backoff(idx, self.batch_size, run)
+        sharding.gather(out, batches)
         return out
 
     def embed(self, texts: Sequence[str], desc: str | None = None, max_length: int | None = None) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""The transformers backend: ``torch.inference_mode``, bf16 autocast (AMX on this class of CPU),
-batches sorted by length with dynamic padding, original order restored."""
+"""The transformers backend: ``torch.inference_mode``, bf16 autocast (AMX on this class of CPU,
+tensor cores on a GPU), batches sorted by length with dynamic padding, original order restored; on
+the model's device, sharded across launched processes (:mod:`.sharding`)."""
 from __future__ import annotations
 
 import contextlib
@@ -10,13 +11,15 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from kdbench import devices
+from kdbench.backends import sharding
 from kdbench.backends.batching import collate, encode, run_with_backoff, sorted_batches
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-def autocast(dtype: str, device: torch.device | str = "cpu"):
-    """bf16 autocast on CPU or GPU; a no-op context for fp32."""
+def autocast(dtype: str, device: torch.device | str):
+    """bf16 autocast on ``device``'s kind (CPU or GPU); a no-op context for fp32."""
     if dtype == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=DTYPES[dtype])
@@ -44,13 +47,14 @@ class HFClassifier:
         out = np.empty((len(features), self.model.config.num_labels), dtype=np.float32)
 
         def run(idx: np.ndarray) -> None:
-            batch = collate(self.tokenizer, [features[i] for i in idx]).to(self.model.device)
+            batch = devices.to_device(collate(self.tokenizer, [features[i] for i in idx]), self.model.device)
             out[idx] = self.model(**batch).logits.float().cpu().numpy()
 
         batches = sorted_batches(lengths, self.batch_size)
         with torch.inference_mode(), autocast(self.dtype, self.model.device):
-            for idx in tqdm(batches, desc=desc, disable=desc is None, leave=False, unit="batch"):
+            for idx in tqdm(sharding.mine(batches), desc=desc, disable=desc is None, leave=False, unit="batch"):
                 self.batch_size = run_with_backoff(idx, self.batch_size, run)
+        sharding.gather(out, batches)
         return out
 
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, desc: str | None = None) -> np.ndarray:

@@ -65,10 +65,11 @@ class KdbenchLM(LM):
         from kdbench.backends import engines
         from kdbench.models.loading import load_for_head, load_tokenizer
 
-        engines.check(backend, [])
+        where = _device(device)
+        engines.check(backend, [], device=where)
         tokenizer = load_tokenizer(pretrained, revision)
         # vLLM loads the weights itself from the id or folder; hf loads them here
-        model = None if backend == "vllm" else load_for_head(pretrained, "causal_lm", revision).to(_device(device))
+        model = None if backend == "vllm" else load_for_head(pretrained, "causal_lm", revision, device=where)
         self._init_backend(engines.causal_lm(backend, model, tokenizer, pretrained, _dtype(dtype),
                                              _batch_size(batch_size), _int_or_none(max_length, "max_length")),
                            pretrained)
@@ -161,17 +162,19 @@ def _greedy_settings(gen_kwargs: dict) -> tuple[tuple[str, ...], int]:
     return tuple(kwargs["until"]), int(kwargs["max_gen_toks"])
 
 
-def _device(requested: str | None) -> str:
-    """The device to load on: as asked, with lm-eval's defaults (its CLI passes ``cuda``) falling back
-    to the CPU on a machine without CUDA, as lm-eval's ``hf`` model does."""
+def _device(requested: str | None):
+    """The device to load on: lm-eval's ``--device`` read as kdbench's device setting (None: auto).
+    A GPU asked for where torch sees none falls back to the CPU with a warning, as lm-eval's ``hf``
+    model does (its command line passes ``cuda`` unless told otherwise)."""
     import torch
 
-    if requested is None or requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
+    from kdbench import devices
+
+    setting = requested or "auto"
+    if setting.startswith(devices.CUDA) and not torch.cuda.is_available():
         logger.warning("lm-eval model kdbench: device %s is not available; using the CPU", requested)
-        return "cpu"
-    return requested
+        setting = "auto"
+    return devices.resolve(setting)
 
 
 def _dtype(value: str) -> str:

@@ -4,7 +4,8 @@ Sentences arrive pre-split into words (``is_split_into_words=True``); the fast t
 ``word_ids()`` say which sub-tokens belong to which word. A word has no first sub-token when
 ``max_length`` cuts it off, or when the tokenizer maps it to nothing at all (a lone U+FE0F variation
 selector in WNUT-17); such words are reported as *unseen* and the caller decides what they predict.
-``torch.inference_mode``, bf16 autocast, length-sorted batches with dynamic padding, original order
+``torch.inference_mode``, bf16 autocast, length-sorted batches with dynamic padding on the model's
+device (sharded across launched processes, halving the batch on out of memory), original order
 restored.
 """
 from __future__ import annotations
@@ -17,7 +18,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from kdbench.backends.batching import collate, sorted_batches
+from kdbench import devices
+from kdbench.backends import sharding
+from kdbench.backends.batching import collate, run_with_backoff, sorted_batches
 from kdbench.backends.hf import autocast
 from kdbench.errors import KdbenchError
 
@@ -100,16 +103,21 @@ class HFTokenClassifier:
         k = self.model.config.num_labels
         out = [np.zeros((n, k), dtype=np.float32) for n in encoding.n_words]
         lengths = [len(f["input_ids"]) for f in encoding.features]
+
+        def run(idx: np.ndarray) -> None:
+            batch = devices.to_device(collate(self.tokenizer, [encoding.features[i] for i in idx]), self.model.device)
+            logits = self.model(**batch).logits.float()
+            rows, cols = encoding.gather_index(idx, logits.shape[1], self.tokenizer.padding_side)
+            picked = logits[torch.as_tensor(rows), torch.as_tensor(cols)].cpu().numpy()
+            start = 0
+            for i in idx:
+                stop = start + len(encoding.words[i])
+                out[i][encoding.words[i]] = picked[start:stop]
+                start = stop
+
         batches = sorted_batches(lengths, self.batch_size)
         with torch.inference_mode(), autocast(self.dtype, self.model.device):
-            for idx in tqdm(batches, desc=desc, disable=desc is None, leave=False, unit="batch"):
-                batch = collate(self.tokenizer, [encoding.features[i] for i in idx]).to(self.model.device)
-                logits = self.model(**batch).logits.float()
-                rows, cols = encoding.gather_index(idx, logits.shape[1], self.tokenizer.padding_side)
-                picked = logits[torch.as_tensor(rows), torch.as_tensor(cols)].cpu().numpy()
-                start = 0
-                for i in idx:
-                    stop = start + len(encoding.words[i])
-                    out[i][encoding.words[i]] = picked[start:stop]
-                    start = stop
+            for idx in tqdm(sharding.mine(batches), desc=desc, disable=desc is None, leave=False, unit="batch"):
+                self.batch_size = run_with_backoff(idx, self.batch_size, run)
+        sharding.gather(out, batches)
         return out

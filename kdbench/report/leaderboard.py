@@ -85,12 +85,15 @@ class _Board:
                     head[task] = headline(next(iter(r["results"][task].values())))[0]
         rows, notes = [], []
         points = {t: [] for t in tasks}
+        # latency compares only on the reference run's hardware (compare.efficiency_comparable)
+        ref_hardware = compare.reference_hardware([r for _, r in runs])
         for run_dir, record in runs:
             teacher = record["models"].get("teacher", {}).get("id", "")
             task_notes = {t: self.note(record, t) for t in record["results"]}
             notes += [f"{record['run_id']}: {n}" for n in task_notes.values() if n]
             roles = list(dict.fromkeys(role for t in record["results"].values() for role in t))
             eff_all = record.get("efficiency", {})
+            hardware = compare.hardware(record)
             for role in roles:
                 model = record["models"].get(role, {})
                 eff = eff_all.get(role, {})
@@ -113,7 +116,8 @@ class _Board:
                     label = f"{record['run_id'][-6:]} {ROLE_LABELS.get(role, role)}"
                     base = {"label": label, "role": role, "y": m["value"], "ci": m["ci"]}
                     if eff.get("latency_ms_b32") is not None:
-                        points[task].append({**base, "x": eff["latency_ms_b32"], "cost": "latency"})
+                        points[task].append({**base, "x": eff["latency_ms_b32"], "cost": "latency",
+                                             "hardware": hardware})
                     if model.get("params") is not None:
                         points[task].append({**base, "x": model["params"] / 1e6, "cost": "params"})
                 ploy_v, lloy_v, ece_v = _mean(ploy), _mean(lloy), _mean(ece)
@@ -126,6 +130,8 @@ class _Board:
                     "ece": ece_v, "ece_s": fmt(ece_v, ".3f"),
                     "lat1": eff.get("latency_ms_b1"), "lat1_s": fmt(eff.get("latency_ms_b1"), ".2f"),
                     "lat32": eff.get("latency_ms_b32"), "lat32_s": fmt(eff.get("latency_ms_b32"), ".3f"),
+                    "hardware": hardware, "lat_note": "" if hardware == ref_hardware else
+                    f"measured on {hardware}, the reference run on {ref_hardware}: latency is compared on one hardware only",
                 })
         rows.sort(key=lambda r: -float(r["cells"][0]["v"]) if r["cells"] and r["cells"][0]["v"] else float("inf"))
         name = slug(suite)
@@ -133,11 +139,15 @@ class _Board:
         for task in tasks:
             for cost, xlabel in (("latency", "latency per example at batch 32 (ms)"), ("params", "parameters (millions)")):
                 pts = [p for p in points[task] if p["cost"] == cost]
-                if not pts:
-                    continue
-                svg = plots.pareto(pts, xlabel, head[task], f"{task}: {head[task]} vs {cost}")
-                figures.append({"task": task, "file": self.write_plot(f"{name}-{slug(task)}-{cost}.svg", svg),
-                                "alt": f"{task}: {head[task]} against {cost}, Pareto front dashed"})
+                # one latency plot per hardware: a CPU and a GPU never share a latency axis
+                groups = list(dict.fromkeys(p.get("hardware") for p in pts))
+                for hw in groups:
+                    part = [p for p in pts if p.get("hardware") == hw]
+                    on = f" on {hw}" if len(groups) > 1 else ""
+                    svg = plots.pareto(part, xlabel, head[task], f"{task}: {head[task]} vs {cost}{on}")
+                    stem = f"{name}-{slug(task)}-{cost}" + (f"-{slug(hw)}" if on else "")
+                    figures.append({"task": task, "file": self.write_plot(f"{stem}.svg", svg),
+                                    "alt": f"{task}: {head[task]} against {cost}{on}, Pareto front dashed"})
             curves = [{"label": r["run_id"][-6:] + " " + r["capacity_gap"][task].get("student", ""),
                        **r["capacity_gap"][task]}
                       for _, r in runs if task in r.get("capacity_gap", {}) and not self.note(r, task)]

@@ -122,6 +122,9 @@ def plan_points(plan: dict) -> list[Point]:
             suite = load_suite(plan["suite"], overrides)
             points.append(Point(teacher, seed, suite.model_dump(mode="json")))
     first = SuiteConfig.model_validate(points[0].suite)
+    from kdbench import devices
+
+    devices.resolve(first.device)  # a GPU that is not there fails before the sweep folder exists
     for name in first.tasks:
         task = get_task(name)
         if task.head not in HEADS:

@@ -117,8 +117,9 @@ class Task(ABC):
 
     # models and predictions ----------------------------------------------------------------------
     @abstractmethod
-    def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
-        """A model with this task's head, as saved (no new head is initialised for evaluation)."""
+    def load_model(self, model_id: str, revision: str | None = None, device=None) -> LoadedModel:
+        """A model with this task's head, as saved (no new head is initialised for evaluation), on
+        ``device`` (a resolved torch device; None: the CPU)."""
 
     @abstractmethod
     def predict(self, model: LoadedModel, data: Any, role: str, settings: RunSettings) -> Predictions:

@@ -77,9 +77,9 @@ class _SequenceTask(Task):
         col = self.spec.columns.id
         return [str(x) for x in (split.rows[col] if col else range(len(split.rows)))]
 
-    def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
+    def load_model(self, model_id: str, revision: str | None = None, device=None) -> LoadedModel:
         """A model fine-tuned for this task, head included (an evaluation never adds a fresh head)."""
-        model = load_for_head(model_id, self.head, revision)
+        model = load_for_head(model_id, self.head, revision, device)
         if model.config.num_labels != self.num_labels:
             raise KdbenchError(f"model '{model_id}' has {model.config.num_labels} outputs; task {self.name} needs "
                                f"{self.num_labels} (is it fine-tuned for {self.name}?)")

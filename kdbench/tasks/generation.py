@@ -160,12 +160,11 @@ class GenerationTask(Task):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     # models and predictions ----------------------------------------------------------------------
-    def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
-        return LoadedModel(load_for_head(model_id, self.head, revision).eval(), load_tokenizer(model_id, revision), model_id)
+    def load_model(self, model_id: str, revision: str | None = None, device=None) -> LoadedModel:
+        return LoadedModel(load_for_head(model_id, self.head, revision, device).eval(), load_tokenizer(model_id, revision), model_id)
 
     def backend(self, model: LoadedModel, settings: RunSettings) -> CausalLMBackend:
-        return engines.causal_lm(settings.eval.backend, model.model, model.tokenizer, model.source, settings.dtype,
-                                 settings.eval.batch_size, self.max_length(settings))
+        return engines.for_task(model, settings, self.max_length(settings))
 
     def predict(self, model: LoadedModel, data: GenerationData, role: str, settings: RunSettings) -> GenerationPredictions:
         with self.backend(model, settings) as backend:

@@ -100,12 +100,11 @@ class LanguageModelingTask(Task):
                 "bytes": int(sum(len(t.encode("utf-8")) for t in data.texts))}
 
     # models and predictions ----------------------------------------------------------------------
-    def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
-        return LoadedModel(load_for_head(model_id, self.head, revision).eval(), load_tokenizer(model_id, revision), model_id)
+    def load_model(self, model_id: str, revision: str | None = None, device=None) -> LoadedModel:
+        return LoadedModel(load_for_head(model_id, self.head, revision, device).eval(), load_tokenizer(model_id, revision), model_id)
 
     def predict(self, model: LoadedModel, data: TextData, role: str, settings: RunSettings) -> LanguageModelingPredictions:
-        with engines.causal_lm(settings.eval.backend, model.model, model.tokenizer, model.source, settings.dtype,
-                               settings.eval.batch_size, self.max_length(settings)) as backend:
+        with engines.for_task(model, settings, self.max_length(settings)) as backend:
             dists = backend.token_distributions(data.texts, self.spec.top_k)
         return LanguageModelingPredictions(
             self.name, role, data.ids,

@@ -181,10 +181,10 @@ class LmEvalTask(Task):
         return data.prompts, None
 
     # models and predictions ----------------------------------------------------------------------
-    def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
+    def load_model(self, model_id: str, revision: str | None = None, device=None) -> LoadedModel:
         from kdbench.models.loading import load_for_head, load_tokenizer
 
-        model = load_for_head(model_id, self.head, revision)
+        model = load_for_head(model_id, self.head, revision, device)
         return LoadedModel(model.eval(), load_tokenizer(model_id, revision), model_id)
 
     def predict(self, model: LoadedModel, data: LmEvalData, role: str, settings: RunSettings):
@@ -193,8 +193,7 @@ class LmEvalTask(Task):
         from kdbench.backends import engines
         from kdbench.backends.lm_eval_model import KdbenchLM
 
-        backend = engines.causal_lm(settings.eval.backend, model.model, model.tokenizer, model.source, settings.dtype,
-                                    settings.eval.batch_size, self.spec.max_length)
+        backend = engines.for_task(model, settings, self.spec.max_length)
         lm = KdbenchLM.from_backend(backend, name=model.source)
         lm_task = self._lm_task()
         with backend, _quiet_lm_eval():

@@ -151,8 +151,8 @@ class NerTask(Task):
                 "entities": int(sum(len(ner_metrics.entities(g)) for g in gold))}
 
     # models and predictions ----------------------------------------------------------------------
-    def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
-        model = load_for_head(model_id, self.head, revision)
+    def load_model(self, model_id: str, revision: str | None = None, device=None) -> LoadedModel:
+        model = load_for_head(model_id, self.head, revision, device)
         self.class_order(model.config)  # fail now on a head that does not fit the tag set
         return LoadedModel(model.eval(), word_tokenizer(model_id, revision), model_id)
 

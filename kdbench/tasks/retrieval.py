@@ -85,8 +85,8 @@ class RetrievalTask(Task):
         return self.spec.query_max_length or settings.max_length
 
     # models and predictions ----------------------------------------------------------------------
-    def load_model(self, model_id: str, revision: str | None = None) -> LoadedModel:
-        return LoadedModel(load_for_head(model_id, self.head, revision).eval(), load_tokenizer(model_id, revision), model_id)
+    def load_model(self, model_id: str, revision: str | None = None, device=None) -> LoadedModel:
+        return LoadedModel(load_for_head(model_id, self.head, revision, device).eval(), load_tokenizer(model_id, revision), model_id)
 
     def predict(self, model: LoadedModel, data: BeirData, role: str, settings: RunSettings) -> RankingPredictions:
         embedder = HFEmbedder(model.model, model.tokenizer, settings.dtype, batch_size=settings.eval.batch_size)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kdbench import devices
 from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, SuiteConfig
 from kdbench.data import LoadedSplit
@@ -192,7 +193,7 @@ def _check_teacher(task: Task, suite: SuiteConfig) -> None:
 
 def _teacher(suite: SuiteConfig, tokenizer) -> tuple[LoadedModel, dict]:
     spec = suite.teacher
-    model = load_for_head(spec.model, "causal_lm", spec.revision).eval()
+    model = load_for_head(spec.model, "causal_lm", spec.revision, devices.resolve(suite.device)).eval()
     info = {"id": spec.model, "revision": model_revision(spec.model, spec.revision),
             "params": count_parameters(model), "finetuned": False}
     return LoadedModel(model, tokenizer, spec.model), info
@@ -202,7 +203,7 @@ def _student_init(teacher: torch.nn.Module, suite: SuiteConfig) -> tuple[torch.n
     """The student before training and how it was made (builder, layer map)."""
     cfg = suite.student
     if cfg.builder == "pretrained":
-        student = load_for_head(cfg.model, "causal_lm", cfg.revision)
+        student = load_for_head(cfg.model, "causal_lm", cfg.revision, teacher.device)
         if student.config.vocab_size != teacher.config.vocab_size:
             raise KdbenchError(
                 f"student.model {cfg.model}: vocabulary of {student.config.vocab_size} tokens, the teacher's has "

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kdbench import devices
 from kdbench.backends.batching import encode
 from kdbench.backends.hf import HFClassifier
 from kdbench.config import SuiteConfig, TeacherConfig
@@ -51,7 +52,7 @@ def _student(task, suite: SuiteConfig, teacher):
     if not spec.model:
         return (*build_student(teacher.model, spec, suite.seed), teacher.tokenizer)
     torch.manual_seed(suite.seed)
-    model = load_for_head(spec.model, task.head, spec.revision, num_labels=task.num_labels)
+    model = load_for_head(spec.model, task.head, spec.revision, devices.resolve(suite.device), num_labels=task.num_labels)
     tokenizer = load_tokenizer(spec.model, spec.revision)
     if spec.builder == "pretrained":
         return model, {"builder": "pretrained", "init_from": spec.model,
@@ -92,8 +93,8 @@ def _teacher(task, suite: SuiteConfig, spec: TeacherConfig, texts, pairs, loss_f
         backend = HFClassifier(teacher.model, tokenizer, suite.dtype, max_length, suite.eval.batch_size)
         compute = lambda: backend.logits_of_features(features, desc=f"{role} logits {task.name}")  # noqa: E731
         logits, info["train_logits_reused"] = cached_array(
-            "teacher_logits", teacher_outputs_key(info, data_sha256=train_sha, max_length=max_length,
-                                                  dtype=suite.dtype), compute, rows=len(features))
+            "teacher_logits", teacher_outputs_key(info, teacher.model.device, data_sha256=train_sha,
+                                                  max_length=max_length, dtype=suite.dtype), compute, rows=len(features))
     suffix = role.removeprefix(TEACHER)
     durations.update({f"{k[:-2]}{suffix}_s": v for k, v in own.items()})  # teacher_finetune_1_s...
     return teacher, info, folder, features, logits

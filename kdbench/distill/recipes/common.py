@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from kdbench import devices
 from kdbench.config import SuiteConfig, TeacherConfig
 from kdbench.distill.trainer import TRAINER_REVISION, LossFn, train
 from kdbench.errors import KdbenchError
@@ -56,13 +57,14 @@ def finetuned_teacher(
     or id the efficiency figures load). ``spec``: one teacher of a multi-teacher suite (default the
     suite's ``teacher``), ``role`` its name (it names the training's checkpoint folder)."""
     spec = spec or suite.teacher
+    device = devices.resolve(suite.device)
     revision = model_revision(spec.model, spec.revision)
     info = {"id": spec.model, "revision": revision}
     if spec.finetune is None and spec.layers:
         raise KdbenchError(f"suite {suite.name}: teacher.layers truncates a teacher before fine-tuning; "
                            "it needs teacher.finetune")
     if spec.finetune is None:
-        model = load_for_head(spec.model, task.head, spec.revision)
+        model = load_for_head(spec.model, task.head, spec.revision, device)
         info.update(params=count_parameters(model), finetuned=False)
         return LoadedModel(model.eval(), tokenizer, spec.model), info, spec.model
     key = cache.cache_key(
@@ -70,17 +72,18 @@ def finetuned_teacher(
         train=spec.finetune.model_dump(exclude={"checkpoint_every"}),  # when to checkpoint does not change weights
         trainer=TRAINER_REVISION, max_length=task.max_length(RunSettings.of(suite)), dtype=suite.dtype,
         seed=suite.seed, **({"layers": spec.layers} if spec.layers else {}), **key_fields,  # old keys unchanged
+        **devices.cache_fields(device),
     )
     folder = cache.finetuned_dir(key)
     reused = cache.is_cached(key)
     if reused:
-        model = load_for_head(str(folder), task.head)
+        model = load_for_head(str(folder), task.head, device=device)
         durations["teacher_finetune_s"] = 0.0
     else:
         torch.manual_seed(suite.seed)  # the fresh head's initialisation must not depend on what ran before
         # teacher.layers: from_pretrained with a smaller num_hidden_layers keeps the first k layers' weights
         depth = {"num_hidden_layers": spec.layers} if spec.layers else {}
-        model = load_for_head(spec.model, task.head, spec.revision, **head_config, **depth)
+        model = load_for_head(spec.model, task.head, spec.revision, device, **head_config, **depth)
         with timed(durations, "teacher_finetune_s"):
             stats = train(model, tokenizer, features, spec.finetune, loss_fn, seed=suite.seed, dtype=suite.dtype,
                           desc=f"fine-tune {role} on {task.name}", collate_fn=collate_fn)
@@ -90,11 +93,12 @@ def finetuned_teacher(
     return LoadedModel(model.eval(), tokenizer, str(folder)), info, str(folder)
 
 
-def teacher_outputs_key(teacher_info: dict, **settings) -> dict:
+def teacher_outputs_key(teacher_info: dict, device, **settings) -> dict:
     """The teacher-cache key of a teacher's outputs: the model, its revision and, when it was
-    fine-tuned here, the fine-tune's cache key (which fixes its weights), plus the data and settings."""
+    fine-tuned here, the fine-tune's cache key (which fixes its weights), plus the data, settings
+    and, for outputs computed on a GPU, the device kind."""
     return {"teacher": teacher_info["id"], "revision": teacher_info["revision"],
-            "finetuned": teacher_info.get("cache_key"), **settings}
+            "finetuned": teacher_info.get("cache_key"), **settings, **devices.cache_fields(device)}
 
 
 def save_student(model, tokenizer, run_dir: Path, task: Task, role: str) -> tuple[LoadedModel, str]:

@@ -42,6 +42,7 @@ import torch
 
 import torch.nn.functional as F
 
+from kdbench import devices
 from kdbench.backends.batching import collate, encode
 from kdbench.backends.embeddings import HFEmbedder, mean_pool, search
 from kdbench.backends.hf import autocast
@@ -102,7 +103,7 @@ def _embedding_loss(suite: SuiteConfig, task: RetrievalTask):
 def _student(suite: SuiteConfig, teacher: LoadedModel) -> tuple[LoadedModel, dict]:
     spec = suite.student
     if spec.builder == "pretrained":
-        model = load_for_head(spec.model, "embedding", spec.revision)
+        model = load_for_head(spec.model, "embedding", spec.revision, teacher.model.device)
         return (LoadedModel(model, load_tokenizer(spec.model, spec.revision), spec.model),
                 {"builder": "pretrained", "init_from": spec.model, "init_revision": model_revision(spec.model, spec.revision)})
     model, made = build_student(teacher.model, spec, suite.seed)
@@ -135,7 +136,8 @@ def _margin_setup(task: RetrievalTask, suite: SuiteConfig, teacher: LoadedModel,
         doc_emb, _ = cached_array(
             "teacher_embeddings",
             {"teacher": suite.teacher.model, "revision": revision, "texts_sha256": _sha(docs), "doc_max_length": doc_len,
-             "query_max_length": query_len, "dtype": suite.dtype, "pooling": "mean+l2"},
+             "query_max_length": query_len, "dtype": suite.dtype, "pooling": "mean+l2",
+             **devices.cache_fields(teacher.model.device)},
             lambda: embedder.embed_features(encode(teacher.tokenizer, docs, None, doc_len), desc="teacher documents"),
             rows=len(docs))
         query_emb = embedder.embed_features(encode(teacher.tokenizer, queries, None, query_len))
@@ -175,7 +177,8 @@ def _cosine_setup(task: RetrievalTask, suite: SuiteConfig, teacher: LoadedModel,
         targets, reused = cached_array(
             "teacher_embeddings",
             {"teacher": suite.teacher.model, "revision": revision, "texts_sha256": texts_sha, "doc_max_length": doc_len,
-             "query_max_length": query_len, "dtype": suite.dtype, "pooling": "mean+l2"},
+             "query_max_length": query_len, "dtype": suite.dtype, "pooling": "mean+l2",
+             **devices.cache_fields(teacher.model.device)},
             lambda: embedder.embed_features(teacher_features, desc=f"teacher embeddings {task.name}"),
             rows=len(texts),
         )
@@ -201,7 +204,7 @@ def run(task: RetrievalTask, suite: SuiteConfig, run_dir: Path) -> Trained:
     durations: dict[str, float] = {}
 
     t_spec = suite.teacher
-    teacher = LoadedModel(load_for_head(t_spec.model, "embedding", t_spec.revision).eval(),
+    teacher = LoadedModel(load_for_head(t_spec.model, "embedding", t_spec.revision, devices.resolve(suite.device)).eval(),
                           load_tokenizer(t_spec.model, t_spec.revision), t_spec.model)
     revision = model_revision(t_spec.model, t_spec.revision)
     student, student_info = _student(suite, teacher)

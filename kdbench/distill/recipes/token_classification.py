@@ -92,8 +92,8 @@ def run(task: NerTask, suite: SuiteConfig, run_dir: Path) -> Trained:
         backend = HFTokenClassifier(teacher.model, tokenizer, suite.dtype, max_length, suite.eval.batch_size)
         compute = lambda: _flatten(backend.word_logits(encoding, desc=f"teacher logits {task.name}"))  # noqa: E731
         flat, teacher_info["train_logits_reused"] = cached_array(
-            "teacher_logits", teacher_outputs_key(teacher_info, data_sha256=train_sha, max_length=max_length,
-                                                  dtype=suite.dtype, level="word"), compute)
+            "teacher_logits", teacher_outputs_key(teacher_info, teacher.model.device, data_sha256=train_sha,
+                                                  max_length=max_length, dtype=suite.dtype, level="word"), compute)
         teacher_logits = _unflatten(flat, encoding.n_words)
 
     roles = [(STUDENT, word_loss(kd_objective(suite.distill), encoding, data.labels, side, teacher_logits))]

@@ -33,7 +33,9 @@ def _user_errors(fn):
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="kdbench")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def main(debug: bool) -> None:
+@click.option("--threads", type=click.IntRange(1),
+              help="Threads per process (default: OMP_NUM_THREADS if set, else the CPUs this process may use).")
+def main(debug: bool, threads: int | None) -> None:
     """kdbench: benchmark distilled models alone and against their teachers.
 
     \b
@@ -44,6 +46,9 @@ def main(debug: bool) -> None:
       kdbench gate --baseline baselines/quickstart.json --candidate reports/RUN/report.json
       kdbench suites
     """
+    from kdbench import threads as thread_policy
+
+    thread_policy.apply(threads)  # before any subcommand imports torch (libgomp reads it once)
 
 
 @main.command("train-and-eval")

@@ -180,11 +180,11 @@ def finished_run(folder: Path, suite: dict) -> Path | None:
 
 
 def _pin_one_thread() -> None:
-    """A worker process uses one thread: points run side by side, not threads fighting over cores."""
-    os.environ.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", MKL_NUM_THREADS="1")
-    import torch
+    """A worker process uses one thread (points run side by side, not threads fighting over cores),
+    under kdbench's thread policy otherwise (kdbench.threads)."""
+    from kdbench import threads
 
-    torch.set_num_threads(1)
+    threads.apply(1)
 
 
 def run_point(suite: dict, folder: str) -> tuple[str, float]:

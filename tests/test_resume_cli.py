@@ -39,10 +39,13 @@ def test_killed_run_resumes_to_the_same_models(tmp_path, data_dir):
     latest = json.loads((staging / "checkpoints/sst2/train-student-on-sst2/latest.json").read_text())
     assert latest["step"] < 8  # killed mid-training (8 steps)
 
-    resumed = run_kdbench("train-and-eval", "--resume", staging, "--leaderboard-dir", tmp_path / "lb", env=env)
+    # from another folder, with no folders named: the run's own reports and leaderboard folders
+    resumed = subprocess.run([sys.executable, "-m", "kdbench", "train-and-eval", "--resume", str(staging)], env=env,
+                             cwd=tmp_path / "b", capture_output=True, text=True, timeout=1800)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert not staging.exists()
     (a,), (b,) = (tmp_path / "a").glob("2*"), (tmp_path / "b").glob("2*")
+    assert (tmp_path / "lb" / "runs" / f"{b.name}.html").is_file() and not (tmp_path / "b" / "leaderboards").exists()
     assert b.name == staging.name[1:-len(".partial")] and not (b / "checkpoints").exists()
     for role in ("student", "baseline"):
         wa, wb = (load_file(str(d / "models/sst2" / role / "model.safetensors")) for d in (a, b))

@@ -32,6 +32,7 @@ from kdbench.distill import checkpoint
 from kdbench.distill.losses import LOSSES
 from kdbench.distill.losses.interpolation import TAIDSchedule
 from kdbench.errors import KdbenchError
+from kdbench.fsio import within
 
 # Bump when the loop's numerics change, so cached fine-tuned models are not reused across versions
 # (3: a fresh head is initialised from the run's seed).
@@ -233,7 +234,7 @@ def train(
     from accelerate import Accelerator
 
     if checkpoint_dir is None and _SCOPE.get() is not None:
-        checkpoint_dir = _SCOPE.get() / (re.sub(r"[^A-Za-z0-9_.]+", "-", desc).strip("-") or "train")
+        checkpoint_dir = within(_SCOPE.get(), re.sub(r"[^A-Za-z0-9_.]+", "-", desc).strip("-.") or "train")
     accelerator = Accelerator(cpu=model.device.type == "cpu")
     deterministic, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     if accelerator.device.type == "cpu":

@@ -1,6 +1,6 @@
 """Benchmark: two kdbench trainings at once on one machine, with kdbench's thread policy and without.
 
-    python benchmarks/bench_concurrency.py [--rows 256] [--seconds 20] [--batch-size 32] [--dtype bf16]
+    python benchmarks/bench_concurrency.py [--rows 256] [--seconds 15] [--batch-size 32] [--dtype bf16]
 
 The training is the trainer benchmark's (``bench_trainer.py``): all-MiniLM-L6-v2 cut to layers 0
 and 5, distilled with forward KL (T = 2) from the full model's logits on the first SST-2 training
@@ -143,7 +143,7 @@ def load() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=256)
-    ap.add_argument("--seconds", type=float, default=20.0, help="timing window of each scenario")
+    ap.add_argument("--seconds", type=float, default=15.0, help="timing window of each scenario")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -4,12 +4,22 @@ from __future__ import annotations
 import functools
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
+from kdbench import names
 from kdbench.distill.losses.catalog import LEVELS as LOSS_LEVELS  # torch-free
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, KdbenchWarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """kdbench's own warnings as one line on stderr; everyone else's as Python prints them."""
+    if issubclass(category, KdbenchWarning):
+        click.echo(f"kdbench: warning: {message}", err=True)
+    else:
+        _default(message, category, filename, lineno, file, line)
 
 
 def _user_errors(fn):
@@ -40,7 +50,9 @@ _device_option = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="kdbench")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def main(debug: bool) -> None:
+@click.option("--threads", type=click.IntRange(1),
+              help="Threads per process (default: OMP_NUM_THREADS if set, else the CPUs this process may use).")
+def main(debug: bool, threads: int | None) -> None:
     """kdbench: benchmark distilled models alone and against their teachers.
 
     \b
@@ -51,6 +63,10 @@ def main(debug: bool) -> None:
       kdbench gate --baseline baselines/quickstart.json --candidate reports/RUN/report.json
       kdbench suites
     """
+    from kdbench import threads as thread_policy
+
+    thread_policy.apply(threads)  # before any subcommand imports torch (libgomp reads it once)
+    warnings.showwarning = _show_warning
 
 
 @main.command("train-and-eval")
@@ -92,10 +108,13 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
         "seeds": f"[{seeds}]" if seeds else None, "eval.backend": backend, "device": device,
     }
     if resume:
+        ctx = click.get_current_context()
         given = [k for k, v in named.items() if v is not None] + list(overrides) + list(include_path)
-        if given or suite != "quickstart":
-            raise KdbenchError(f"--resume continues the run with its own suite and options; drop {given or ['--suite']}")
-        _print_run(run(None, leaderboard_dir=leaderboard_dir, resume=resume))
+        given += [f"--{p.replace('_', '-')}" for p in ("suite", "reports_dir", "leaderboard_dir")
+                  if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise KdbenchError(f"--resume continues the run with its own suite, options and folders; drop {given}")
+        _print_run(run(None, resume=resume))
         return
     cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))
     _print_run(run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path))
@@ -210,6 +229,7 @@ def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, device, backen
         role, sep, model_id = item.partition("=")
         if not sep or not role or not model_id:
             raise KdbenchError(f"--model '{item}' is not ROLE=ID (e.g. baseline=runs/{{task}}/baseline)")
+        names.check(role, "role", where=f"--model '{item}': ")
         models[role] = model_id
     named = {"data.eval_rows": eval_rows, "seed": seed, "dtype": dtype, "eval.backend": backend, "device": device}
     cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))

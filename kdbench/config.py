@@ -6,15 +6,20 @@ settings. Every value can be overridden from the CLI with dotted keys (``--set d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from kdbench import names
 from kdbench.errors import KdbenchError
 from kdbench.yamlio import StrictModel, key_error, read_yaml, validate
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+# names that become folder and file names (kdbench.names): refused where they enter, before any work
+SuiteName = Annotated[str, AfterValidator(names.validator("suite name"))]
+TaskName = Annotated[str, AfterValidator(names.validator("task name"))]
 
 
 class TrainConfig(StrictModel):
@@ -147,9 +152,9 @@ class EvalConfig(StrictModel):
 
 
 class SuiteConfig(StrictModel):
-    name: str
+    name: SuiteName
     description: str = ""
-    tasks: list[str] = Field(..., min_length=1)
+    tasks: list[TaskName] = Field(..., min_length=1)
     seed: int = 0
     seeds: list[int] | None = Field(
         None, min_length=1,
@@ -216,7 +221,7 @@ def suite_path(name_or_path: str) -> Path:
             raise KdbenchError(f"suite file not found: {p}")
         return p
     p = SUITES_DIR / f"{name_or_path}.yaml"
-    if not p.is_file():
+    if names.problem(name_or_path) or not p.is_file():
         known = ", ".join(sorted(s.stem for s in SUITES_DIR.glob("*.yaml"))) or "none"
         raise KdbenchError(f"unknown suite '{name_or_path}' (known: {known})")
     return p

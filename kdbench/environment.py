@@ -85,6 +85,8 @@ def accelerator(device) -> dict:
 def describe(dtype: str, device) -> dict:
     import torch
 
+    from kdbench import threads
+
     flags = cpu_flags()
     return {
         "python": platform.python_version(),
@@ -93,6 +95,7 @@ def describe(dtype: str, device) -> dict:
         "cpu_amx_bf16": "amx_bf16" in flags,
         "cpu_avx512_bf16": "avx512_bf16" in flags,
         "torch_threads": torch.get_num_threads(),
+        "thread_policy": threads.describe(),  # the OpenMP variables the run had (kdbench.threads)
         **accelerator(device),
         "dtype": dtype,
         "packages": {p: package_version(p) for p in ("torch", "transformers", "datasets", "numpy", "scipy", "accelerate")},

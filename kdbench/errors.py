@@ -7,3 +7,8 @@ class KdbenchError(Exception):
     The message is a single line naming what and where; the CLI prints it without a traceback
     and exits with status 2.
     """
+
+
+class KdbenchWarning(UserWarning):
+    """Something skipped or doubtful that does not stop the command (e.g. an unreadable run record
+    left out of a leaderboard); the CLI prints it as one ``kdbench: warning:`` line."""

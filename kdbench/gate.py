@@ -19,7 +19,6 @@ mismatch), always with a one-line reason. ``kdbench baseline promote`` writes a 
 from __future__ import annotations
 
 import math
-import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kdbench import names
 from kdbench.errors import KdbenchError
-from kdbench.fsio import write_atomic
+from kdbench.fsio import within, write_atomic
 from kdbench.metrics import calibration, registry
 from kdbench.metrics.stats import mcnemar_exact, paired_bootstrap, percentile_ci
 from kdbench.report import compare
@@ -46,7 +46,6 @@ ACCURACY_LIKE = ("accuracy", "label_loyalty", "exact_match")
 # what registry.paired_comparison writes under "A|B" pairs: statistics of a comparison, not metrics of a model
 COMPARISON_STATISTICS = ("accuracy_difference", "mcnemar_p_value", "mcnemar_odds_ratio")
 SAMPLES_MATCH_TOL = 1e-5
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -94,8 +93,8 @@ def resolve_record_path(path: str | Path, baselines_dir: str | Path = "baselines
     p = Path(path)
     if p.is_dir():
         return p / RECORD_FILE
-    if not p.exists() and p.suffix == "" and NAME_RE.match(str(path)):
-        named = Path(baselines_dir) / f"{path}.json"
+    if not p.exists() and p.suffix == "" and not names.problem(str(path)):
+        named = within(baselines_dir, f"{path}.json")
         if named.exists():
             return named
     return p
@@ -491,11 +490,10 @@ def promote(run: str | Path, name: str, baselines_dir: str | Path = "baselines",
     """Copy a run's record and samples into ``baselines_dir/NAME.json`` and
     ``NAME.samples.parquet`` (samples first, record last, each atomically). ``run`` is a run
     folder, its ``report.json``, or a run id under ``reports_dir``."""
-    if not NAME_RE.match(name):
-        raise KdbenchError(f"baseline name {name!r}: use letters, digits, '.', '_' and '-' only")
+    names.check(name, "baseline name", where="--name: ")
     src = Path(run)
-    if not src.exists() and (Path(reports_dir) / str(run)).is_dir():
-        src = Path(reports_dir) / str(run)
+    if not src.exists() and not names.problem(str(run), "run id") and within(reports_dir, str(run)).is_dir():
+        src = within(reports_dir, str(run))
     record_path = src / RECORD_FILE if src.is_dir() else src
     record = read_record(record_path)
     samples_src = samples_path(record_path)
@@ -506,7 +504,7 @@ def promote(run: str | Path, name: str, baselines_dir: str | Path = "baselines",
             if (task, role) not in have:
                 raise KdbenchError(f"{record_path}: missing samples for {task}/{role} in {samples_src}")
     out_dir = Path(baselines_dir)
-    dest = out_dir / f"{name}.json"
+    dest = within(out_dir, f"{name}.json")
     dest_samples = samples_path(dest)
     if dest.exists() and not force:
         raise KdbenchError(f"baseline {dest} already exists (pass --force to replace it)")

@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import kdbench
-from kdbench import devices, environment
+from kdbench import devices, environment, names
 from kdbench.backends import efficiency, engines
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
@@ -28,18 +28,18 @@ from kdbench.distill.ensemble import ENSEMBLE, ensemble_predictions, teacher_rol
 from kdbench.distill.recipes.common import timed
 from kdbench.distill.trainer import checkpoint_scope, effective_batch_size
 from kdbench.errors import KdbenchError
+from kdbench.fsio import within, write_atomic
 from kdbench.metrics.stats import aggregate_seed_results
 from kdbench.models.loading import count_parameters, model_revision
 from kdbench.predictions import samples_frame
 from kdbench.report import html, leaderboard
-from kdbench.report.record import RECORD_FILE, SAMPLES_FILE, SCHEMA_VERSION, dumps
-from kdbench.report.rundir import run_id_of_staging, staged_run_dir, staging_dir
+from kdbench.report.record import RECORD_FILE, SAMPLES_FILE, SCHEMA_VERSION, read_record, write_record
+from kdbench.report.rundir import CHECKPOINTS, RESUME_FILE, run_id_of_staging, staged_run_dir, staging_dir
 from kdbench.report.glue import glue_average
 from kdbench.tasks import get_task
 from kdbench.tasks.base import RunSettings, Task
 
 TASK_PLACEHOLDER = "{task}"
-RESUME_FILE = "resume.json"  # in an unfinished run folder: what --resume needs to continue it
 
 
 @dataclass
@@ -82,50 +82,55 @@ def train_and_eval(
 
     Trainings checkpoint under ``<run folder>/checkpoints/TASK/`` (``TrainConfig.checkpoint_every``).
     ``resume``: the staging folder ``REPORTS/.RUN_ID.partial`` of an interrupted run; the run goes on
-    with its own suite (``suite`` must be None): finished trainings load their final checkpoint,
-    an unfinished one continues from its latest, and the result is the uninterrupted run's."""
+    with its own suite, include paths and leaderboard folder (``suite`` must be None and
+    ``leaderboard_dir`` is not used): finished trainings load their final checkpoint, an unfinished
+    one continues from its latest, and the result is the uninterrupted run's."""
     run_id = None
     if resume is not None:
-        suite, include_paths, run_id, reports_dir = _resumed(Path(resume))
+        suite, include_paths, run_id, reports_dir, leaderboard_dir = _resumed(Path(resume))
     device = devices.resolve(suite.device)  # a device that cannot be had fails before any work
     # under `accelerate launch` every process runs the recipes (training is data-parallel) and
     # checkpoints into the main process's run folder; only the main process writes the run
     procs = devices.process_state(device)  # gloo across launched CPU processes, NCCL across GPUs
+    if resume is not None and (Path(resume) / RECORD_FILE).is_file():  # killed after the record was written
+        return _complete(Path(resume), leaderboard_dir, procs)
     run_id = _shared(run_id or new_run_id(suite.name), procs)
     checkpoints = staging_dir(Path(reports_dir), run_id)
     suite, reports_dir, leaderboard_dir, scratch = _process_outputs(procs, suite, reports_dir, leaderboard_dir)
     tasks = [get_task(name, include_paths) for name in suite.tasks]  # fail on a bad name before any work
     engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
                   tensor_parallel_size=suite.eval.tensor_parallel_size)
+    if leaderboard_dir is not None:
+        leaderboard.check_output(Path(leaderboard_dir))
     first, *others = suite.run_seeds
 
     def runs(run_dir: Path):
         if not (run_dir / RESUME_FILE).exists():
-            (run_dir / RESUME_FILE).write_text(json.dumps(
-                {"suite": suite.model_dump(mode="json"), "include_paths": [str(p) for p in include_paths]}))
+            write_atomic(run_dir / RESUME_FILE, json.dumps({
+                "suite": suite.model_dump(mode="json"), "include_paths": [str(Path(p).resolve()) for p in include_paths],
+                "leaderboard_dir": None if leaderboard_dir is None else str(Path(leaderboard_dir).resolve())}))
             if procs.is_main_process:
                 # stdout: stderr is kept for errors, one line each
                 print(f"run folder {run_dir} (if interrupted: kdbench train-and-eval --resume {run_dir})", flush=True)
         for task in tasks:
             for seed in (first, *others):
                 task_suite = suite.for_task(task.name).model_copy(update={"seed": seed})
-                folder = run_dir if seed == first else run_dir / f"seed-{seed}"
-                ckpt = checkpoints if seed == first else checkpoints / f"seed-{seed}"
-                with checkpoint_scope(ckpt / "checkpoints" / task.name):
+                folder = run_dir if seed == first else within(run_dir, f"seed-{seed}")
+                ckpt = checkpoints if seed == first else within(checkpoints, f"seed-{seed}")
+                with checkpoint_scope(within(ckpt, CHECKPOINTS, task.name)):
                     trained = run_recipe(task, task_suite, folder)
                 _record_training(trained.info, task_suite)
                 yield _TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset,
                                trained.durations, None if seed == first else seed, trained.ensemble)
-        # the run is complete: its checkpoints (weights and optimiser states) are not part of it
         procs.wait_for_everyone()
+
+    def finish(run_dir: Path) -> None:
         if procs.is_main_process:
-            for folder in [run_dir, *run_dir.glob("seed-*")]:
-                shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-        (run_dir / RESUME_FILE).unlink()
+            _drop_checkpoints(run_dir)
 
     return _written_by_main(scratch, lambda: _score_and_write(
         suite, tasks, runs, reports_dir, leaderboard_dir, device, procs.num_processes, run_id=run_id,
-        resume=resume is not None and scratch is None))
+        resume=resume is not None and scratch is None, finish=finish))
 
 
 def _process_outputs(procs, suite: SuiteConfig, reports_dir, leaderboard_dir):
@@ -149,6 +154,23 @@ def _written_by_main(scratch: Path | None, score_and_write) -> RunResult:
     return result
 
 
+def _drop_checkpoints(run_dir: Path) -> None:
+    """The run's record is written: its checkpoints (weights and optimiser states) are not part of it."""
+    for folder in [run_dir, *run_dir.glob("seed-*")]:
+        shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)
+
+
+def _complete(staging: Path, leaderboard_dir, procs) -> RunResult:
+    """Finish a run killed after its record was written: drop its checkpoints, rename it into place."""
+    if not procs.is_main_process:
+        return RunResult(staging, {}, written=False)
+    reports_dir, run_id = staging.parent, run_id_of_staging(staging)
+    with staged_run_dir(reports_dir, run_id, resume=True) as run_dir:
+        record = read_record(run_dir / RECORD_FILE)
+        _drop_checkpoints(run_dir)
+    return RunResult(within(reports_dir, run_id), record, _build_leaderboard(reports_dir, leaderboard_dir))
+
+
 def _shared(run_id: str, procs) -> str:
     """The main process's run id on every process."""
     if procs.num_processes == 1:
@@ -158,14 +180,21 @@ def _shared(run_id: str, procs) -> str:
     return broadcast_object_list([run_id], from_process=0)[0]
 
 
-def _resumed(folder: Path) -> tuple[SuiteConfig, list[str], str, Path]:
-    """(suite, include paths, run id, reports folder) of the interrupted run in ``folder``."""
+def _resumed(folder: Path) -> tuple[SuiteConfig, list[str], str, Path, str | None]:
+    """(suite, include paths, run id, reports folder, leaderboard folder) of the interrupted run in ``folder``."""
     run_id = run_id_of_staging(folder)
     saved = folder / RESUME_FILE
     if run_id is None or not saved.is_file():
         raise KdbenchError(f"--resume {folder}: not an interrupted run folder (REPORTS/.RUN_ID.partial with {RESUME_FILE})")
-    data = json.loads(saved.read_text())
-    return SuiteConfig.model_validate(data["suite"]), data["include_paths"], run_id, folder.parent
+    try:
+        data = json.loads(saved.read_text())
+        suite = SuiteConfig.model_validate(data["suite"])
+        include_paths, board = [str(p) for p in data["include_paths"]], data.get("leaderboard_dir", "leaderboards")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        # ValueError: not JSON, or a suite that does not validate (pydantic's ValidationError)
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise KdbenchError(f"--resume {folder}: {saved} cannot be used ({why}); the run cannot be resumed") from None
+    return suite, include_paths, run_id, folder.parent, board
 
 
 def _record_training(info: dict, suite: SuiteConfig) -> None:
@@ -196,12 +225,16 @@ def evaluate(
     may contain ``{task}``, replaced by each task's name (e.g. ``runs/{task}/student``)."""
     if not models:
         raise KdbenchError("kdbench eval: name at least one model (--teacher, --student)")
+    for role in models:
+        names.check(role, "role")
     device = devices.resolve(suite.device)
     procs = devices.process_state(device)
     suite, reports_dir, leaderboard_dir, scratch = _process_outputs(procs, suite, reports_dir, leaderboard_dir)
     tasks = [get_task(name, include_paths) for name in suite.tasks]
     engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
                   tensor_parallel_size=suite.eval.tensor_parallel_size)
+    if leaderboard_dir is not None:
+        leaderboard.check_output(Path(leaderboard_dir))
     revisions = revisions or {}
 
     def runs(run_dir: Path):
@@ -265,10 +298,11 @@ def _aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:
 
 
 def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir, device, processes: int,
-                     *, run_id: str | None = None, resume: bool = False) -> RunResult:
+                     *, run_id: str | None = None, resume: bool = False, finish=None) -> RunResult:
     """``device``: where the models ran, ``processes``: how many launched processes ran them;
     ``run_id``: given by train-and-eval, new by default; ``resume``: continue in its existing
-    staging folder."""
+    staging folder; ``finish(run_dir)``: called once the record is written, before the folder is
+    renamed into place. The record is written last: a staging folder with one is a whole run."""
     started = time.perf_counter()
     run_id = run_id or new_run_id(suite.name)
     results, pairs, datasets, durations, frames, models, models_by_task = {}, {}, {}, {}, [], {}, {}
@@ -325,10 +359,14 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
         summary = glue_average(record)
         if summary:
             record["summary"] = summary
-        (run_dir / RECORD_FILE).write_text(dumps(record))
         frame = samples_frame(frames)
         frame.to_parquet(run_dir / SAMPLES_FILE, index=False)
-        (run_dir / "report.html").write_text(html.render_run(record, frame))
-    final_dir = Path(reports_dir) / run_id
-    board = leaderboard.build(Path(reports_dir), Path(leaderboard_dir)) if leaderboard_dir is not None else None
-    return RunResult(final_dir, record, board)
+        write_atomic(run_dir / "report.html", html.render_run(record, frame))
+        write_record(run_dir / RECORD_FILE, record)
+        if finish is not None:
+            finish(run_dir)
+    return RunResult(within(reports_dir, run_id), record, _build_leaderboard(reports_dir, leaderboard_dir))
+
+
+def _build_leaderboard(reports_dir, leaderboard_dir) -> Path | None:
+    return leaderboard.build(Path(reports_dir), Path(leaderboard_dir)) if leaderboard_dir is not None else None

@@ -51,7 +51,8 @@ def test_index_suite_and_run_pages(reports, tmp_path):
 
 
 def test_user_strings_are_escaped_everywhere(reports, tmp_path):
-    make_run(reports, "run-x", created="2026-01-03T00:00:00+00:00", suite=XSS,
+    # suite, task, role and run names are names (test_names.py); model ids are free text
+    make_run(reports, "run-x", created="2026-01-03T00:00:00+00:00", suite="hostile",
              model_ids={"teacher": XSS, "student": '"><img src=x onerror=alert(2)>'})
     out = tmp_path / "lb"
     leaderboard.build(reports, out)
@@ -147,3 +148,55 @@ def test_empty_and_missing_reports_folders(tmp_path):
     assert "No runs yet" in index.read_text()
     proc = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "nope"), "-o", str(tmp_path / "lb")])
     assert proc.exit_code == 2 and "does not exist" in proc.stderr
+
+
+def test_foreign_files_in_the_output_folder_are_kept(reports, tmp_path):
+    out = tmp_path / "lb"
+    foreign = {"notes.txt": "mine", "runs/keep.html": "<p>mine</p>", "plots/diagram.svg": "<svg/>",
+               "suite-handmade.html": "<p>mine</p>", "sub/x.html": "x"}
+    for rel, text in foreign.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(text)
+    leaderboard.build(reports, out)
+    edit_record(reports / "run-b", lambda r: r.update(suite="other"))
+    leaderboard.build(reports, out)
+    for f in (reports / "run-b").iterdir():
+        f.unlink()
+    (reports / "run-b").rmdir()
+    leaderboard.build(reports, out)  # run-b's pages and suite-other are its own: removed
+    assert not (out / "runs" / "run-b.html").exists() and not (out / "suite-other.html").exists()
+    assert {rel: (out / rel).read_text() for rel in foreign} == foreign
+
+
+def test_someone_elses_page_is_not_replaced(reports, tmp_path):
+    out = tmp_path / "lb"
+    out.mkdir()
+    (out / "index.html").write_text("<p>my site</p>")
+    proc = CliRunner().invoke(main, ["leaderboard", str(reports), "-o", str(out)])
+    assert proc.exit_code == 2 and "was not written by kdbench" in proc.stderr
+    assert (out / "index.html").read_text() == "<p>my site</p>" and not (out / "runs").exists()
+    # a run refuses such a folder before any work
+    proc = CliRunner().invoke(main, ["eval", "--suite", "quickstart", "--student", "x", "--reports-dir",
+                                     str(tmp_path / "r"), "--leaderboard-dir", str(out)])
+    assert proc.exit_code == 2 and "was not written by kdbench" in proc.stderr and not (tmp_path / "r").exists()
+
+
+def test_a_leaderboard_from_before_manifests_is_adopted(reports, tmp_path):
+    out = tmp_path / "lb"
+    leaderboard.build(reports, out)
+    (out / leaderboard.MANIFEST).unlink()  # as an older kdbench left it
+    (out / "runs" / "gone.html").write_text("an older run's page")
+    leaderboard.build(reports, out)
+    assert (out / "runs" / "gone.html").exists()  # not listed anywhere: kept, never guessed to be ours
+    assert "runs/run-a.html" in (out / leaderboard.MANIFEST).read_text()
+
+
+def test_a_malformed_record_is_skipped_with_one_warning(reports, tmp_path):
+    """Schema-valid before (``results: {sst2: {}}``), it stopped every leaderboard build."""
+    edit_record(reports / "run-b", lambda r: r["results"].update(sst2={}))
+    out = tmp_path / "lb"
+    proc = CliRunner().invoke(main, ["leaderboard", str(reports), "-o", str(out)])
+    assert proc.exit_code == 0, proc.output
+    warns = [l for l in proc.stderr.splitlines() if l.startswith("kdbench: warning:")]
+    assert len(warns) == 1 and str(reports / "run-b" / "report.json") in warns[0], proc.stderr
+    assert (out / "runs" / "run-a.html").exists() and not (out / "runs" / "run-b.html").exists()

@@ -167,8 +167,9 @@ def served(real):
     def poison(r):
         r["run_id"] = "hostile-run"
         r["created"] = "2000-01-01T00:00:00+00:00"
-        r["suite"] = XSS
+        r["suite"] = "hostile-suite"  # a suite name is a name (test_names.py): the hostile strings are model ids
         r["models"]["teacher"]["id"] = XSS
+        r["models"]["student"]["id"] = XSS
 
     _edit(hostile, poison)
     out = real["root"] / "leaderboards"

@@ -7,7 +7,8 @@ teacher's id and revision, a content hash of the examples and the settings that 
 outputs — with the key itself written into the file's metadata. Loading checks that the file reads,
 that its stored key is the key asked for, that every array is there with the expected number of
 rows and that floating-point values are finite; anything else is a corrupt or mismatched entry,
-rebuilt and overwritten. Writes are atomic, so a killed run leaves the old entry or none.
+rebuilt and overwritten. Writes are atomic, so a killed run leaves the old entry or none, and an
+entry is looked up and made under a lock, so two runs that need it at once compute it once.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from safetensors import safe_open
 from safetensors.numpy import save
 
-from kdbench.fsio import write_atomic
+from kdbench.fsio import within, write_atomic
 from kdbench.models.cache import cache_key, cache_root
 
 Arrays = dict[str, np.ndarray]
@@ -28,7 +30,7 @@ KEY_FIELD = "kdbench.key"
 
 def entry_path(kind: str, key: dict) -> Path:
     """Where the entry of ``kind`` (a folder name such as ``teacher_logits``) with ``key`` lives."""
-    return cache_root() / kind / f"{cache_key(**key)}.safetensors"
+    return within(cache_root(), kind, f"{cache_key(**key)}.safetensors")
 
 
 def _key_text(key: dict) -> str:
@@ -64,17 +66,19 @@ def cached_outputs(
 ) -> tuple[Arrays, bool]:
     """``compute()``'s arrays ``names`` for ``key``: from the cache when a valid entry exists (see
     ``read_entry``; ``rows`` is the leading dimension every array must have), else computed and
-    stored. Returns (arrays, reused)."""
+    stored. Returns (arrays, reused). A second process asking for the same entry meanwhile waits
+    for this one and reuses its entry."""
     path = entry_path(kind, key)
-    found = read_entry(path, key, names, rows)
-    if found is not None:
-        return found, True
-    arrays = {name: np.ascontiguousarray(a) for name, a in compute().items()}
-    missing = set(names) - set(arrays)
-    if missing:
-        raise ValueError(f"teacher cache {kind}: compute() returned no {sorted(missing)}")
-    write_atomic(path, save(arrays, metadata={KEY_FIELD: _key_text(key)}))
-    return arrays, False
+    with FileLock(path.with_name(f".{path.name}.lock")):
+        found = read_entry(path, key, names, rows)
+        if found is not None:
+            return found, True
+        arrays = {name: np.ascontiguousarray(a) for name, a in compute().items()}
+        missing = set(names) - set(arrays)
+        if missing:
+            raise ValueError(f"teacher cache {kind}: compute() returned no {sorted(missing)}")
+        write_atomic(path, save(arrays, metadata={KEY_FIELD: _key_text(key)}))
+        return arrays, False
 
 
 def cached_array(kind: str, key: dict, compute: Callable[[], np.ndarray], *, rows: int | None = None,

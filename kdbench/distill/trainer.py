@@ -33,6 +33,7 @@ from kdbench.distill import checkpoint
 from kdbench.distill.losses import LOSSES
 from kdbench.distill.losses.interpolation import TAIDSchedule
 from kdbench.errors import KdbenchError
+from kdbench.fsio import within
 
 # Bump when the loop's numerics change, so cached fine-tuned models are not reused across versions
 # (3: a fresh head is initialised from the run's seed).
@@ -241,7 +242,7 @@ def train(
     processes launched by ``accelerate launch`` / ``torchrun`` each take their own GPU (NCCL) or
     share the CPU (gloo) and train data-parallel (DDP)."""
     if checkpoint_dir is None and _SCOPE.get() is not None:
-        checkpoint_dir = _SCOPE.get() / (re.sub(r"[^A-Za-z0-9_.]+", "-", desc).strip("-") or "train")
+        checkpoint_dir = within(_SCOPE.get(), re.sub(r"[^A-Za-z0-9_.]+", "-", desc).strip("-.") or "train")
     accelerator = devices.accelerator(model.device if device is None else device)
     deterministic, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     if devices.deterministic_training(accelerator.device):

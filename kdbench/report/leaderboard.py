@@ -13,27 +13,23 @@ configuration is shown greyed with the reason, sorts last and stays out of the p
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+from kdbench import names
+from kdbench.errors import KdbenchError, KdbenchWarning
+from kdbench.fsio import within, write_atomic
 from kdbench.report import compare, plots
 from kdbench.report.html import environment
-from kdbench.fsio import write_atomic
 from kdbench.report.runs import scan
 from kdbench.report.summary import PERCENT_METRICS, ROLE_LABELS, fmt, fmt_ci, fmt_params, headline
 
-
-
-def slug(name: str) -> str:
-    """A file-name-safe form of a suite name (unsafe names also get a short hash, so they stay distinct)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "suite"
-    if safe != name:
-        safe += "-" + hashlib.sha256(name.encode()).hexdigest()[:6]
-    return safe
+MANIFEST = ".kdbench-leaderboard.json"  # the files this leaderboard wrote (the only ones it replaces or removes)
+LOCK = ".kdbench-leaderboard.lock"  # held while a build runs
+LEGACY_MARK = "<title>kdbench leaderboards</title>"  # the index of a leaderboard built before manifests
 
 
 def _value(metrics: dict | None, name: str) -> float | None:
@@ -60,6 +56,7 @@ class _Board:
     def __init__(self, runs: list[tuple[Path, dict]], out_dir: Path):
         self.runs = runs
         self.out_dir = out_dir
+        self.files: dict[str, str] = {}  # relative path -> content, the index last
         records = [r for _, r in runs]
         self.refs = compare.reference_keys(records)
         self.ref_records = compare.reference_records(records)
@@ -134,7 +131,7 @@ class _Board:
                     f"measured on {hardware}, the reference run on {ref_hardware}: latency is compared on one hardware only",
                 })
         rows.sort(key=lambda r: -float(r["cells"][0]["v"]) if r["cells"] and r["cells"][0]["v"] else float("inf"))
-        name = slug(suite)
+        name = suite
         figures = []
         for task in tasks:
             for cost, xlabel in (("latency", "latency per example at batch 32 (ms)"), ("params", "parameters (millions)")):
@@ -145,7 +142,7 @@ class _Board:
                     part = [p for p in pts if p.get("hardware") == hw]
                     on = f" on {hw}" if len(groups) > 1 else ""
                     svg = plots.pareto(part, xlabel, head[task], f"{task}: {head[task]} vs {cost}{on}")
-                    stem = f"{name}-{slug(task)}-{cost}" + (f"-{slug(hw)}" if on else "")
+                    stem = f"{name}-{task}-{cost}" + (f"-{names.slug(hw)}" if on else "")
                     figures.append({"task": task, "file": self.write_plot(f"{stem}.svg", svg),
                                     "alt": f"{task}: {head[task]} against {cost}{on}, Pareto front dashed"})
             curves = [{"label": r["run_id"][-6:] + " " + r["capacity_gap"][task].get("student", ""),
@@ -153,7 +150,7 @@ class _Board:
                       for _, r in runs if task in r.get("capacity_gap", {}) and not self.note(r, task)]
             if curves:
                 svg = plots.capacity_gap(curves, curves[0]["metric"], f"{task}: capacity gap")
-                figures.append({"task": task, "file": self.write_plot(f"{name}-{slug(task)}-capacity-gap.svg", svg),
+                figures.append({"task": task, "file": self.write_plot(f"{name}-{task}-capacity-gap.svg", svg),
                                 "alt": f"{task}: student score against teacher size"})
         task_info = []
         for task in tasks:
@@ -166,9 +163,12 @@ class _Board:
                 "latest": max(r["created"] for _, r in runs), "roles": sorted({r["role"] for r in rows})}
 
     def write_plot(self, name: str, svg: str) -> str:
-        write_atomic(self.out_dir / "plots" / name, svg)
-        self.written.add(Path("plots") / name)
+        self.write(f"plots/{name}", svg)
         return f"plots/{name}"
+
+    def write(self, rel: str, text: str) -> None:
+        """Stage ``out_dir/rel`` (written by ``_commit`` once every page is rendered)."""
+        self.files[rel] = text
 
     # one run ------------------------------------------------------------------------------------
     def run_view(self, run_dir: Path, record: dict) -> dict:
@@ -181,7 +181,7 @@ class _Board:
             cap_file = None
             if cap:
                 svg = plots.capacity_gap([{"label": cap.get("student", ""), **cap}], cap["metric"], f"{task}: capacity gap")
-                cap_file = "../" + self.write_plot(f"run-{record['run_id']}-{slug(task)}-capacity-gap.svg", svg)
+                cap_file = "../" + self.write_plot(f"run-{record['run_id']}-{task}-capacity-gap.svg", svg)
             tasks.append({
                 "name": task, "dataset": record["datasets"].get(task, {}), "note": self.note(record, task),
                 "key": compare.key(record, task), "roles": list(by_role), "metrics": names,
@@ -203,50 +203,106 @@ def _cell(m: dict | None) -> str:
     return f"{m['value']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
 
+def _manifest(out_dir: Path) -> tuple[set[str], bool]:
+    """``(files this leaderboard wrote last time, adopting)``. ``adopting``: a folder built by a
+    kdbench from before manifests (its index says so): its pages may be replaced, none deleted."""
+    path = out_dir / MANIFEST
+    if path.is_file():
+        try:
+            files = json.loads(path.read_text())["files"]
+            return {f for f in files if isinstance(f, str)}, False
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+            raise KdbenchError(f"leaderboard {out_dir}: {path} cannot be read; remove it to rebuild the folder") from None
+    index = out_dir / "index.html"
+    try:
+        legacy = index.is_file() and LEGACY_MARK in index.read_text(errors="replace")
+    except OSError:
+        legacy = False
+    return set(), legacy
+
+
+def check_output(out_dir: Path) -> None:
+    """Fail now, before a run's work, if ``out_dir`` cannot take a leaderboard (someone else's
+    ``index.html`` is there)."""
+    out_dir = Path(out_dir)
+    owned, adopting = _manifest(out_dir)
+    index = out_dir / "index.html"
+    if index.exists() and "index.html" not in owned and not adopting:
+        raise KdbenchError(f"leaderboard folder {out_dir}: {index} was not written by kdbench; "
+                           "choose another folder (--leaderboard-dir / -o)")
+
+
 def build(reports_dir: Path, out_dir: Path) -> Path:
     """Rebuild the leaderboard from every run under ``reports_dir`` into ``out_dir``; returns the
-    index page. Records that cannot be read are listed on the index, not fatal. Files of runs that
-    are gone are removed; each file is written atomically."""
+    index page. Records that cannot be read are skipped with a warning and listed on the index.
+
+    The build holds a lock on ``out_dir`` from the scan of ``reports_dir`` to the last file, so
+    runs finishing at the same time each leave a whole, consistent site (the last build sees every
+    finished run). Each file is written atomically, the index last. ``out_dir/.kdbench-leaderboard.json``
+    lists the files the leaderboard wrote: only those are replaced, and those of runs that are gone
+    removed; anything else in the folder is left alone."""
+    from filelock import FileLock
+
     reports_dir, out_dir = Path(reports_dir), Path(out_dir)
-    runs, skipped = scan(reports_dir)
+    if not reports_dir.is_dir():
+        raise KdbenchError(f"reports folder {reports_dir} does not exist")
     out_dir.mkdir(parents=True, exist_ok=True)
-    board = _Board(runs, out_dir)
-    board.written = set()
+    with FileLock(out_dir / LOCK):
+        runs, skipped = scan(reports_dir)
+        for path, why in skipped:
+            warnings.warn(f"skipped {path}: {why}", KdbenchWarning, stacklevel=2)
+        board = _Board(runs, out_dir)
+        _render(board, runs, skipped, reports_dir)
+        _commit(out_dir, board.files)
+    return out_dir / "index.html"
+
+
+def _commit(out_dir: Path, files: dict[str, str]) -> None:
+    """Write the rendered ``files`` into ``out_dir`` and remove the files of the last build that
+    are not among them. A file there that the manifest does not list is someone else's: refused
+    before anything is written. The manifest always lists at least what is on disk of ours (it
+    claims the new files before they are written), so a kill at any point leaves no orphan."""
+    owned, adopting = _manifest(out_dir)
+    paths = {rel: within(out_dir, rel) for rel in files}
+    foreign = [p for rel, p in paths.items() if rel not in owned and p.exists() and not adopting]
+    if foreign:
+        raise KdbenchError(f"leaderboard {out_dir}: {foreign[0]} was not written by kdbench (not in {MANIFEST}); "
+                           "it is kept: move it, or build the leaderboard in another folder (-o)")
+
+    def manifest(rels) -> None:
+        write_atomic(out_dir / MANIFEST, json.dumps({"files": sorted(rels)}, indent=1))
+
+    manifest(owned | set(files))
+    for rel, text in files.items():
+        write_atomic(paths[rel], text)
+    for rel in sorted(owned - set(files)):  # pages and plots of runs that are gone
+        within(out_dir, rel).unlink(missing_ok=True)
+    manifest(files)
+
+
+def _render(board: _Board, runs: list[tuple[Path, dict]], skipped: list, reports_dir: Path) -> None:
     env = environment()
     built = datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-    def write(rel: str, html: str) -> None:
-        write_atomic(out_dir / rel, html)
-        board.written.add(Path(rel))
-
     by_suite: dict[str, list] = {}
     for run_dir, record in runs:
         by_suite.setdefault(record["suite"], []).append((run_dir, record))
     suites = [board.suite_view(s, r) for s, r in sorted(by_suite.items())]
     for view in suites:
-        write(view["file"], env.get_template("suite.html").render(**view, built=built))
+        board.write(view["file"], env.get_template("suite.html").render(**view, built=built))
     run_rows = []
     for run_dir, record in runs:
-        write(f"runs/{record['run_id']}.html", env.get_template("leaderboard_run.html").render(
-            **board.run_view(run_dir, record), built=built, suite_file=f"../suite-{slug(record['suite'])}.html"))
+        board.write(f"runs/{record['run_id']}.html", env.get_template("leaderboard_run.html").render(
+            **board.run_view(run_dir, record), built=built, suite_file=f"../suite-{record['suite']}.html"))
         student = record["models"].get("student", {})
         notes = [n for n in (board.note(record, t) for t in record["results"]) if n]
         run_rows.append({"run_id": record["run_id"], "suite": record["suite"], "created": record["created"],
                          "teacher": record["models"].get("teacher", {}).get("id", ""),
                          "student": _model_detail(student) or student.get("id", ""), "notes": notes,
-                         "suite_file": f"suite-{slug(record['suite'])}.html"})
+                         "suite_file": f"suite-{record['suite']}.html"})
     run_rows.reverse()  # newest first
-    write("index.html", env.get_template("leaderboard.html").render(
+    board.write("index.html", env.get_template("leaderboard.html").render(
         suites=suites, runs=run_rows, skipped=[(str(p), why) for p, why in skipped], source=str(reports_dir),
         built=built))
-    for sub in ("runs", "plots"):  # pages and plots of runs that are gone
-        for f in (out_dir / sub).glob("*") if (out_dir / sub).is_dir() else ():
-            if f.suffix in (".html", ".svg") and f.relative_to(out_dir) not in board.written:
-                f.unlink()
-    for f in out_dir.glob("suite-*.html"):
-        if f.relative_to(out_dir) not in board.written:
-            f.unlink()
-    return out_dir / "index.html"
 
 
 def comparability_notes(reports_dir: Path) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, KdbenchWarning
 from kdbench.report import compare
 from kdbench.report.record import RECORD_FILE, read_record
 
@@ -62,7 +62,7 @@ def load_runs(reports_dir: str | Path, *, strict: bool = False):
     if skipped and strict:
         raise KdbenchError(skipped[0][1])
     for path, why in skipped:
-        warnings.warn(f"skipped {path}: {why}", stacklevel=2)
+        warnings.warn(f"skipped {path}: {why}", KdbenchWarning, stacklevel=2)
     records = [r for _, r in runs]
     refs = compare.reference_keys(records)
     ref_records = compare.reference_records(records)

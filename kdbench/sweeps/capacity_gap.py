@@ -33,9 +33,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from kdbench import names
 from kdbench.errors import KdbenchError
+from kdbench.fsio import held, within, write_atomic
 
 PLAN_FILE, CURVE_FILE = "sweep.json", "capacity_gap.json"
+SWEEP_LOCK = ".lock"  # in a sweep folder: held by the process running the sweep
 CI_METHOD = "t interval over seeds (95%); with one seed, that run's bootstrap CI"
 HEADS = ("classification", "regression")  # the recipe that honours distill.seed
 
@@ -51,7 +54,8 @@ class Teacher:
 
     @property
     def slug(self) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.model.rsplit("/", 1)[-1]) + (f"-L{self.layers}" if self.layers else "")
+        """The teacher's part of its points' folder names: a valid name (kdbench.names) from any id or path."""
+        return names.slug(self.model.rstrip("/").rsplit("/", 1)[-1] + (f"-L{self.layers}" if self.layers else ""))
 
 
 def parse_teachers(teachers: str | None, teacher_layers: tuple[str, ...] = ()) -> list[Teacher]:
@@ -102,7 +106,7 @@ class Point:
 
     @property
     def name(self) -> str:
-        return f"{self.teacher.slug}-seed{self.seed}"
+        return names.slug(f"{self.teacher.slug}-seed{self.seed}")
 
 
 def plan_points(plan: dict) -> list[Point]:
@@ -183,11 +187,11 @@ def finished_run(folder: Path, suite: dict) -> Path | None:
 
 
 def _pin_one_thread() -> None:
-    """A worker process uses one thread: points run side by side, not threads fighting over cores."""
-    os.environ.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", MKL_NUM_THREADS="1")
-    import torch
+    """A worker process uses one thread (points run side by side, not threads fighting over cores),
+    under kdbench's thread policy otherwise (kdbench.threads)."""
+    from kdbench import threads
 
-    torch.set_num_threads(1)
+    threads.apply(1)
 
 
 def run_point(suite: dict, folder: str) -> tuple[str, float]:
@@ -212,41 +216,61 @@ class SweepResult:
 def run_sweep(plan: dict | None, *, reports_dir: str | Path = "reports", leaderboard_dir: str | Path | None = "leaderboards",
               jobs: int = 1, resume: str | Path | None = None, log=lambda msg: print(msg, file=sys.stderr)) -> SweepResult:
     """Run (or, with ``resume``, continue) a sweep; returns its folder and curve record."""
+    from kdbench.report import leaderboard
+
     if resume is not None:
         sweep_dir = Path(resume)
-        if not (sweep_dir / PLAN_FILE).is_file():
-            raise KdbenchError(f"--resume {sweep_dir}: not a capacity-gap sweep folder (no {PLAN_FILE})")
-        plan = json.loads((sweep_dir / PLAN_FILE).read_text())
-        points = plan_points(plan)
-    else:
-        points = plan_points(plan)  # before the folder exists: bad input leaves nothing behind
+        plan = _read_plan(sweep_dir)
+        reports_dir = sweep_dir.parent
+    if leaderboard_dir is not None:
+        leaderboard.check_output(Path(leaderboard_dir))
+    points = plan_points(plan)  # before a new sweep's folder exists: bad input leaves nothing behind
+    if resume is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        sweep_dir = Path(reports_dir) / f"capacity-gap-{stamp}-{secrets.token_hex(3)}"
+        sweep_dir = within(reports_dir, f"capacity-gap-{stamp}-{secrets.token_hex(3)}")
         sweep_dir.mkdir(parents=True)
-        (sweep_dir / PLAN_FILE).write_text(json.dumps(plan, indent=2))
-        log(f"sweep folder {sweep_dir} (if interrupted: kdbench capacity-gap --resume {sweep_dir})")
-    status: dict[str, dict] = {}
-    todo = []
-    for p in points:
-        done = finished_run(sweep_dir / "points" / p.name, p.suite)
-        if done is not None:
-            status[p.name] = {"status": "skipped", "run_dir": done}
-            log(f"point {p.name}: skipped (finished: run {done.name})")
-        else:
-            todo.append(p)
-    first_seed = plan["seeds"][0]
-    # the first seed of every teacher fine-tunes and caches it; later seeds then reuse it
-    waves = [[p for p in todo if p.seed == first_seed], [p for p in todo if p.seed != first_seed]]
-    for wave in waves:
-        _run_wave(wave, sweep_dir, jobs, status, log)
-    return _write_outputs(plan, points, status, sweep_dir, reports_dir if resume is None else sweep_dir.parent,
-                          leaderboard_dir)
+    with held(sweep_dir / SWEEP_LOCK, f"sweep {sweep_dir} is running in another kdbench process (it holds "
+                                      f"{sweep_dir / SWEEP_LOCK}); resume it only once that process has stopped"):
+        if resume is None:
+            write_atomic(sweep_dir / PLAN_FILE, json.dumps(plan, indent=2))
+            log(f"sweep folder {sweep_dir} (if interrupted: kdbench capacity-gap --resume {sweep_dir})")
+        status: dict[str, dict] = {}
+        todo = []
+        for p in points:
+            done = finished_run(within(sweep_dir, "points", p.name), p.suite)
+            if done is not None:
+                status[p.name] = {"status": "skipped", "run_dir": done}
+                log(f"point {p.name}: skipped (finished: run {done.name})")
+            else:
+                todo.append(p)
+        first_seed = plan["seeds"][0]
+        # the first seed of every teacher fine-tunes and caches it; later seeds then reuse it
+        waves = [[p for p in todo if p.seed == first_seed], [p for p in todo if p.seed != first_seed]]
+        for wave in waves:
+            _run_wave(wave, sweep_dir, jobs, status, log)
+        return _write_outputs(plan, points, status, sweep_dir, reports_dir, leaderboard_dir)
+
+
+def _read_plan(sweep_dir: Path) -> dict:
+    """The plan of the sweep in ``sweep_dir`` (``sweep.json``), or a one-line error."""
+    path = sweep_dir / PLAN_FILE
+    if not path.is_file():
+        raise KdbenchError(f"--resume {sweep_dir}: not a capacity-gap sweep folder (no {PLAN_FILE})")
+    try:
+        plan = json.loads(path.read_text())
+        if not (isinstance(plan, dict) and isinstance(plan["suite"], str) and isinstance(plan["overrides"], list)
+                and isinstance(plan["seeds"], list) and all(isinstance(t["model"], str) for t in plan["teachers"])):
+            raise ValueError("not a sweep plan")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise KdbenchError(f"--resume {sweep_dir}: {path} cannot be used ({str(e).splitlines()[0] or type(e).__name__}); "
+                           "the sweep cannot be resumed") from None
+    return plan
 
 
 def _run_wave(wave: list[Point], sweep_dir: Path, jobs: int, status: dict, log) -> None:
     if not wave:
         return
-    folders = {p.name: str(sweep_dir / "points" / p.name) for p in wave}
+    folders = {p.name: str(within(sweep_dir, "points", p.name)) for p in wave}
     if jobs == 1:  # in this process (already pinned by the caller's environment)
         for p in wave:
             log(f"point {p.name}: running")
@@ -305,7 +329,6 @@ def curve_of(points: list[Point], records: dict[str, dict], status: dict, sweep_
 
 
 def _write_outputs(plan, points, status, sweep_dir: Path, reports_dir, leaderboard_dir) -> SweepResult:
-    from kdbench.fsio import write_atomic
     from kdbench.report import leaderboard, plots
     from kdbench.report.html import environment
     from kdbench.report.record import RECORD_FILE, dumps
@@ -321,8 +344,8 @@ def _write_outputs(plan, points, status, sweep_dir: Path, reports_dir, leaderboa
     figures = []
     for task, c in tasks.items():
         svg = plots.capacity_gap([{"label": student_label, **c}], c["metric"], f"{task}: capacity gap",
-                                 png=sweep_dir / f"capacity_gap-{task}.png")
-        write_atomic(sweep_dir / f"capacity_gap-{task}.svg", svg)
+                                 png=within(sweep_dir, f"capacity_gap-{task}.png"))
+        write_atomic(within(sweep_dir, f"capacity_gap-{task}.svg"), svg)
         figures.append(f"capacity_gap-{task}")
     # the leaderboard's view: the best point's run record under the sweep's id, with the curve
     best_task = next(iter(tasks))

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from kdbench.config import EvalConfig
+from kdbench.config import EvalConfig, TaskName
 from kdbench.data import DatasetSpec, LoadedSplit, load_split
 from kdbench.errors import KdbenchError
 from kdbench.predictions import Predictions
@@ -32,7 +32,7 @@ class DatasetRef(StrictModel):
 class TaskSpecBase(StrictModel):
     """Keys every task YAML has; a family's spec adds its own (columns, prompt, label names...)."""
 
-    name: str
+    name: TaskName
     family: str
     description: str = ""
     dataset: DatasetRef

@@ -7,11 +7,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 
 from kdbench import devices
 from kdbench.config import SuiteConfig, TeacherConfig
 from kdbench.distill.trainer import TRAINER_REVISION, LossFn, train
 from kdbench.errors import KdbenchError
+from kdbench.fsio import within
 from kdbench.models import cache
 from kdbench.models.loading import count_parameters, load_for_head, model_revision, save_model
 from kdbench.tasks.base import LoadedModel, RunSettings, Task
@@ -75,20 +77,23 @@ def finetuned_teacher(
         **devices.cache_fields(device),
     )
     folder = cache.finetuned_dir(key)
-    reused = cache.is_cached(key)
-    if reused:
-        model = load_for_head(str(folder), task.head, device=device)
-        durations["teacher_finetune_s"] = 0.0
-    else:
-        torch.manual_seed(suite.seed)  # the fresh head's initialisation must not depend on what ran before
-        # teacher.layers: from_pretrained with a smaller num_hidden_layers keeps the first k layers' weights
-        depth = {"num_hidden_layers": spec.layers} if spec.layers else {}
-        model = load_for_head(spec.model, task.head, spec.revision, device, **head_config, **depth)
-        with timed(durations, "teacher_finetune_s"):
-            stats = train(model, tokenizer, features, spec.finetune, loss_fn, seed=suite.seed, dtype=suite.dtype,
-                          desc=f"fine-tune {role} on {task.name}", collate_fn=collate_fn)
-        cache.save_finetuned(key, model, tokenizer, {"model": spec.model, "revision": revision, "task": task.name,
-                                                     "data_sha256": data_sha, "steps": stats.steps})
+    with cache.entry_lock(key):  # a concurrent run fine-tuning the same teacher: wait for it, then reuse
+        reused = cache.is_cached(key)
+        if reused:
+            model = load_for_head(str(folder), task.head, device=device)
+            durations["teacher_finetune_s"] = 0.0
+        else:
+            torch.manual_seed(suite.seed)  # the fresh head's initialisation must not depend on what ran before
+            # teacher.layers: from_pretrained with a smaller num_hidden_layers keeps the first k layers' weights
+            depth = {"num_hidden_layers": spec.layers} if spec.layers else {}
+            model = load_for_head(spec.model, task.head, spec.revision, device, **head_config, **depth)
+            with timed(durations, "teacher_finetune_s"):
+                stats = train(model, tokenizer, features, spec.finetune, loss_fn, seed=suite.seed, dtype=suite.dtype,
+                              desc=f"fine-tune {role} on {task.name}", collate_fn=collate_fn)
+            if PartialState().is_main_process:  # the processes of a launch trained one model: one writes it
+                cache.save_finetuned(key, model, tokenizer, {"model": spec.model, "revision": revision,
+                                                             "task": task.name, "data_sha256": data_sha,
+                                                             "steps": stats.steps})
     info.update(params=count_parameters(model), finetuned=True, cache_key=key, reused_from_cache=reused)
     return LoadedModel(model.eval(), tokenizer, str(folder)), info, str(folder)
 
@@ -104,5 +109,6 @@ def teacher_outputs_key(teacher_info: dict, device, **settings) -> dict:
 def save_student(model, tokenizer, run_dir: Path, task: Task, role: str) -> tuple[LoadedModel, str]:
     """``save_pretrained`` under ``run_dir/models/TASK/ROLE``; returns the model and the record id."""
     rel = f"models/{task.name}/{role}"
-    save_model(model, tokenizer, run_dir / rel)
-    return LoadedModel(model.eval(), tokenizer, str(run_dir / rel)), rel
+    folder = within(run_dir, "models", task.name, role)
+    save_model(model, tokenizer, folder)
+    return LoadedModel(model.eval(), tokenizer, str(folder)), rel

@@ -234,30 +234,39 @@ def leaderboard(reports_dir, output):
 @click.option("--baseline", required=True, metavar="RECORD",
               help="Baseline record: baselines/NAME.json, a bare NAME, a run folder or its report.json.")
 @click.option("--candidate", required=True, metavar="RECORD", help="Candidate record: reports/RUN/report.json or the run folder.")
-@click.option("--tolerance", "tolerances", multiple=True, metavar="METRIC=DELTA",
-              help="Absolute tolerance for a metric (repeatable); a worse value within it is not a regression. Default 0.")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="METRIC=DELTA|P%",
+              help="How much worse a metric may get (repeatable): absolute (accuracy=0.01) or relative to the "
+                   "baseline (latency_ms_b32=+15%); a worse value within it is not a regression. Default 0. "
+                   "Efficiency figures are gated only with a relative tolerance, and never across devices.")
+@click.option("--metrics", "metrics", multiple=True, metavar="PATTERN",
+              help="Gate only these metrics (repeatable; shell patterns such as 'f1*'). Default: all.")
+@click.option("--correction", type=click.Choice(["holm", "bonferroni", "none"]), default="holm", show_default=True,
+              help="Multiple-comparison correction of the p-values over all checks of the run.")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the Markdown summary to this file.")
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level of each paired test.")
+@click.option("--alpha", type=float, default=0.05, show_default=True,
+              help="Significance level (family-wise, with a correction).")
 @click.option("--role", "roles", multiple=True, help="Gate only these models (repeatable), e.g. --role student.")
 @click.option("--ignore", multiple=True, metavar="METRIC", help="Leave a metric out of the gate (repeatable).")
 @click.option("--bootstrap-samples", type=click.IntRange(100), default=1000, show_default=True)
 @_user_errors
-def gate(baseline, candidate, tolerances, markdown, alpha, roles, ignore, bootstrap_samples):
-    """CI regression gate: compare a candidate run with a baseline, metric by metric, with paired
-    tests on their per-example samples (exact McNemar for accuracy-like metrics, paired bootstrap
-    otherwise). A regression is significant (p < alpha) and worse than the tolerance.
+def gate(baseline, candidate, tolerances, metrics, correction, markdown, alpha, roles, ignore, bootstrap_samples):
+    """CI regression gate: compare a candidate run with a baseline, metric by metric, for every
+    task family, with paired tests on their per-unit samples (exact McNemar for right/wrong
+    outcomes, paired bootstrap otherwise; `kdbench metrics` lists each metric's). A regression is
+    significant (corrected p < alpha) and worse than the tolerance.
 
     Prints a Markdown table. Exit status: 0 pass, 1 regression, 2 unusable input (one-line reason).
 
     \b
     Example:
       kdbench gate --baseline baselines/quickstart.json --candidate reports/RUN/report.json \\
-                   --tolerance accuracy=0.01 --markdown gate.md
+                   --tolerance accuracy=0.01 --tolerance latency_ms_b32=+15% --markdown gate.md
     """
     from kdbench import gate as gate_lib
 
     result = gate_lib.run_gate(baseline, candidate, gate_lib.parse_tolerances(tolerances), alpha=alpha, roles=roles,
-                               ignore=ignore, n_samples=bootstrap_samples, markdown=markdown)
+                               ignore=ignore, metrics=metrics, correction=correction, n_samples=bootstrap_samples,
+                               markdown=markdown)
     click.echo(result.markdown(), nl=False)
     sys.exit(result.exit_code)
 

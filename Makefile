@@ -11,7 +11,7 @@ OFFLINE := KDBENCH_DATA_DIR=$(abspath $(MIRROR)/data) HF_HUB_OFFLINE=1 HF_DATASE
 endif
 SEED_TOOL := $(wildcard $(MIRROR)/tools/seed-hf-cache)
 
-.PHONY: quickstart test models vllm clean
+.PHONY: quickstart test models vllm docs clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ endif
 
 quickstart: models
 	$(OFFLINE) $(BIN)/kdbench train-and-eval
+
+# docs/metrics.md is generated from the metric registry (a test fails when it is out of date)
+docs: $(BIN)/.installed
+	$(BIN)/kdbench metrics --markdown > docs/metrics.md
 
 test: models
 	$(OFFLINE) $(BIN)/python -m pytest -q

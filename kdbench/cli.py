@@ -341,6 +341,31 @@ def losses(level):
 
 
 @main.command()
+@click.option("--kind", "kind_name", metavar="KIND", help="Only the metrics of this predictions kind (e.g. ner, lm_pair).")
+@click.option("--markdown", is_flag=True, help="Print the reference page docs/metrics.md instead (generated from the registry).")
+@_user_errors
+def metrics(kind_name, markdown):
+    """List the metric registry: name, predictions kind, better direction, CI method and paired
+    test (what `kdbench gate` runs), then each metric's formula and reference.
+
+    \b
+    Examples:
+      kdbench metrics
+      kdbench metrics --kind ner
+      kdbench metrics --markdown > docs/metrics.md
+    """
+    from kdbench.metrics import docs
+    from kdbench.metrics.spec import kind
+
+    if markdown:
+        click.echo(docs.markdown(), nl=False)
+        return
+    if kind_name is not None:
+        kind(kind_name)  # an unknown kind is a one-line error with the known ones
+    click.echo(docs.listing(kind_name))
+
+
+@main.command()
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False), help="Folder of extra task YAML files.")
 @_user_errors
 def tasks(include_path):

@@ -303,10 +303,13 @@ def _check_type(fields: dict, task_spec: dict) -> str | None:
     return None
 
 
-statistic("f1_{type}", "ner", higher_is_better=True, percent=True, per_unit=SENTENCE, reference="seqeval",
-          check=_check_type,
-          replicates=lambda ctx, type: _type_f1(ctx.resampled, len(ctx.types), _type_index(ctx, type)))(
-    lambda ctx, type: float(_type_f1(ctx.totals, len(ctx.types), _type_index(ctx, type))))
+@statistic("f1_{type}", "ner", higher_is_better=True, percent=True, per_unit=SENTENCE, reference="seqeval",
+           check=_check_type,
+           replicates=lambda ctx, type: _type_f1(ctx.resampled, len(ctx.types), _type_index(ctx, type)))
+def f1_per_type(ctx, type):
+    """Entity F1 of one type (the type's name in lower snake case, ``creative-work`` → ``f1_creative_work``), from
+    that type's counts only."""
+    return float(_type_f1(ctx.totals, len(ctx.types), _type_index(ctx, type)))
 _register("token_accuracy", "ner", _extra(0), higher_is_better=True, percent=True,
           per_unit="(words tagged right, words) in the sentence", reference="seqeval accuracy_score",
           doc="Words whose tag is right / all words.")

@@ -232,9 +232,17 @@ def statistic(name: str, kind: str, *, higher_is_better: bool | None, per_unit: 
                                interval=interval, check=check)
 
 
+def kinds() -> list[Kind]:
+    """Every kind, in the order of :data:`MODULES` (then any other module's), whatever order the
+    modules were imported in."""
+    rank = {m: i for i, m in enumerate(MODULES)}
+    ordered = [k for _, k in KINDS.items()]
+    return sorted(ordered, key=lambda k: rank.get(k.table.__module__, len(rank)))
+
+
 def all_metrics() -> list[MetricSpec]:
     """Every registered metric (templates unbound), kind by kind."""
-    return [spec for _, k in KINDS.items() for _, spec in k.metrics.items()]
+    return [spec for k in kinds() for _, spec in k.metrics.items()]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -84,6 +84,10 @@ class Kind:
     parents: tuple[str, ...] = ()
     metrics: Registry = field(default=None, compare=False)
 
+    @property
+    def units(self) -> str:
+        return self.unit[:-1] + "ies" if self.unit.endswith("y") else self.unit + "s"
+
     def __post_init__(self):
         if self.metrics is None:
             object.__setattr__(self, "metrics", Registry(f"{self.name.replace('_pair', ' pair')} metric"))
@@ -169,7 +173,7 @@ class MetricSpec:
             return "see formula"
         if self.values is None and self.replicates is None:
             return "none"
-        return f"percentile bootstrap over {kind(self.kind).unit}s"
+        return f"percentile bootstrap over {kind(self.kind).units}"
 
     def bind(self, name: str, fields: dict) -> MetricSpec:
         changes = self.resolve(fields) if self.resolve is not None else {}
@@ -297,7 +301,7 @@ def paired_test(spec: MetricSpec, a: Table, b: Table, how: Resampling) -> Paired
     and the differences give the percentile CI and :func:`~kdbench.metrics.stats.bootstrap_p_value`."""
     if a.n != b.n:
         raise ValueError(f"a paired test needs the same units: {a.n} and {b.n}")
-    unit = kind(spec.kind).unit
+    unit = kind(spec.kind).units
     draws = None if spec.values is not None else paired_draws(a.n, max(how.n_samples, 1), how.seed)
     ctx_a, ctx_b = how.context(a, draws), how.context(b, draws)
     va, vb = spec.value(ctx_a), spec.value(ctx_b)
@@ -310,11 +314,11 @@ def paired_test(spec: MetricSpec, a: Table, b: Table, how: Resampling) -> Paired
             mc = mcnemar_exact(ua > 0.5, ub > 0.5, how.confidence)
             return Paired(va, vb, boot["value"], boot["ci"], mc["p_value"],
                           f"exact McNemar (b={mc['b']}, c={mc['c']})", mc)
-        return Paired(va, vb, boot["value"], boot["ci"], boot["p_value"], f"paired bootstrap over {unit}s")
+        return Paired(va, vb, boot["value"], boot["ci"], boot["p_value"], f"paired bootstrap over {unit}")
     deltas = np.asarray(spec.samples(ctx_a), dtype=np.float64) - np.asarray(spec.samples(ctx_b), dtype=np.float64)
     ci = list(percentile_ci(deltas, how.confidence))
     return Paired(va, vb, va - vb, ci if all(math.isfinite(x) for x in ci) else None, bootstrap_p_value(deltas),
-                  f"paired bootstrap over {unit}s")
+                  f"paired bootstrap over {unit}")
 
 
 def compare(a: Table, b: Table, how: Resampling) -> dict[str, dict]:

@@ -31,67 +31,23 @@ from pathlib import Path
 from kdbench.errors import KdbenchError
 from kdbench.fsio import write_atomic
 from kdbench.metrics import spec as metric_spec
+from kdbench.metrics.samples import Side, matches, options, read_side, tables
 from kdbench.metrics.stats import adjust_p_values
 from kdbench.report import compare
 from kdbench.report.record import RECORD_FILE, read_record, read_samples, samples_path, write_record
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
 CORRECTIONS = ("holm", "bonferroni", "none")
-SAMPLES_MATCH_TOL = 1e-5
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # efficiency figure -> higher is better (gated only with a relative --tolerance, never across devices)
 EFFICIENCY = {"latency_ms_b1": False, "latency_ms_b32": False, "throughput_eps": True, "peak_rss_mb": False,
               "params": False}
-# records that predate the "kinds" key: the predictions kind of each family
-FAMILY_KINDS = {"glue": "classifier", "classification": "classifier", "glue_regression": "regression",
-                "regression": "regression", "ner": "ner", "retrieval": "ranking", "reasoning": "generation",
-                "language_modeling": "lm"}
+
 
 
 # --------------------------------------------------------------------------------------------------
 # inputs
 # --------------------------------------------------------------------------------------------------
-@dataclass
-class Side:
-    """One run: its record, its samples and where they came from."""
-
-    label: str  # "baseline" or "candidate"
-    path: Path
-    record: dict
-    samples: object  # pandas DataFrame
-
-    def rows(self, task: str, role: str, ids: Sequence[str] | None = None, required: bool = True):
-        """The samples rows of one model (or pair key) on one task, in ``ids`` order."""
-        part = self.samples[(self.samples["task"] == task) & (self.samples["role"] == role)]
-        if part.empty:
-            if not required:
-                return None
-            raise KdbenchError(f"{self.label} {self.path}: missing samples for {task}/{role}")
-        if part["example_id"].duplicated().any():
-            dup = part.loc[part["example_id"].duplicated(), "example_id"].iloc[0]
-            raise KdbenchError(f"{self.label} {self.path}: example {dup!r} appears twice in the samples of {task}/{role}")
-        part = part.set_index("example_id", drop=False)
-        if ids is not None:
-            if set(ids) != set(part.index):
-                raise KdbenchError(f"{task}/{role}: the baseline's and the candidate's samples cover different "
-                                   f"examples ({len(ids)} vs {len(part)})")
-            part = part.loc[list(ids)]
-        return part
-
-    def kind(self, task: str) -> str:
-        kinds = self.record.get("kinds", {})
-        if task in kinds:
-            return kinds[task]
-        family = self.record["config"].get("task_specs", {}).get(task, {}).get("family")
-        if family == "lm_eval":  # multiple choice keeps class probabilities
-            rows = self.rows(task, next(iter(self.record["results"][task])))
-            return "lm_eval_choice" if len(rows["probs"].iloc[0]) else "lm_eval_generation"
-        if family not in FAMILY_KINDS:
-            raise KdbenchError(f"{self.label} {self.path}: task {task} has no predictions kind in the record "
-                               f"(family {family!r})")
-        return FAMILY_KINDS[family]
-
-
 def resolve_record_path(path: str | Path, baselines_dir: str | Path = "baselines") -> Path:
     """A run folder, a ``report.json``, a baseline ``NAME.json``, or a bare baseline name."""
     p = Path(path)
@@ -105,65 +61,7 @@ def resolve_record_path(path: str | Path, baselines_dir: str | Path = "baselines
 
 
 def load_side(path: str | Path, label: str) -> Side:
-    p = resolve_record_path(path)
-    try:
-        record = read_record(p)
-    except KdbenchError as e:
-        raise KdbenchError(f"{label}: {e}") from None
-    samples = read_samples(samples_path(p), where=f"{label} {p}")
-    return Side(label, p, record, samples)
-
-
-def _task_spec(record: dict, task: str) -> dict:
-    return record["config"].get("task_specs", {}).get(task, {})
-
-
-def _options(record: dict, task: str) -> dict:
-    """The evaluation settings of ``task`` in ``record`` (a mixed suite's per-task ones included)."""
-    cfg = record["config"]
-    return {**cfg.get("eval", {}), **cfg.get("per_task", {}).get(task, {}).get("eval", {})}
-
-
-def tables(side: Side, task: str, model: str, kind_name: str, ids: Sequence[str] | None = None):
-    """The per-unit table of one model (``role``) or pair (``student|reference``) of ``side`` on
-    ``task``, rebuilt from its samples in ``ids`` order (the baseline's)."""
-    spec = _task_spec(side.record, task)
-    where = f"{side.label} {side.path}: {task}/{model}"
-    k = metric_spec.kind(kind_name)
-    if "|" not in model:
-        return k.table.from_samples(side.rows(task, model, ids), spec, where)
-    student, reference = model.split("|")
-    pk = metric_spec.kind(k.pair)
-    return pk.table.from_samples(side.rows(task, student, ids), side.rows(task, reference, ids),
-                                 side.rows(task, model, ids, required=False), spec, where)
-
-
-def recompute(side: Side) -> list[str]:
-    """Every metric of ``side``'s record recomputed from its samples, as one line per value that
-    does not match (empty: the samples back the record); raises on samples that cannot be read."""
-    out = []
-    for task, by_role in side.record["results"].items():
-        kind_name = side.kind(task)
-        k = metric_spec.kind(kind_name)
-        how = metric_spec.Resampling(0, 0.95, 0, _options(side.record, task))
-        blocks = list(by_role.items()) + [(key, ms) for key, ms in side.record["pairs"].get(task, {}).items()
-                                          if not set(ms) & set(k.comparison_names())]
-        for model, metrics in blocks:
-            kind_of = k if "|" not in model else metric_spec.kind(k.pair)
-            table = tables(side, task, model, kind_name)
-            ctx = how.context(table)
-            for name, m in metrics.items():
-                spec = kind_of.find(name)
-                if spec is None or not table.has(name):
-                    continue
-                got = spec.value(ctx)
-                if not _matches(got, m["value"]):
-                    out.append(f"{task}/{model}/{name} is {m['value']:.6g} in the record, {got:.6g} from the samples")
-    return out
-
-
-def _matches(got: float, want: float) -> bool:
-    return math.isfinite(got) and abs(got - want) <= SAMPLES_MATCH_TOL * max(1.0, abs(want))
+    return read_side(resolve_record_path(path), label)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -470,14 +368,14 @@ def _run_gate(baseline, candidate, tolerances, *, alpha, roles, ignore, metrics,
     for p in plan.checks:  # the samples must back both records before anything is tested
         for side, val in ((base, p.baseline), (cand, p.candidate)):
             table, _, _ = plan.table(side, p.task, p.model, p.kind)
-            got = p.spec.value(metric_spec.Resampling(0, confidence, seed, _options(side.record, p.task)).context(table))
-            if not _matches(got, val):
+            got = p.spec.value(metric_spec.Resampling(0, confidence, seed, options(side.record, p.task)).context(table))
+            if not matches(got, val):
                 raise KdbenchError(f"{side.label} {side.path}: samples do not match the record: {p.task}/{p.model}/"
                                    f"{p.spec.name} is {val:.6g} in the record, {got:.6g} from the samples")
 
     checks = []
     for p in plan.checks:
-        how = metric_spec.Resampling(n_samples, confidence, seed, _options(base.record, p.task))
+        how = metric_spec.Resampling(n_samples, confidence, seed, options(base.record, p.task))
         t = metric_spec.paired_test(p.spec, plan.table(cand, p.task, p.model, p.kind)[0],
                                     plan.table(base, p.task, p.model, p.kind)[0], how)
         checks.append(Check(p.task, p.model, p.spec.name, p.baseline, p.candidate, p.candidate - p.baseline, t.ci,

@@ -130,7 +130,7 @@ def train_and_eval(
 
     try:
         result = _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir, run_id=run_id,
-                                  resume=resume is not None and scratch is None)
+                                  resume=resume is not None and scratch is None, trained=True)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -257,9 +257,9 @@ def _aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:
 
 
 def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir, *,
-                     run_id: str | None = None, resume: bool = False) -> RunResult:
+                     run_id: str | None = None, resume: bool = False, trained: bool = False) -> RunResult:
     """``run_id``: given by train-and-eval, new by default; ``resume``: continue in its existing
-    staging folder."""
+    staging folder; ``trained``: the run trained its students (the record names the trainer revision)."""
     started = time.perf_counter()
     run_id = run_id or new_run_id(suite.name)
     results, pairs, datasets, durations, frames, models, models_by_task, kinds = {}, {}, {}, {}, [], {}, {}, {}
@@ -295,6 +295,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             "schema_version": SCHEMA_VERSION,
             "kdbench_version": kdbench.__version__,
             "git_hash": environment.git_hash(),
+            **({"trainer_revision": environment.trainer_revision()} if trained else {}),
             "run_id": run_id,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "suite": suite.name,

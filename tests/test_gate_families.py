@@ -14,6 +14,7 @@ from pinned_runs import write_run
 from scipy import stats as st
 
 from kdbench import gate
+from kdbench.metrics.samples import recompute
 from kdbench.metrics.spec import Resampling, kind, paired_test
 from kdbench.metrics.stats import Resampled, adjust_p_values, paired_draws
 
@@ -40,7 +41,7 @@ def test_a_rerun_passes_with_every_metric_gated_or_explained(folders, run):
             for name in metrics:
                 assert (task, model, name) in gated or any(n.startswith(f"{task}/{model}/{name} (")
                                                            for n in result.not_gated), (task, model, name)
-    assert gate.recompute(result.baseline) == []
+    assert recompute(result.baseline) == []
 
 
 def _flip(p, rng, share):

@@ -64,7 +64,7 @@ def make_run(reports_dir: Path, run_id: str, *, accuracies: dict[str, float] | N
     sha = hashlib.sha256(json.dumps([ids, labels.tolist()]).encode()).hexdigest()
     record = {
         "schema_version": 1, "kdbench_version": "0.1.0", "git_hash": None, "run_id": run_id, "created": created,
-        "suite": suite, "config": {"name": suite, "max_length": 64, "eval": eval_cfg,
+        "suite": suite, "config": {"name": suite, "seed": seed, "max_length": 64, "eval": eval_cfg,
                                    "task_specs": {"sst2": copy.deepcopy(TASK_SPEC)}},
         "environment": {"dtype": "bf16", "device": "cpu"}, "seeds": [seed], "models": models,
         "datasets": {"sst2": {"id": "nyu-mll/glue", "config": "sst2", "split": "validation", "rows": n, "sha256": sha}},

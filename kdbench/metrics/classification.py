@@ -276,8 +276,9 @@ class ClassifierPairTable(Table):
 
 
 register_kind(Kind("classifier", "example", "class probabilities and gold labels", table=ClassifierTable,
-                   pair="classifier_pair", compare="accuracy"))
-register_kind(Kind("classifier_pair", "example", "teacher and student class probabilities", table=ClassifierPairTable))
+                   pair="classifier_pair", compare="accuracy", columns=("ece", "brier", "nll")))
+register_kind(Kind("classifier_pair", "example", "teacher and student class probabilities", table=ClassifierPairTable,
+                   columns=("label_loyalty", "probability_loyalty")))
 
 
 # --------------------------------------------------------------------------------------------------

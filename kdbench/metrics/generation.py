@@ -72,9 +72,9 @@ class GenerationPairTable(Table):
 
 
 register_kind(Kind("generation", "question", "generated texts, their extracted final answers and the gold answers",
-                   table=GenerationTable, pair="generation_pair", compare="exact_match"))
+                   table=GenerationTable, pair="generation_pair", compare="exact_match", columns=("extraction_rate",)))
 register_kind(Kind("generation_pair", "question", "the teacher's and the student's extracted answers",
-                   table=GenerationPairTable))
+                   table=GenerationPairTable, columns=("answer_agreement",)))
 
 
 @metric("exact_match", "generation", higher_is_better=True, percent=True, binary=True,

@@ -254,8 +254,10 @@ class LmPairTable(Table):
                                n_samples=n_samples, seed=seed, draws=draws, means=self.means)
 
 
-register_kind(Kind("lm", "document", "per-token log-probabilities of held-out text", table=LmTable, pair="lm_pair"))
-register_kind(Kind("lm_pair", "document", "teacher and student top-k next-token distributions", table=LmPairTable))
+register_kind(Kind("lm", "document", "per-token log-probabilities of held-out text", table=LmTable, pair="lm_pair",
+                   columns=("bits_per_byte",)))
+register_kind(Kind("lm_pair", "document", "teacher and student top-k next-token distributions", table=LmPairTable,
+                   columns=("top1_agreement", "acceptance_rate")))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -106,7 +106,8 @@ class LmEvalGenerationTable(_LmEvalValues, Table):
 
 
 register_kind(Kind("lm_eval_choice", "document", "lm-eval multiple choice: log-likelihood of every choice, the gold one",
-                   table=LmEvalChoiceTable, pair="classifier_pair", compare="accuracy", parents=("classifier",)))
+                   table=LmEvalChoiceTable, pair="classifier_pair", compare="accuracy", parents=("classifier",),
+                   columns=("ece", "brier", "nll")))
 register_kind(Kind("lm_eval_generation", "document", "lm-eval generations, the answers its filter extracted, "
                    "its per-document metrics", table=LmEvalGenerationTable, pair="generation_pair",
                    compare="exact_match", compare_label="accuracy", compare_odds_ratio=False))

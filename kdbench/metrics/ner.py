@@ -244,9 +244,9 @@ class NerPairTable(Table):
 
 
 register_kind(Kind("ner", "sentence", "gold and predicted IOB2 tags per word", table=NerTable, pair="ner_pair",
-                   compare="f1"))
+                   compare="f1", columns=("precision", "recall", "token_accuracy")))
 register_kind(Kind("ner_pair", "sentence", "teacher and student tags and tag distributions per word",
-                   table=NerPairTable))
+                   table=NerPairTable, columns=("label_loyalty", "entity_f1_vs_teacher")))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -96,9 +96,9 @@ class RegressionPairTable(Table):
 
 
 register_kind(Kind("regression", "example", "predicted and gold scores", table=RegressionTable, pair="regression_pair",
-                   compare="pearson"))
+                   compare="pearson", columns=("spearman", "mse")))
 register_kind(Kind("regression_pair", "example", "teacher and student scores, the task's label range",
-                   table=RegressionPairTable))
+                   table=RegressionPairTable, columns=("regression_loyalty",)))
 
 
 def _label_range(task_spec: dict) -> float:

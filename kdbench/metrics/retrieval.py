@@ -223,8 +223,10 @@ class RankingPairTable(_QueryTable):
 
 
 register_kind(Kind("ranking", "query", "ranked document ids and graded judgments", table=RankingTable,
-                   pair="ranking_pair", compare="ndcg_at_10", compare_p_name="ndcg_at_10_p_value"))
-register_kind(Kind("ranking_pair", "query", "teacher and student rankings", table=RankingPairTable))
+                   pair="ranking_pair", compare="ndcg_at_10", compare_p_name="ndcg_at_10_p_value",
+                   columns=("mrr_at_10", "recall_at_100")))
+register_kind(Kind("ranking_pair", "query", "teacher and student rankings", table=RankingPairTable,
+                   columns=("overlap_at_10", "teacher_ndcg_at_10")))
 
 
 # --------------------------------------------------------------------------------------------------

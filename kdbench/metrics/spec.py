@@ -70,7 +70,8 @@ class Table:
 class Kind:
     """A kind of predictions: its unit, what it reads, its table type and, for one model's
     predictions, the pair kind (teacher–student) and the metric a student is compared with its
-    no-KD baseline on (``compare``; ``compare_label`` names the difference when it differs)."""
+    no-KD baseline on (``compare``; ``compare_label`` names the difference when it differs);
+    ``columns``: the metrics reports show beside the task's main score."""
 
     name: str
     unit: str
@@ -82,6 +83,7 @@ class Kind:
     compare_p_name: str | None = None
     compare_odds_ratio: bool = True
     parents: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()  # what reports show beside the main score, when the task has them
     metrics: Registry = field(default=None, compare=False)
 
     @property

@@ -35,6 +35,7 @@ from kdbench.report import html, leaderboard
 from kdbench.report.record import RECORD_FILE, SAMPLES_FILE, SCHEMA_VERSION, dumps
 from kdbench.report.rundir import run_id_of_staging, staged_run_dir, staging_dir
 from kdbench.metrics.glue import glue_average
+from kdbench.metrics.sanity import run_warnings
 from kdbench.tasks import get_task
 from kdbench.tasks.base import RunSettings, Task
 
@@ -318,8 +319,9 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
         summary = glue_average(record)
         if summary:
             record["summary"] = summary
-        (run_dir / RECORD_FILE).write_text(dumps(record))
         frame = samples_frame(frames)
+        record["warnings"] = run_warnings(record, frame)
+        (run_dir / RECORD_FILE).write_text(dumps(record))
         frame.to_parquet(run_dir / SAMPLES_FILE, index=False)
         (run_dir / "report.html").write_text(html.render_run(record, frame))
     final_dir = Path(reports_dir) / run_id

@@ -250,6 +250,12 @@ class ClassifierTable(Table):
         return ClassifierContext(self.probs, self.labels, n_samples=n_samples, seed=seed,
                                  ece_bins=int(options.get("ece_bins", 15)), draws=draws)
 
+    def trivial(self) -> ClassifierTable:
+        """Certain of the majority class, always."""
+        k = self.probs.shape[1]
+        majority = np.bincount(self.labels, minlength=k).argmax()
+        return ClassifierTable(np.tile(np.eye(k)[majority], (self.n, 1)), self.labels)
+
 
 @dataclass
 class ClassifierPairTable(Table):

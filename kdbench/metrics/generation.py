@@ -49,6 +49,10 @@ class GenerationTable(Table):
         return ColumnContext({"correct": self.correct, "extracted": self.extracted}, self.n, n_samples=n_samples,
                              seed=seed, draws=draws)
 
+    def trivial(self) -> GenerationTable:
+        """No answer, ever."""
+        return GenerationTable(np.zeros(self.n), np.zeros(self.n))
+
 
 @dataclass
 class GenerationPairTable(Table):

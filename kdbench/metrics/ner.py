@@ -111,6 +111,10 @@ def _words(tags: Sequence[Sequence[str]]) -> np.ndarray:
     return np.array([len(t) for t in tags], dtype=np.float64)
 
 
+def _outside(gold: Sequence[Sequence[str]]) -> np.ndarray:
+    return np.array([sum(t == "O" for t in row) for row in gold], dtype=np.float64)
+
+
 def _agreement(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> np.ndarray:
     """Words per sentence with the same tag in ``a`` and ``b``."""
     return np.array([sum(x == y for x, y in zip(ra, rb, strict=True)) for ra, rb in zip(a, b, strict=True)],
@@ -157,6 +161,7 @@ class NerTable(Table):
     unseen: np.ndarray
     words: np.ndarray
     types: list[str]
+    outside: np.ndarray | None = None  # words whose gold tag is O, per sentence
 
     @property
     def n(self) -> int:
@@ -169,17 +174,23 @@ class NerTable(Table):
         types = entity_types(preds.label_names)
         gold, pred = preds.gold_tags, preds.pred_tags
         unseen = np.array([np.sum(~s) for s in preds.seen], dtype=np.float64)
-        return cls(entity_counts(gold, pred, types), _agreement(gold, pred), unseen, _words(gold), types)
+        return cls(entity_counts(gold, pred, types), _agreement(gold, pred), unseen, _words(gold), types, _outside(gold))
 
     @classmethod
     def from_samples(cls, rows, task_spec: dict, where: str) -> NerTable:
         types = entity_types(task_spec["label_names"])
         gold, pred = tags_from_samples(rows, "label", where), tags_from_samples(rows, "pred", where)
         unseen = _sample_column(rows, "unseen", where) if "unseen" in rows.columns else None
-        return cls(entity_counts(gold, pred, types), _agreement(gold, pred), unseen, _words(gold), types)
+        return cls(entity_counts(gold, pred, types), _agreement(gold, pred), unseen, _words(gold), types, _outside(gold))
 
     def has(self, metric: str) -> bool:
         return self.unseen is not None or metric != "unseen_word_rate"
+
+    def trivial(self) -> NerTable:
+        """Every word tagged ``O``: no entity predicted (the words it gets right are the O words)."""
+        counts = self.counts.copy()
+        counts[:, :, :2] = 0  # no true positive, nothing predicted; the gold entities stay
+        return NerTable(counts, self.outside, np.zeros(self.n), self.words, self.types)
 
     def columns(self) -> dict[str, np.ndarray]:
         return {"unseen": self.unseen.astype(np.int64)}

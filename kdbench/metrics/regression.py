@@ -70,6 +70,10 @@ class RegressionTable(Table):
     def context(self, *, n_samples, seed, options, draws=None) -> RegressionContext:
         return RegressionContext(self.pred, self.gold, n_samples=n_samples, seed=seed, draws=draws)
 
+    def trivial(self) -> RegressionTable:
+        """The mean gold score, always."""
+        return RegressionTable(np.full(self.n, self.gold.mean()), self.gold)
+
 
 @dataclass
 class RegressionPairTable(Table):

@@ -65,6 +65,12 @@ class Table:
         """Whether the table holds what ``metric`` reads (tables of optional columns override this)."""
         return True
 
+    def trivial(self) -> Table | None:
+        """The same units predicted by a model that learnt nothing (the majority class, all ``O``
+        tags, a constant score, no answer), or None where no such model is meaningful: what a
+        teacher must beat (:mod:`kdbench.metrics.sanity`)."""
+        return None
+
 
 @dataclass(frozen=True)
 class Kind:

@@ -99,6 +99,8 @@ def _print_run(result) -> None:
     from kdbench.report.table import format_run
 
     click.echo(format_run(result.record))
+    for w in result.record.get("warnings", []):
+        click.echo(f"warning: {w['message']}")
     glue = result.record.get("summary", {}).get("glue_average")
     if glue:
         click.echo("\nGLUE average: " + ", ".join(f"{role} {v['value'] * 100:.1f}" for role, v in glue.items()))
@@ -297,6 +299,27 @@ def promote(run, name, baselines_dir, reports_dir, force):
     click.echo(f"baseline: {record}\nsamples:  {samples}")
 
 
+@baseline.command()
+@click.argument("suite", metavar="SUITE")
+@click.option("--name", help="Baseline name (default: the suite's): writes baselines/NAME.json and its samples.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any suite value by dotted key.")
+@click.option("--baselines-dir", default="baselines", show_default=True, type=click.Path(file_okay=False))
+@_user_errors
+def make(suite, name, overrides, baselines_dir):
+    """Re-make a baseline: train-and-eval SUITE (in a scratch folder) and promote the run, replacing
+    the baseline of that name. `make baselines` runs this for every local suite.
+
+    \b
+    Examples:
+      kdbench baseline make ner
+      kdbench baseline make quickstart --name quickstart-small --set data.train_rows=1000 --set data.eval_rows=300
+    """
+    from kdbench.gate import make_baseline
+
+    record, samples = make_baseline(suite, name, overrides, baselines_dir)
+    click.echo(f"baseline: {record}\nsamples:  {samples}")
+
+
 @main.command()
 @_user_errors
 def suites():
@@ -369,7 +392,7 @@ def metrics(kind_name, markdown):
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False), help="Folder of extra task YAML files.")
 @_user_errors
 def tasks(include_path):
-    """List the registered tasks: name, family, dataset, metrics.
+    """List the registered tasks: name, family, dataset, main score and the other metrics.
 
     \b
     Example:
@@ -380,4 +403,5 @@ def tasks(include_path):
     for spec in list_tasks(include_path):
         d = spec.dataset
         data = f"{d.id}/{d.config or 'default'}:{d.eval_split}"
-        click.echo(f"{spec.name:<18} {spec.family:<17} {data:<44} {', '.join(spec.metrics + spec.pair_metrics)}")
+        others = [m for m in spec.metrics + spec.pair_metrics if m != spec.main_score]
+        click.echo(f"{spec.name:<18} {spec.family:<17} {data:<44} {spec.main_score} (main); {', '.join(others)}")

@@ -477,6 +477,27 @@ def unusable_markdown(reason: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # baselines
 # --------------------------------------------------------------------------------------------------
+def make_baseline(suite: str, name: str | None = None, overrides: Sequence[str] = (),
+                  baselines_dir: str | Path = "baselines") -> tuple[Path, Path]:
+    """Run ``kdbench train-and-eval`` of ``suite`` (with ``overrides``) in a scratch folder under
+    ``baselines_dir`` and promote it to ``NAME`` (the suite's name by default), replacing the
+    baseline there: what ``make baselines`` does for every suite."""
+    from kdbench.config import load_suite
+    from kdbench.pipeline import train_and_eval
+
+    cfg = load_suite(suite, list(overrides))
+    name = name or cfg.name
+    if not NAME_RE.match(name):
+        raise KdbenchError(f"baseline name {name!r}: use letters, digits, '.', '_' and '-' only")
+    scratch = Path(baselines_dir) / f".make-{name}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        result = train_and_eval(cfg, reports_dir=scratch, leaderboard_dir=None)
+        return promote(result.run_dir, name, baselines_dir, force=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def promote(run: str | Path, name: str, baselines_dir: str | Path = "baselines", *, reports_dir: str | Path = "reports",
             force: bool = False) -> tuple[Path, Path]:
     """Copy a run's record and samples into ``baselines_dir/NAME.json`` and

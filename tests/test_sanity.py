@@ -34,7 +34,7 @@ def test_a_kd_student_significantly_worse_than_its_baseline(tmp_path):
     _, found = _warnings(write_run("glue", tmp_path / "glue", _degrade))
     worse = [w for w in found if w["code"] == "student_worse_than_baseline"]
     assert {w["task"] for w in worse} >= {"cola", "mrpc"}
-    assert all("significantly worse than the no-KD baseline" in w["message"] and "p = " in w["message"] for w in worse)
+    assert all("significantly worse than the no-KD baseline" in w["message"] and "p " in w["message"] for w in worse)
     small = [w for w in found if w["code"] == "small_slice"]
     assert any("96 examples is fewer than 20 per bin (15 bins, 300 in all) for ece" in w["message"] for w in small)
 

@@ -70,9 +70,13 @@ def run_warnings(record: dict, samples) -> list[dict]:
             if t.p_value < ALPHA and _better(spec, value["baseline"], value["student"]):
                 out.append(_warning(task, "student", "student_worse_than_baseline", (
                     f"{task}: the KD student's {main} {value['student']:.4g} is significantly worse than the no-KD "
-                    f"baseline's {value['baseline']:.4g} ({t.test}, p = {t.p_value:.2g}); distillation hurt.")))
+                    f"baseline's {value['baseline']:.4g} ({t.test}, {_p(t.p_value, how.n_samples)}); distillation hurt.")))
         out += _small(record, task, kind_name)
     return out
+
+
+def _p(p: float, n_samples: int) -> str:
+    return f"p < {1 / n_samples:g}" if p == 0 else f"p = {p:.2g}"  # no resample crossed zero
 
 
 def _small(record: dict, task: str, kind_name: str) -> list[dict]:

@@ -11,7 +11,7 @@ OFFLINE := KDBENCH_DATA_DIR=$(abspath $(MIRROR)/data) HF_HUB_OFFLINE=1 HF_DATASE
 endif
 SEED_TOOL := $(wildcard $(MIRROR)/tools/seed-hf-cache)
 
-.PHONY: quickstart test models vllm clean
+.PHONY: quickstart test models vllm docs baselines clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,19 @@ endif
 
 quickstart: models
 	$(OFFLINE) $(BIN)/kdbench train-and-eval
+
+# Re-make every committed baseline from this code (a change that moves the numbers re-promotes them in
+# the same commit; `kdbench gate` names a trainer change). quickstart-small is the slice CI gates
+# (tests/test_ci_gate.py: the small_runs fixture's first run, train 1000 / eval 300 rows).
+BASELINE_SUITES ?= quickstart glue ner retrieval lm reasoning
+baselines: models
+	for s in $(BASELINE_SUITES); do $(OFFLINE) $(BIN)/kdbench baseline make $$s || exit 1; done
+	$(OFFLINE) $(BIN)/kdbench baseline make quickstart --name quickstart-small \
+		--set data.train_rows=1000 --set data.eval_rows=300
+
+# docs/metrics.md is generated from the metric registry (a test fails when it is out of date)
+docs: $(BIN)/.installed
+	$(BIN)/kdbench metrics --markdown > docs/metrics.md
 
 test: models
 	$(OFFLINE) $(BIN)/python -m pytest -q

@@ -3,7 +3,7 @@
 
     python benchmarks/bench_metrics.py [--examples 100000] [--classes 10] [--resamples 1000] [--repeat 3]
 
-Prints the best-of-``repeat`` wall time of ``registry.compute`` and whether it is under 1 s.
+Prints the best-of-``repeat`` wall time of ``kdbench.metrics.spec.score`` and whether it is under 1 s.
 Exit status 0 either way (this is a measurement, not a test); the timing depends on the machine
 and on what else runs on it.
 """
@@ -16,7 +16,8 @@ import time
 import numpy as np
 from scipy.special import softmax
 
-from kdbench.metrics import registry
+from kdbench.metrics.classification import ClassifierPairTable, ClassifierTable
+from kdbench.metrics.spec import Resampling, kind, score
 
 
 def synthetic(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -47,13 +48,11 @@ def main() -> None:
     args = ap.parse_args()
 
     probs, labels, student = synthetic(args.examples, args.classes)
-    metrics = registry.classifier_metrics(15)
-    names = list(metrics)
-    secs, res = best_time(lambda: registry.compute(metrics, names, probs, labels, n_samples=args.resamples, seed=0),
-                          args.repeat)
-    pair_names = list(registry.PAIR_METRICS)
-    pair_secs, pair = best_time(lambda: registry.compute(registry.PAIR_METRICS, pair_names, probs, student,
-                                                         n_samples=args.resamples, seed=0), args.repeat)
+    how = Resampling(args.resamples, 0.95, 0, {"ece_bins": 15})
+    names = kind("classifier").names()
+    secs, res = best_time(lambda: score(ClassifierTable(probs, labels), names, how), args.repeat)
+    pair_names = kind("classifier_pair").names()
+    pair_secs, pair = best_time(lambda: score(ClassifierPairTable(probs, student), pair_names, how), args.repeat)
 
     print(f"kdbench metrics benchmark: {args.examples:,} examples x {args.classes} classes, "
           f"{args.resamples} bootstrap resamples, {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.2f}")

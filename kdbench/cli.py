@@ -126,6 +126,8 @@ def _print_run(result) -> None:
     from kdbench.report.table import format_run
 
     click.echo(format_run(result.record))
+    for w in result.record.get("warnings", []):
+        click.echo(f"warning: {w['message']}")
     glue = result.record.get("summary", {}).get("glue_average")
     if glue:
         click.echo("\nGLUE average: " + ", ".join(f"{role} {v['value'] * 100:.1f}" for role, v in glue.items()))
@@ -264,30 +266,39 @@ def leaderboard(reports_dir, output):
 @click.option("--baseline", required=True, metavar="RECORD",
               help="Baseline record: baselines/NAME.json, a bare NAME, a run folder or its report.json.")
 @click.option("--candidate", required=True, metavar="RECORD", help="Candidate record: reports/RUN/report.json or the run folder.")
-@click.option("--tolerance", "tolerances", multiple=True, metavar="METRIC=DELTA",
-              help="Absolute tolerance for a metric (repeatable); a worse value within it is not a regression. Default 0.")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="METRIC=DELTA|P%",
+              help="How much worse a metric may get (repeatable): absolute (accuracy=0.01) or relative to the "
+                   "baseline (latency_ms_b32=+15%); a worse value within it is not a regression. Default 0. "
+                   "Efficiency figures are gated only with a relative tolerance, and never across devices.")
+@click.option("--metrics", "metrics", multiple=True, metavar="PATTERN",
+              help="Gate only these metrics (repeatable; shell patterns such as 'f1*'). Default: all.")
+@click.option("--correction", type=click.Choice(["holm", "bonferroni", "none"]), default="holm", show_default=True,
+              help="Multiple-comparison correction of the p-values over all checks of the run.")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the Markdown summary to this file.")
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level of each paired test.")
+@click.option("--alpha", type=float, default=0.05, show_default=True,
+              help="Significance level (family-wise, with a correction).")
 @click.option("--role", "roles", multiple=True, help="Gate only these models (repeatable), e.g. --role student.")
 @click.option("--ignore", multiple=True, metavar="METRIC", help="Leave a metric out of the gate (repeatable).")
 @click.option("--bootstrap-samples", type=click.IntRange(100), default=1000, show_default=True)
 @_user_errors
-def gate(baseline, candidate, tolerances, markdown, alpha, roles, ignore, bootstrap_samples):
-    """CI regression gate: compare a candidate run with a baseline, metric by metric, with paired
-    tests on their per-example samples (exact McNemar for accuracy-like metrics, paired bootstrap
-    otherwise). A regression is significant (p < alpha) and worse than the tolerance.
+def gate(baseline, candidate, tolerances, metrics, correction, markdown, alpha, roles, ignore, bootstrap_samples):
+    """CI regression gate: compare a candidate run with a baseline, metric by metric, for every
+    task family, with paired tests on their per-unit samples (exact McNemar for right/wrong
+    outcomes, paired bootstrap otherwise; `kdbench metrics` lists each metric's). A regression is
+    significant (corrected p < alpha) and worse than the tolerance.
 
     Prints a Markdown table. Exit status: 0 pass, 1 regression, 2 unusable input (one-line reason).
 
     \b
     Example:
       kdbench gate --baseline baselines/quickstart.json --candidate reports/RUN/report.json \\
-                   --tolerance accuracy=0.01 --markdown gate.md
+                   --tolerance accuracy=0.01 --tolerance latency_ms_b32=+15% --markdown gate.md
     """
     from kdbench import gate as gate_lib
 
     result = gate_lib.run_gate(baseline, candidate, gate_lib.parse_tolerances(tolerances), alpha=alpha, roles=roles,
-                               ignore=ignore, n_samples=bootstrap_samples, markdown=markdown)
+                               ignore=ignore, metrics=metrics, correction=correction, n_samples=bootstrap_samples,
+                               markdown=markdown)
     click.echo(result.markdown(), nl=False)
     sys.exit(result.exit_code)
 
@@ -315,6 +326,27 @@ def promote(run, name, baselines_dir, reports_dir, force):
     from kdbench.gate import promote as promote_run
 
     record, samples = promote_run(run, name, baselines_dir, reports_dir=reports_dir, force=force)
+    click.echo(f"baseline: {record}\nsamples:  {samples}")
+
+
+@baseline.command()
+@click.argument("suite", metavar="SUITE")
+@click.option("--name", help="Baseline name (default: the suite's): writes baselines/NAME.json and its samples.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any suite value by dotted key.")
+@click.option("--baselines-dir", default="baselines", show_default=True, type=click.Path(file_okay=False))
+@_user_errors
+def make(suite, name, overrides, baselines_dir):
+    """Re-make a baseline: train-and-eval SUITE (in a scratch folder) and promote the run, replacing
+    the baseline of that name. `make baselines` runs this for every local suite.
+
+    \b
+    Examples:
+      kdbench baseline make ner
+      kdbench baseline make quickstart --name quickstart-small --set data.train_rows=1000 --set data.eval_rows=300
+    """
+    from kdbench.gate import make_baseline
+
+    record, samples = make_baseline(suite, name, overrides, baselines_dir)
     click.echo(f"baseline: {record}\nsamples:  {samples}")
 
 
@@ -362,10 +394,35 @@ def losses(level):
 
 
 @main.command()
+@click.option("--kind", "kind_name", metavar="KIND", help="Only the metrics of this predictions kind (e.g. ner, lm_pair).")
+@click.option("--markdown", is_flag=True, help="Print the reference page docs/metrics.md instead (generated from the registry).")
+@_user_errors
+def metrics(kind_name, markdown):
+    """List the metric registry: name, predictions kind, better direction, CI method and paired
+    test (what `kdbench gate` runs), then each metric's formula and reference.
+
+    \b
+    Examples:
+      kdbench metrics
+      kdbench metrics --kind ner
+      kdbench metrics --markdown > docs/metrics.md
+    """
+    from kdbench.metrics import docs
+    from kdbench.metrics.spec import kind
+
+    if markdown:
+        click.echo(docs.markdown(), nl=False)
+        return
+    if kind_name is not None:
+        kind(kind_name)  # an unknown kind is a one-line error with the known ones
+    click.echo(docs.listing(kind_name))
+
+
+@main.command()
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False), help="Folder of extra task YAML files.")
 @_user_errors
 def tasks(include_path):
-    """List the registered tasks: name, family, dataset, metrics.
+    """List the registered tasks: name, family, dataset, main score and the other metrics.
 
     \b
     Example:
@@ -376,4 +433,5 @@ def tasks(include_path):
     for spec in list_tasks(include_path):
         d = spec.dataset
         data = f"{d.id}/{d.config or 'default'}:{d.eval_split}"
-        click.echo(f"{spec.name:<18} {spec.family:<17} {data:<44} {', '.join(spec.metrics + spec.pair_metrics)}")
+        others = [m for m in spec.metrics + spec.pair_metrics if m != spec.main_score]
+        click.echo(f"{spec.name:<18} {spec.family:<17} {data:<44} {spec.main_score} (main); {', '.join(others)}")

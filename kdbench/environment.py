@@ -1,6 +1,7 @@
 """What decides comparability besides the config: versions, hardware, threads, git hash."""
 from __future__ import annotations
 
+import hashlib
 import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
@@ -23,6 +24,17 @@ def git_hash() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def trainer_revision() -> str:
+    """A short hash of the code that makes students (the trainer, losses, recipes, teacher cache and
+    student builders: ``kdbench/distill`` and ``kdbench/models``): two runs with the same revision
+    were trained by the same code, whatever else changed."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([*(root / "distill").rglob("*.py"), *(root / "models").glob("*.py")]):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def cpu_flags() -> set[str]:

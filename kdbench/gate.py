@@ -1,93 +1,52 @@
 """The CI regression gate: a candidate run against a baseline run record, metric by metric, with
-paired tests on the two runs' per-example samples.
+paired tests on the two runs' per-unit samples, for every task family.
 
-For every (task, model, metric) of the baseline record (``results`` and the ``MODEL|teacher``
-pair metrics), the metric is recomputed from each run's ``samples.parquet`` (and checked against the
-record's value), the examples are paired by id, and:
+For every (task, model, metric) of the baseline record (``results`` and the ``MODEL|REFERENCE`` pair
+metrics), the metric's spec (:mod:`kdbench.metrics.spec`) says how: its predictions kind rebuilds
+the per-unit table of each run from ``samples.parquet`` (never a model), the metric is recomputed
+and checked against the record's value, the units (examples, sentences, queries, documents) are
+paired by id, and the spec's paired test runs: exact McNemar for per-unit 0/1 outcomes, else the
+paired bootstrap (both runs on the same resamples of the units).
 
-* accuracy-like metrics (a mean of per-example 0/1 outcomes: ``accuracy``, ``label_loyalty``) get
-  the exact McNemar test (:func:`kdbench.metrics.stats.mcnemar_exact`);
-* every other metric gets the paired bootstrap: the examples are resampled with both runs' values
-  kept together (:func:`kdbench.metrics.stats.paired_bootstrap` for per-example means; the same
-  scheme over whole-sample statistics such as ECE).
-
-A **regression** is a change for the worse that is significant (p < alpha) *and* larger than the
-metric's absolute tolerance (``--tolerance METRIC=DELTA``, default 0). Exit status: 0 pass,
-1 regression, 2 unusable input (missing file, metric, role or samples, NaN, schema or data-hash
-mismatch), always with a one-line reason. ``kdbench baseline promote`` writes a baseline.
+The p-values are corrected for the number of checks of the run (Holm by default, ``--correction
+none|holm|bonferroni``). A **regression** is a change for the worse that is significant (corrected
+p < alpha) *and* larger than the metric's tolerance (``--tolerance METRIC=DELTA``, absolute, or
+``METRIC=15%``, relative to the baseline; default 0). Efficiency figures (``latency_ms_b32``...) are
+gated only with a relative tolerance, and only when both runs were measured on the same device
+(no p-value: timing has no per-unit samples). Exit status: 0 pass, 1 regression, 2 unusable input
+(missing file, metric, role or samples, NaN, schema or data-hash mismatch, runs not comparable),
+always with a one-line reason. ``kdbench baseline promote`` writes a baseline.
 """
 from __future__ import annotations
 
+import fnmatch
 import math
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from kdbench import names
 from kdbench.errors import KdbenchError
 from kdbench.fsio import within, write_atomic
-from kdbench.metrics import calibration, registry
-from kdbench.metrics.stats import mcnemar_exact, paired_bootstrap, percentile_ci
+from kdbench.metrics import spec as metric_spec
+from kdbench.metrics.samples import Side, matches, options, read_side, tables
+from kdbench.metrics.stats import adjust_p_values
 from kdbench.report import compare
-from kdbench.report.record import (
-    RECORD_FILE,
-    read_record,
-    read_samples,
-    samples_path,
-    write_record,
-)
+from kdbench.report.record import RECORD_FILE, read_record, read_samples, samples_path, write_record
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
-ACCURACY_LIKE = ("accuracy", "label_loyalty", "exact_match")
-# what registry.paired_comparison writes under "A|B" pairs: statistics of a comparison, not metrics of a model
-COMPARISON_STATISTICS = ("accuracy_difference", "mcnemar_p_value", "mcnemar_odds_ratio")
-SAMPLES_MATCH_TOL = 1e-5
+CORRECTIONS = ("holm", "bonferroni", "none")
+# efficiency figure -> higher is better (gated only with a relative --tolerance, never across hardware)
+EFFICIENCY = {"latency_ms_b1": False, "latency_ms_b32": False, "throughput_eps": True, "peak_rss_mb": False,
+              "params": False}
+
 
 
 # --------------------------------------------------------------------------------------------------
 # inputs
 # --------------------------------------------------------------------------------------------------
-@dataclass
-class Side:
-    """One run: its record, its samples and where they came from."""
-
-    label: str  # "baseline" or "candidate"
-    path: Path
-    record: dict
-    samples: object  # pandas DataFrame
-
-    def probs_and_labels(self, task: str, role: str, ids: Sequence[str] | None = None):
-        """(example ids, probs (N, C), labels (N,)) of one model on one task, in ``ids`` order."""
-        part = self.samples[(self.samples["task"] == task) & (self.samples["role"] == role)]
-        if part.empty:
-            raise KdbenchError(f"{self.label} {self.path}: missing samples for {task}/{role}")
-        if part["example_id"].duplicated().any():
-            dup = part.loc[part["example_id"].duplicated(), "example_id"].iloc[0]
-            raise KdbenchError(f"{self.label} {self.path}: example {dup!r} appears twice in the samples of {task}/{role}")
-        part = part.set_index("example_id")
-        if ids is not None:
-            ids = list(ids)
-            if set(ids) != set(part.index):
-                raise KdbenchError(f"{task}/{role}: the baseline's and the candidate's samples cover different "
-                                   f"examples ({len(ids)} vs {len(part)})")
-            part = part.loc[ids]
-        try:
-            probs = np.array(part["probs"].tolist(), dtype=np.float64)
-        except ValueError:
-            raise KdbenchError(f"{self.label} {self.path}: ragged probabilities in the samples of {task}/{role}") from None
-        if probs.ndim != 2 or probs.shape[1] < 2:
-            raise KdbenchError(f"{self.label} {self.path}: samples of {task}/{role} carry no class probabilities")
-        if not np.isfinite(probs).all():
-            raise KdbenchError(f"{self.label} {self.path}: NaN or infinite probability in the samples of {task}/{role}")
-        if part["label"].isna().any():
-            raise KdbenchError(f"{self.label} {self.path}: samples of {task}/{role} have examples without a label")
-        return list(part.index), probs, part["label"].to_numpy(dtype=np.int64)
-
-
 def resolve_record_path(path: str | Path, baselines_dir: str | Path = "baselines") -> Path:
     """A run folder, a ``report.json``, a baseline ``NAME.json``, or a bare baseline name."""
     p = Path(path)
@@ -101,96 +60,27 @@ def resolve_record_path(path: str | Path, baselines_dir: str | Path = "baselines
 
 
 def load_side(path: str | Path, label: str) -> Side:
-    p = resolve_record_path(path)
-    try:
-        record = read_record(p)
-    except KdbenchError as e:
-        raise KdbenchError(f"{label}: {e}") from None
-    samples = read_samples(samples_path(p), where=f"{label} {p}")
-    return Side(label, p, record, samples)
-
-
-# --------------------------------------------------------------------------------------------------
-# paired views of one metric: the per-example data of both runs and how to test the difference
-# --------------------------------------------------------------------------------------------------
-@dataclass
-class Paired:
-    """A metric on both runs over the same examples: ``stat(*arrays)`` is the metric; ``binary``
-    (per-example 0/1 values) → McNemar, ``per_example`` → paired bootstrap of the mean, else a
-    paired bootstrap of ``stat`` over resampled examples."""
-
-    base: tuple[np.ndarray, ...]
-    cand: tuple[np.ndarray, ...]
-    stat: Callable[..., float]
-    per_example: Callable[..., np.ndarray] | None = None
-    binary: bool = False
-    # optional vectorised form: (arrays, counts (S, N) draw counts) -> (S,) statistic per resample
-    replicates: Callable[..., np.ndarray] | None = None
-
-
-def _ece_replicates(n_bins: int) -> Callable[..., np.ndarray]:
-    """ECE over resamples at once: (1/N) Σ_b |Σ_{i∈b} w_i (c_i − conf_i)| with draw counts w —
-    the same formula as :func:`calibration.expected_calibration_error`, bins fixed per example."""
-    def replicates(probs: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        conf, correct = calibration.top_label(probs, labels)
-        gap = np.zeros((conf.size, n_bins))
-        gap[np.arange(conf.size), calibration.equal_width_bin(conf, n_bins)] = correct - conf
-        return np.abs(counts @ gap).sum(axis=1) / counts.sum(axis=1)
-    return replicates
-
-
-def _paired_statistic_bootstrap(p: Paired, n_samples: int, confidence: float, seed: int) -> dict:
-    """Paired bootstrap of a whole-sample statistic: resample example indices (Efron), evaluate the
-    statistic on both runs with the same indices, and take the difference — the scheme of
-    :func:`kdbench.metrics.stats.paired_bootstrap`, for statistics that are not means. p-value:
-    2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)), capped at 1."""
-    n = len(p.base[0])
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_samples, n))
-    if p.replicates is not None:
-        counts = np.zeros((n_samples, n))
-        np.add.at(counts, (np.repeat(np.arange(n_samples), n), idx.ravel()), 1.0)
-        deltas = p.replicates(*p.cand, counts) - p.replicates(*p.base, counts)
-    else:
-        deltas = np.array([p.stat(*(a[i] for a in p.cand)) - p.stat(*(a[i] for a in p.base)) for i in idx])
-    deltas = deltas[np.isfinite(deltas)]
-    identical = all(np.array_equal(a, b) for a, b in zip(p.base, p.cand))
-    pval = 1.0 if identical or deltas.size == 0 else min(1.0, 2.0 * min(np.mean(deltas <= 0), np.mean(deltas >= 0)))
-    ci = list(percentile_ci(deltas, confidence)) if deltas.size else None
-    return {"ci": ci, "p_value": float(pval)}
-
-
-def _classifier_view(name: str, metric: registry.Metric, base, cand, ece_bins: int) -> Paired:
-    (bp, by), (cp, cy) = base, cand
-    if name in ("ts_ece_before", "ts_ece_after", "ts_nll_before", "ts_nll_after"):
-        # temperature scaling: T is fitted once per run on the fit half (as in the record); the
-        # resampling is over the evaluation half, so T stays fixed (refitting per resample would
-        # test the optimiser, not the model)
-        fit, ev = calibration.temperature_split(len(by), 0.5, registry.TS_SPLIT_SEED)
-
-        def half(probs, labels):
-            if name.endswith("_after"):
-                t = calibration.fit_temperature(probs[fit], labels[fit])
-                return calibration.apply_temperature(probs[ev], t), labels[ev]
-            return probs[ev], labels[ev]
-
-        base_h, cand_h = half(bp, by), half(cp, cy)
-        if "_nll_" in name:
-            return Paired(base_h, cand_h, calibration.negative_log_likelihood, registry._nll_terms)
-        return Paired(base_h, cand_h, lambda p, y: calibration.expected_calibration_error(p, y, ece_bins),
-                      replicates=_ece_replicates(ece_bins))
-    return Paired((bp, by), (cp, cy), metric.point, metric.per_example, binary=name in ACCURACY_LIKE,
-                  replicates=_ece_replicates(ece_bins) if name == "ece" else None)
-
-
-def _pair_view(name: str, metric: registry.Metric, base, cand) -> Paired:
-    # pair metrics take (teacher probs, student probs)
-    return Paired(base, cand, metric.point, metric.per_example, binary=name in ACCURACY_LIKE)
+    return read_side(resolve_record_path(path), label)
 
 
 # --------------------------------------------------------------------------------------------------
 # checks and the result
 # --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tolerance:
+    """How much worse a metric may get: ``amount`` in its own units, or as a fraction of the baseline
+    value (``relative``)."""
+
+    amount: float
+    relative: bool = False
+
+    def allowed(self, baseline: float) -> float:
+        return self.amount * abs(baseline) if self.relative else self.amount
+
+    def __str__(self) -> str:
+        return f"{self.amount * 100:g}%" if self.relative else f"{self.amount:g}"
+
+
 @dataclass
 class Check:
     task: str
@@ -200,10 +90,11 @@ class Check:
     candidate: float
     delta: float  # candidate − baseline
     ci: list[float] | None  # CI of delta
-    p_value: float
+    p_value: float | None  # None: an efficiency figure (no per-unit samples, tolerance only)
     test: str
-    tolerance: float
+    tolerance: Tolerance
     higher_is_better: bool
+    p_corrected: float | None = None
     verdict: str = ""
 
     @property
@@ -220,7 +111,9 @@ class GateResult:
     alpha: float
     confidence: float
     n_samples: int
+    correction: str = "holm"
     not_gated: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[Check]:
@@ -234,26 +127,33 @@ class GateResult:
         return render_markdown(self)
 
 
-def parse_tolerances(items: Iterable[str]) -> dict[str, float]:
-    """``["accuracy=0.01", "ece=0.02"]`` → ``{"accuracy": 0.01, "ece": 0.02}``."""
+def parse_tolerances(items: Iterable[str]) -> dict[str, Tolerance]:
+    """``["accuracy=0.01", "latency_ms_b32=+15%"]`` → absolute and relative tolerances."""
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
-        name = name.strip()
+        name, value = name.strip(), value.strip()
+        relative = value.endswith("%")
         try:
-            delta = float(value)
+            amount = float(value.removesuffix("%").removeprefix("+"))
         except ValueError:
-            delta = float("nan")
-        if not sep or not name or not math.isfinite(delta) or delta < 0:
-            raise KdbenchError(f"--tolerance {item!r}: expected METRIC=DELTA with DELTA a number ≥ 0")
-        out[name] = delta
+            amount = float("nan")
+        if not sep or not name or not math.isfinite(amount) or amount < 0:
+            raise KdbenchError(f"--tolerance {item!r}: expected METRIC=DELTA (DELTA ≥ 0 in the metric's units) or "
+                               "METRIC=P% (how much worse than the baseline, in percent)")
+        out[name] = Tolerance(amount / 100 if relative else amount, relative)
     return out
 
 
 def _verdict(c: Check, alpha: float) -> str:
-    significant = c.p_value < alpha
+    worse = c.worse_by > c.tolerance.allowed(c.baseline)
+    if c.p_value is None:  # efficiency: the tolerance alone decides
+        if c.worse_by > 0:
+            return "regression" if worse else "worse, within tolerance"
+        return "better" if c.worse_by < 0 else "unchanged"
+    significant = c.p_corrected < alpha
     if c.worse_by > 0:
-        if significant and c.worse_by > c.tolerance:
+        if significant and worse:
             return "regression"
         return "worse, within tolerance" if significant else "worse, not significant"
     if c.worse_by < 0:
@@ -264,22 +164,28 @@ def _verdict(c: Check, alpha: float) -> str:
 def run_gate(
     baseline: str | Path,
     candidate: str | Path,
-    tolerances: dict[str, float] | None = None,
+    tolerances: dict[str, Tolerance] | None = None,
     *,
     alpha: float = 0.05,
     roles: Sequence[str] = (),
     ignore: Sequence[str] = (),
+    metrics: Sequence[str] = (),
+    correction: str = "holm",
     n_samples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
     markdown: str | Path | None = None,
 ) -> GateResult:
     """Compare ``candidate`` with ``baseline`` (paths to records, run folders or baseline names).
-    Raises :class:`KdbenchError` (one line) on unusable input; with ``markdown`` the Markdown
-    summary (or the reason the inputs are unusable) is also written there."""
+    ``metrics``: names or shell patterns (``f1*``) of what to gate (all by default). Raises
+    :class:`KdbenchError` (one line) on unusable input; with ``markdown`` the Markdown summary (or
+    the reason the inputs are unusable) is also written there. A tolerance given as a number is
+    absolute."""
+    tolerances = {k: v if isinstance(v, Tolerance) else Tolerance(float(v)) for k, v in (tolerances or {}).items()}
     try:
-        result = _run_gate(baseline, candidate, tolerances or {}, alpha=alpha, roles=roles, ignore=ignore,
-                           n_samples=n_samples, confidence=confidence, seed=seed)
+        result = _run_gate(baseline, candidate, tolerances, alpha=alpha, roles=roles, ignore=ignore,
+                           metrics=metrics, correction=correction, n_samples=n_samples, confidence=confidence,
+                           seed=seed)
     except KdbenchError as e:
         if markdown is not None:
             write_atomic(Path(markdown), unusable_markdown(str(e)))
@@ -289,34 +195,95 @@ def run_gate(
     return result
 
 
-def _plan(base: Side, cand: Side, roles, ignore, classifier: dict) -> tuple[list[tuple], list[str]]:
-    """Every check to run as (task, model, metric name, Metric, baseline value, candidate value),
-    and what is not gated — all inputs are checked here, before any test runs, so unusable input
-    fails fast."""
+@dataclass
+class _Planned:
+    task: str
+    model: str
+    spec: metric_spec.MetricSpec
+    kind: str
+    baseline: float
+    candidate: float
+
+
+class _Plan:
+    """Every check to run, and what is not gated and why: all inputs are read and checked here,
+    before any test runs, so unusable input fails fast."""
+
+    def __init__(self, base: Side, cand: Side, roles, ignore, patterns):
+        self.base, self.cand, self.roles, self.ignore, self.patterns = base, cand, roles, ignore, patterns
+        self.checks: list[_Planned] = []
+        self.not_gated: list[str] = []
+        self.matched: set[str] = set()
+        self.tables: dict[tuple, object] = {}
+
+    def wanted(self, name: str, where: str) -> bool:
+        if name in self.ignore:
+            self.not_gated.append(f"{where}/{name} (ignored)")
+            return False
+        if self.patterns:
+            hits = [p for p in self.patterns if fnmatch.fnmatchcase(name, p)]
+            self.matched.update(hits)
+            if not hits:
+                self.not_gated.append(f"{where}/{name} (not in --metrics)")
+                return False
+        return True
+
+    def table(self, side: Side, task: str, model: str, kind_name: str):
+        key = (side.label, task, model)
+        if key not in self.tables:
+            ids = None if side is self.base else list(self.table(self.base, task, model, kind_name)[1])
+            t = tables(side, task, model, kind_name, ids)
+            rows = side.rows(task, model.split("|")[0], ids)
+            self.tables[key] = (t, list(rows.index), rows["label"])
+            if side is self.cand:
+                _, _, base_labels = self.table(self.base, task, model, kind_name)
+                if not _same_labels(base_labels, rows["label"]):
+                    raise KdbenchError(f"{task}/{model}: the baseline's and the candidate's gold labels differ")
+        return self.tables[key]
+
+    def add(self, task: str, model: str, name: str, kind_of: metric_spec.Kind, kind_name: str, b_m: dict,
+            c_metrics: dict) -> None:
+        where = f"{task}/{model}"
+        if not self.wanted(name, where):
+            return
+        spec = kind_of.find(name)
+        if spec is None:
+            raise KdbenchError(f"no paired test for metric {name!r} ({where}, kind {kind_of.name}); pass --ignore "
+                               f"{name} to leave it out")
+        if not spec.gated:
+            why = "a fitted parameter with no better direction" if spec.test == metric_spec.NO_TEST else \
+                "no better direction is known for it"
+            self.not_gated.append(f"{where}/{name} ({why})")
+            return
+        c_m = c_metrics.get(name)
+        if c_m is None:
+            raise KdbenchError(f"candidate has no metric {where}/{name} (missing metric; the baseline has it)")
+        for side in (self.base, self.cand):
+            table, _, _ = self.table(side, task, model, kind_name)
+            if not table.has(name):
+                raise KdbenchError(f"{side.label} {side.path}: the samples of {where} lack what {name} is computed "
+                                   f"from (a record of an older kdbench?); re-run it, or pass --ignore {name}")
+        self.checks.append(_Planned(task, model, spec, kind_name, b_m["value"], c_m["value"]))
+
+
+def _same_labels(a, b) -> bool:
+    a, b = a.astype(object).where(a.notna(), None).tolist(), b.astype(object).where(b.notna(), None).tolist()
+    return [None if x is None else str(x) for x in a] == [None if x is None else str(x) for x in b]
+
+
+def _plan(base: Side, cand: Side, roles, ignore, patterns) -> _Plan:
     b_rec, c_rec = base.record, cand.record
-    plan, not_gated = [], []
-
-    def classify(name: str, table: dict, where: str) -> registry.Metric | None:
-        if name in ignore:
-            not_gated.append(f"{where}/{name} (ignored)")
-            return None
-        if name in COMPARISON_STATISTICS:
-            not_gated.append(f"{where}/{name} (a comparison statistic, not a metric of one model)")
-            return None
-        metric = table.get(name)
-        if metric is None:
-            raise KdbenchError(f"no paired test for metric {name!r} ({where}); pass --ignore {name} to leave it out")
-        if not metric.has_ci:
-            not_gated.append(f"{where}/{name} (a fitted parameter with no better direction)")
-            return None
-        return metric
-
+    plan = _Plan(base, cand, roles, ignore, patterns)
     for task, by_role in b_rec["results"].items():
         if task not in c_rec["results"]:
             raise KdbenchError(f"candidate has no results for task {task!r} (the baseline has them)")
         why = compare.reason(b_rec, c_rec, task)
         if why:
             raise KdbenchError(f"runs not comparable on {why}")
+        kind_name = base.kind(task)
+        if cand.kind(task) != kind_name:
+            raise KdbenchError(f"runs not comparable on {task}: predictions of kind {kind_name} vs {cand.kind(task)}")
+        k = metric_spec.kind(kind_name)
         for role in roles:
             if role not in by_role:
                 raise KdbenchError(f"--role {role}: the baseline has no model {role!r} on {task}")
@@ -324,96 +291,111 @@ def _plan(base: Side, cand: Side, roles, ignore, classifier: dict) -> tuple[list
             if role not in c_rec["results"][task]:
                 raise KdbenchError(f"candidate has no model {role!r} on {task} (the baseline has it)")
             for name, b_m in by_role[role].items():
-                metric = classify(name, classifier, f"{task}/{role}")
-                if metric is None:
-                    continue
-                c_m = c_rec["results"][task][role].get(name)
-                if c_m is None:
-                    raise KdbenchError(f"candidate has no metric {task}/{role}/{name} (missing metric; the baseline "
-                                       "has it)")
-                plan.append((task, role, name, metric, b_m["value"], c_m["value"]))
+                plan.add(task, role, name, k, kind_name, b_m, c_rec["results"][task][role])
         for pair, b_ms in b_rec["pairs"].get(task, {}).items():
             if roles and pair.split("|")[0] not in roles:
                 continue
+            comparison = set(k.comparison_names())
             for name, b_m in b_ms.items():
-                metric = classify(name, registry.PAIR_METRICS, f"{task}/{pair}")
-                if metric is None:
+                if name in comparison:
+                    plan.not_gated.append(f"{task}/{pair}/{name} (a comparison statistic, not a metric of one model)")
                     continue
-                c_m = c_rec["pairs"].get(task, {}).get(pair, {}).get(name)
-                if c_m is None:
-                    raise KdbenchError(f"candidate has no metric {task}/{pair}/{name} (missing metric; the "
-                                       "baseline has it)")
-                plan.append((task, pair, name, metric, b_m["value"], c_m["value"]))
-    if not plan:
-        raise KdbenchError("nothing to gate: the baseline has no metric with a paired test")
-    return plan, not_gated
+                plan.add(task, pair, name, metric_spec.kind(k.pair), kind_name, b_m,
+                         c_rec["pairs"].get(task, {}).get(pair, {}))
+    return plan
 
 
-def _run_gate(baseline, candidate, tolerances, *, alpha, roles, ignore, n_samples, confidence, seed) -> GateResult:
+def _efficiency_checks(plan: _Plan, tolerances: dict[str, Tolerance], roles) -> list[Check]:
+    """Efficiency figures with a relative tolerance, per model, when both runs measured them on the
+    same hardware (``compare.efficiency_comparable``) and task."""
+    b_rec, c_rec = plan.base.record, plan.cand.record
+    b_eff, c_eff = b_rec.get("efficiency") or {}, c_rec.get("efficiency") or {}
+    measured = [n for n in EFFICIENCY if any(n in e for e in b_eff.values())]
+    if measured and not compare.efficiency_comparable(b_rec, c_rec):  # quality is gated across hardware, latency never
+        plan.not_gated.append(f"efficiency figures (baseline on {compare.hardware(b_rec)}, candidate on "
+                              f"{compare.hardware(c_rec)}: not comparable across hardware)")
+        return []
+    named = [n for n in measured if n in tolerances]
+    for n in measured:
+        if n not in tolerances:
+            plan.not_gated.append(f"efficiency/{n} (timing is gated only with a relative --tolerance {n}=P%)")
+    if not named:
+        return []
+    if b_rec.get("efficiency_task") != c_rec.get("efficiency_task"):
+        plan.not_gated += [f"efficiency/{n} (timed on other tasks' inputs)" for n in named]
+        return []
+    out = []
+    for role, figures in b_eff.items():
+        if roles and role not in roles:
+            continue
+        for n in named:
+            if n not in figures or not plan.wanted(n, f"efficiency/{role}"):
+                continue
+            c_val = c_eff.get(role, {}).get(n)
+            if c_val is None:
+                raise KdbenchError(f"candidate has no efficiency figure {role}/{n} (the baseline has it)")
+            b_val = figures[n]
+            out.append(Check("efficiency", role, n, b_val, c_val, c_val - b_val, None, None, "relative tolerance",
+                             tolerances[n], EFFICIENCY[n]))
+    return out
+
+
+def _run_gate(baseline, candidate, tolerances, *, alpha, roles, ignore, metrics, correction, n_samples, confidence,
+              seed) -> GateResult:
     if not 0 < alpha < 1:
         raise KdbenchError(f"--alpha {alpha}: must be between 0 and 1")
+    if correction not in CORRECTIONS:
+        raise KdbenchError(f"--correction {correction}: use one of {', '.join(CORRECTIONS)}")
     base = load_side(baseline, "baseline")
     cand = load_side(candidate, "candidate")
     b_metrics = {m for t in base.record["results"].values() for ms in t.values() for m in ms}
     b_metrics |= {m for t in base.record["pairs"].values() for ms in t.values() for m in ms}
-    for name in tolerances:
-        if name not in b_metrics:
+    for name, tol in tolerances.items():
+        if name in EFFICIENCY:
+            if not tol.relative:
+                raise KdbenchError(f"--tolerance {name}: efficiency figures take a relative tolerance ({name}=15%)")
+        elif name not in b_metrics:
             raise KdbenchError(f"--tolerance {name}: the baseline has no metric {name!r}")
-    ece_bins = int(base.record["config"].get("eval", {}).get("ece_bins", 15))
-    plan, not_gated = _plan(base, cand, roles, ignore, registry.classifier_metrics(ece_bins))
-    if not compare.efficiency_comparable(base.record, cand.record):  # quality is gated across devices, latency never
-        not_gated.append(f"efficiency figures (baseline on {compare.hardware(base.record)}, candidate on "
-                         f"{compare.hardware(cand.record)}: not comparable across hardware)")
+    plan = _plan(base, cand, roles, ignore, metrics)
+    efficiency = _efficiency_checks(plan, tolerances, roles)
+    unmatched = [p for p in metrics if p not in plan.matched]
+    if unmatched:
+        raise KdbenchError(f"--metrics {unmatched[0]}: matches no metric of the baseline")
+    if not plan.checks and not efficiency:
+        raise KdbenchError("nothing to gate: the baseline has no metric with a paired test")
 
-    cache: dict[tuple[str, str, str], tuple] = {}
-
-    def data(side: Side, task: str, role: str):
-        """(ids, probs, labels) of one model, the candidate's in the baseline's example order."""
-        k = (side.label, task, role)
-        if k not in cache:
-            if role not in side.record["results"].get(task, {}):
-                raise KdbenchError(f"{side.label} has no model {role!r} on {task}")
-            ids = None if side is base else data(base, task, role)[0]
-            cache[k] = side.probs_and_labels(task, role, ids)
-            if side is cand and not np.array_equal(cache[k][2], data(base, task, role)[2]):
-                raise KdbenchError(f"{task}/{role}: the baseline's and the candidate's gold labels differ")
-        return cache[k]
-
-    views = []
-    for task, model, name, metric, b_val, c_val in plan:  # load and check every input first
-        if "|" in model:
-            student, ref = model.split("|")
-            view = _pair_view(name, metric, (data(base, task, ref)[1], data(base, task, student)[1]),
-                              (data(cand, task, ref)[1], data(cand, task, student)[1]))
-        else:
-            view = _classifier_view(name, metric, data(base, task, model)[1:], data(cand, task, model)[1:], ece_bins)
-        for side, val, arrays in ((base, b_val, view.base), (cand, c_val, view.cand)):
-            got = view.stat(*arrays)
-            if not math.isfinite(got) or abs(got - val) > SAMPLES_MATCH_TOL * max(1.0, abs(val)):
-                raise KdbenchError(f"{side.label} {side.path}: samples do not match the record: {task}/{model}/"
-                                   f"{name} is {val:.6g} in the record, {got:.6g} from the samples")
-        views.append(view)
+    for p in plan.checks:  # the samples must back both records before anything is tested
+        for side, val in ((base, p.baseline), (cand, p.candidate)):
+            table, _, _ = plan.table(side, p.task, p.model, p.kind)
+            got = p.spec.value(metric_spec.Resampling(0, confidence, seed, options(side.record, p.task)).context(table))
+            if not matches(got, val):
+                raise KdbenchError(f"{side.label} {side.path}: samples do not match the record: {p.task}/{p.model}/"
+                                   f"{p.spec.name} is {val:.6g} in the record, {got:.6g} from the samples")
 
     checks = []
-    for (task, model, name, metric, b_val, c_val), view in zip(plan, views):
-        if view.binary:
-            a = view.per_example(*view.cand).astype(bool)
-            b = view.per_example(*view.base).astype(bool)
-            mc = mcnemar_exact(a, b, confidence)
-            boot = paired_bootstrap(a.astype(float), b.astype(float), n_samples, confidence, seed)
-            p, ci, test = mc["p_value"], boot["ci"], f"exact McNemar (b={mc['b']}, c={mc['c']})"
-        elif view.per_example is not None:
-            boot = paired_bootstrap(view.per_example(*view.cand), view.per_example(*view.base), n_samples,
-                                    confidence, seed)
-            p, ci, test = boot["p_value"], boot["ci"], "paired bootstrap"
-        else:
-            boot = _paired_statistic_bootstrap(view, n_samples, confidence, seed)
-            p, ci, test = boot["p_value"], boot["ci"], "paired bootstrap"
-        c = Check(task, model, name, b_val, c_val, c_val - b_val, ci, p, test, tolerances.get(name, 0.0),
-                  metric.higher_is_better)
+    for p in plan.checks:
+        how = metric_spec.Resampling(n_samples, confidence, seed, options(base.record, p.task))
+        t = metric_spec.paired_test(p.spec, plan.table(cand, p.task, p.model, p.kind)[0],
+                                    plan.table(base, p.task, p.model, p.kind)[0], how)
+        checks.append(Check(p.task, p.model, p.spec.name, p.baseline, p.candidate, p.candidate - p.baseline, t.ci,
+                            t.p_value, t.test, tolerances.get(p.spec.name, Tolerance(0.0)), p.spec.higher_is_better))
+    adjusted = adjust_p_values([c.p_value for c in checks], correction)
+    for c, q in zip(checks, adjusted):
+        c.p_corrected = q
+    checks += efficiency
+    for c in checks:
         c.verdict = _verdict(c, alpha)
-        checks.append(c)
-    return GateResult(base, cand, checks, alpha, confidence, n_samples, not_gated)
+    notes = [n for n in [_trainer_note(base.record, cand.record)] if n]
+    return GateResult(base, cand, checks, alpha, confidence, n_samples, correction, plan.not_gated, notes)
+
+
+def _trainer_note(b: dict, c: dict) -> str | None:
+    rb, rc = b.get("trainer_revision"), c.get("trainer_revision")
+    if rb and rc and rb != rc:
+        return (f"The baseline was trained by trainer revision `{rb}` and the candidate by `{rc}`: differences may "
+                "come from the change to the trainer, not the candidate's setting. If the change is meant to move the "
+                "numbers, re-promote the baselines in the same commit (`make baselines`).")
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -429,10 +411,12 @@ def _num(x: float) -> str:
     return f"{x:.4f}"
 
 
-def _p(c: Check, n_samples: int) -> str:
-    if c.p_value == 0 and not c.test.startswith("exact"):  # no resample crossed zero
+def _p(p: float | None, test: str, n_samples: int) -> str:
+    if p is None:
+        return "–"
+    if p == 0 and not test.startswith("exact"):  # no resample crossed zero
         return f"< {1 / n_samples:g}"
-    return f"{c.p_value:.2g}" if c.p_value < 0.001 else f"{c.p_value:.3f}"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
 _VERDICT_ICON = {"regression": "❌ regression", "worse, within tolerance": "⚠️ worse, within tolerance",
@@ -454,25 +438,32 @@ def render_markdown(result: GateResult) -> str:
     data = "; ".join(f"{_md(t)}: {d['rows']} examples, sha256 `{d['sha256'][:12]}`"
                      for t, d in b["datasets"].items() if t in b["results"])
     pct = round(result.confidence * 100)
+    corrected = {"holm": "Holm-corrected", "bonferroni": "Bonferroni-corrected", "none": "uncorrected"}[result.correction]
+    n_tests = sum(c.p_value is not None for c in result.checks)
     lines = [
         head, "",
         f"Baseline {who(result.baseline)}  ",
         f"Candidate {who(result.candidate)}  ",
         f"Data: {data}", "",
-        f"A regression is a change for the worse that is significant (p < {result.alpha:g}) and larger than the "
-        f"metric's tolerance. Tests pair the two runs example by example: exact McNemar for accuracy-like metrics, "
-        f"paired bootstrap ({result.n_samples} resamples) otherwise. Δ = candidate − baseline; McNemar's b counts examples "
-        f"only the candidate gets right, c those only the baseline gets right; ↑/↓: higher/lower is better.", "",
-        f"| task | model | metric | baseline | candidate | Δ | {pct}% CI of Δ | p | test | tolerance | verdict |",
-        "|---|---|---|---:|---:|---:|---|---:|---|---:|---|",
+        *(f"⚠️ {_md(n)}" for n in result.notes), *([""] if result.notes else []),
+        f"A regression is a change for the worse that is significant ({corrected} p < {result.alpha:g} over the "
+        f"{n_tests} tests) and larger than the metric's tolerance. Tests pair the two runs unit by unit (examples, "
+        f"sentences, queries, documents): exact McNemar for per-unit right/wrong outcomes, paired bootstrap "
+        f"({result.n_samples} resamples) otherwise; efficiency figures have a relative tolerance and no test. "
+        f"Δ = candidate − baseline; McNemar's b counts units only the candidate gets right, c those only the baseline "
+        f"gets right; ↑/↓: higher/lower is better.", "",
+        f"| task | model | metric | baseline | candidate | Δ | {pct}% CI of Δ | p | p ({result.correction}) | test | "
+        "tolerance | verdict |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---|---:|---|",
     ]
     order = {"regression": 0, "worse, within tolerance": 1, "worse, not significant": 2}
     for ch in sorted(result.checks, key=lambda ch: order.get(ch.verdict, 3)):
         ci = f"[{ch.ci[0]:+.4f}, {ch.ci[1]:+.4f}]" if ch.ci else "–"
         arrow = "↑" if ch.higher_is_better else "↓"
         lines.append(f"| {_md(ch.task)} | {_md(ch.model)} | {_md(ch.metric)} {arrow} | {_num(ch.baseline)} | "
-                     f"{_num(ch.candidate)} | {ch.delta:+.4f} | {ci} | {_p(ch, result.n_samples)} | {_md(ch.test)} | "
-                     f"{ch.tolerance:g} | {_VERDICT_ICON[ch.verdict]} |")
+                     f"{_num(ch.candidate)} | {ch.delta:+.4f} | {ci} | {_p(ch.p_value, ch.test, result.n_samples)} | "
+                     f"{_p(ch.p_corrected, ch.test, result.n_samples)} | {_md(ch.test)} | {ch.tolerance} | "
+                     f"{_VERDICT_ICON[ch.verdict]} |")
     if result.not_gated:
         lines += ["", "Not gated: " + ", ".join(_md(x) for x in result.not_gated) + "."]
     return "\n".join(lines) + "\n"
@@ -485,6 +476,26 @@ def unusable_markdown(reason: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # baselines
 # --------------------------------------------------------------------------------------------------
+def make_baseline(suite: str, name: str | None = None, overrides: Sequence[str] = (),
+                  baselines_dir: str | Path = "baselines") -> tuple[Path, Path]:
+    """Run ``kdbench train-and-eval`` of ``suite`` (with ``overrides``) in a scratch folder under
+    ``baselines_dir`` and promote it to ``NAME`` (the suite's name by default), replacing the
+    baseline there: what ``make baselines`` does for every suite."""
+    from kdbench.config import load_suite
+    from kdbench.pipeline import train_and_eval
+
+    cfg = load_suite(suite, list(overrides))
+    name = name or cfg.name
+    names.check(name, "baseline name", where="--name: ")
+    scratch = within(baselines_dir, f".make-{name}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        result = train_and_eval(cfg, reports_dir=scratch, leaderboard_dir=None)
+        return promote(result.run_dir, name, baselines_dir, force=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def promote(run: str | Path, name: str, baselines_dir: str | Path = "baselines", *, reports_dir: str | Path = "reports",
             force: bool = False) -> tuple[Path, Path]:
     """Copy a run's record and samples into ``baselines_dir/NAME.json`` and

@@ -35,7 +35,8 @@ from kdbench.predictions import samples_frame
 from kdbench.report import html, leaderboard
 from kdbench.report.record import RECORD_FILE, SAMPLES_FILE, SCHEMA_VERSION, read_record, write_record
 from kdbench.report.rundir import CHECKPOINTS, RESUME_FILE, run_id_of_staging, staged_run_dir, staging_dir
-from kdbench.report.glue import glue_average
+from kdbench.metrics.glue import glue_average
+from kdbench.metrics.sanity import run_warnings
 from kdbench.tasks import get_task
 from kdbench.tasks.base import RunSettings, Task
 
@@ -130,7 +131,7 @@ def train_and_eval(
 
     return _written_by_main(scratch, lambda: _score_and_write(
         suite, tasks, runs, reports_dir, leaderboard_dir, device, procs.num_processes, run_id=run_id,
-        resume=resume is not None and scratch is None, finish=finish))
+        resume=resume is not None and scratch is None, finish=finish, trained=True))
 
 
 def _process_outputs(procs, suite: SuiteConfig, reports_dir, leaderboard_dir):
@@ -253,11 +254,11 @@ def evaluate(
                                                               device, procs.num_processes))
 
 
-def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, dict, dict]:
-    """Predictions of every role, each role's metrics, and the pair metrics: every other role
-    against the teacher (with several teachers: against each of them and their ensemble, a
-    pseudo-model whose outputs are the weighted mean of theirs), and the student against the
-    baseline (what KD bought)."""
+def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, dict, dict, list]:
+    """Predictions of every role, each role's metrics, the pair metrics and the ``samples.parquet``
+    rows: every other role against the teacher (with several teachers: against each of them and
+    their ensemble, a pseudo-model whose outputs are the weighted mean of theirs), and the student
+    against the baseline (what KD bought)."""
     task = run.task
     with timed(run.durations, "eval_s"):
         predictions = {role: task.predict(model, eval_data, role, settings) for role, model in run.models.items()}
@@ -267,14 +268,22 @@ def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, 
         members = {r: predictions.pop(r) for r in run.ensemble}  # the ensemble listed right after its teachers
         predictions = {**members, ENSEMBLE: ensemble, **predictions}
         references = [*run.ensemble, ENSEMBLE]
-    results = {role: task.score(p, settings) for role, p in predictions.items()}
-    pairs = {f"{role}|{ref}": task.score_pair(p, predictions[ref], settings)
-             for ref in references for role, p in predictions.items() if role not in references}
+    results, frames, pairs = {}, [], {}
+    for role, p in predictions.items():
+        results[role], frame = task.evaluate(p, settings)
+        frames.append(frame)
+    for ref in references:
+        for role, p in predictions.items():
+            if role not in references:
+                key = f"{role}|{ref}"
+                pairs[key], frame = task.evaluate_pair(p, predictions[ref], settings, key)
+                if frame is not None:
+                    frames.append(frame)
     if STUDENT in predictions and BASELINE in predictions:
         compared = task.compare(predictions[STUDENT], predictions[BASELINE], settings)
         if compared:
             pairs[f"{STUDENT}|{BASELINE}"] = compared
-    return predictions, results, {k: v for k, v in pairs.items() if v}
+    return predictions, results, {k: v for k, v in pairs.items() if v}, frames
 
 
 def _efficiency(run: _TaskRun, eval_data, suite: SuiteConfig, settings: RunSettings, device) -> dict:
@@ -298,14 +307,15 @@ def _aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:
 
 
 def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir, device, processes: int,
-                     *, run_id: str | None = None, resume: bool = False, finish=None) -> RunResult:
+                     *, run_id: str | None = None, resume: bool = False, finish=None, trained: bool = False) -> RunResult:
     """``device``: where the models ran, ``processes``: how many launched processes ran them;
     ``run_id``: given by train-and-eval, new by default; ``resume``: continue in its existing
     staging folder; ``finish(run_dir)``: called once the record is written, before the folder is
-    renamed into place. The record is written last: a staging folder with one is a whole run."""
+    renamed into place (the record is written last: a staging folder with one is a whole run);
+    ``trained``: the run trained its students (the record names the trainer revision)."""
     started = time.perf_counter()
     run_id = run_id or new_run_id(suite.name)
-    results, pairs, datasets, durations, frames, models, models_by_task = {}, {}, {}, {}, [], {}, {}
+    results, pairs, datasets, durations, frames, models, models_by_task, kinds = {}, {}, {}, {}, [], {}, {}, {}
     eff, eff_task, per_seed = {}, None, {}
     with staged_run_dir(Path(reports_dir), run_id, resume=resume) as run_dir:
         for run in runs(run_dir):
@@ -314,17 +324,18 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             settings = RunSettings.of(task_suite)
             eval_data = task.eval_data(task_suite.data.eval_rows)
             if run.seed is not None:  # a later seed: its scores feed seed_results, nothing else
-                _, seed_scores, seed_pairs = _score_task(run, eval_data, settings)
+                _, seed_scores, seed_pairs, _ = _score_task(run, eval_data, settings)
                 per_seed.setdefault(task.name, []).append((seed_scores, seed_pairs))
                 durations[f"{task.name}/seed-{run.seed}"] = run.durations
                 run.models.clear()
                 continue
-            predictions, results[task.name], pairs[task.name] = _score_task(run, eval_data, settings)
+            predictions, results[task.name], pairs[task.name], task_frames = _score_task(run, eval_data, settings)
+            kinds[task.name] = next(iter(predictions.values())).kind
             per_seed[task.name] = [(results[task.name], pairs[task.name])]
             datasets[task.name] = task.dataset_record(eval_data)
             if run.train_dataset is not None:
                 datasets[task.name]["train"] = run.train_dataset
-            frames.extend(p.to_frame() for p in predictions.values())
+            frames.extend(task_frames)
             for role, info in run.info.items():
                 models.setdefault(role, info)
             models_by_task[task.name] = run.info
@@ -337,6 +348,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             "schema_version": SCHEMA_VERSION,
             "kdbench_version": kdbench.__version__,
             "git_hash": environment.git_hash(),
+            **({"trainer_revision": environment.trainer_revision()} if trained else {}),
             "run_id": run_id,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "suite": suite.name,
@@ -348,6 +360,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             "models": models,  # each role as it was on the first task; every task's in models_by_task
             "models_by_task": models_by_task,
             "datasets": datasets,
+            "kinds": kinds,  # each task's predictions kind: how the gate rebuilds its metrics from samples.parquet
             "results": results,
             "pairs": pairs,
             "efficiency": eff,
@@ -360,6 +373,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
         if summary:
             record["summary"] = summary
         frame = samples_frame(frames)
+        record["warnings"] = run_warnings(record, frame)
         frame.to_parquet(run_dir / SAMPLES_FILE, index=False)
         write_atomic(run_dir / "report.html", html.render_run(record, frame))
         write_record(run_dir / RECORD_FILE, record)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdbench.metrics import registry
+from kdbench.metrics.classification import ClassifierPairTable, ClassifierTable
+from kdbench.metrics.spec import Resampling, score
 from kdbench.predictions import ClassifierPredictions
 from kdbench.report.record import write_record
 
@@ -19,7 +20,7 @@ TASK_SPEC = {
     "name": "sst2", "family": "glue", "description": "synthetic",
     "dataset": {"id": "nyu-mll/glue", "config": "sst2", "train_split": "train", "eval_split": "validation"},
     "columns": {"text": "sentence", "text_pair": None, "label": "label", "id": "idx"},
-    "label_names": ["negative", "positive"], "metrics": METRICS, "pair_metrics": PAIR_METRICS,
+    "label_names": ["negative", "positive"], "metrics": METRICS, "main_score": "accuracy", "pair_metrics": PAIR_METRICS,
 }
 
 
@@ -49,10 +50,9 @@ def make_run(reports_dir: Path, run_id: str, *, accuracies: dict[str, float] | N
         preds[role] = ClassifierPredictions("sst2", role, ids, _probs(labels, acc, role_rng), labels)
     eval_cfg = {"batch_size": 64, "bootstrap_samples": 200, "confidence": 0.95, "ece_bins": 15,
                 "latency_batches": [1, 32], **(eval_cfg or {})}
-    results = {role: registry.compute(registry.classifier_metrics(eval_cfg["ece_bins"]), METRICS, p.probs, p.labels,
-                                      n_samples=200, seed=0) for role, p in preds.items()}
-    pairs = {f"{role}|teacher": registry.compute(registry.PAIR_METRICS, PAIR_METRICS, preds["teacher"].probs, p.probs,
-                                                 n_samples=200, seed=0)
+    how = Resampling(200, 0.95, 0, eval_cfg)
+    results = {role: score(ClassifierTable(p.probs, p.labels), METRICS, how) for role, p in preds.items()}
+    pairs = {f"{role}|teacher": score(ClassifierPairTable(preds["teacher"].probs, p.probs), PAIR_METRICS, how)
              for role, p in preds.items() if role != "teacher"}
     model_ids = model_ids or {}
     params = params or {}
@@ -64,7 +64,7 @@ def make_run(reports_dir: Path, run_id: str, *, accuracies: dict[str, float] | N
     sha = hashlib.sha256(json.dumps([ids, labels.tolist()]).encode()).hexdigest()
     record = {
         "schema_version": 1, "kdbench_version": "0.1.0", "git_hash": None, "run_id": run_id, "created": created,
-        "suite": suite, "config": {"name": suite, "max_length": 64, "eval": eval_cfg,
+        "suite": suite, "config": {"name": suite, "seed": seed, "max_length": 64, "eval": eval_cfg,
                                    "task_specs": {"sst2": copy.deepcopy(TASK_SPEC)}},
         "environment": {"dtype": "bf16", "device": "cpu"}, "seeds": [seed], "models": models,
         "datasets": {"sst2": {"id": "nyu-mll/glue", "config": "sst2", "split": "validation", "rows": n, "sha256": sha}},

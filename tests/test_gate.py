@@ -79,10 +79,10 @@ def test_markdown_is_a_table_fit_for_a_pr_comment(runs, tmp_path):
     assert text == proc.stdout
     assert text.startswith("### kdbench gate: ❌ FAIL")
     header = next(line for line in text.splitlines() if line.startswith("| task |"))
-    assert header.count("|") == 12
+    assert header.count("|") == 13
     rows = [line for line in text.splitlines() if line.startswith("| sst2 |")]
     assert rows[0].endswith("❌ regression |")  # regressions first
-    assert all(line.count("|") - line.count("\\|") == 12 for line in rows)  # pipes in model keys are escaped
+    assert all(line.count("|") - line.count("\\|") == 13 for line in rows)  # pipes in model keys are escaped
     assert "student\\|teacher" in text
 
 
@@ -208,7 +208,7 @@ def _not_json(run_dir):
     (_task_config, None, "task configuration differs at eval.ece_bins (15 vs 10)"),
     (_drop_role, None, "candidate has no model 'student' on sst2"),
     (_drop_task, None, "candidate has no results for task 'sst2'"),
-    (None, _nan_samples, "NaN or infinite probability in the samples of sst2/"),
+    (None, _nan_samples, "NaN or infinite probability in the samples"),
     (None, _missing_samples, "missing samples (no file"),
     (None, _samples_without_student, "missing samples for sst2/student"),
     (None, _samples_swapped, "samples do not match the record: sst2/student/"),
@@ -263,17 +263,19 @@ def test_an_unknown_metric_is_not_silently_passed(runs, tmp_path):
     assert gate.run_gate(base, cand, ignore=["bleu"]).exit_code == 0
 
 
-def test_vectorised_ece_resamples_equal_the_loop():
+def test_paired_resamples_of_ece_equal_the_loop_over_resampled_examples():
+    """Two runs are tested on the same draws of example indices: each side's vectorised ECE replicate
+    is the ECE of exactly those examples."""
     import numpy as np
 
     from kdbench.metrics import calibration
+    from kdbench.metrics.classification import ClassifierContext
+    from kdbench.metrics.stats import paired_draws
 
     rng = np.random.default_rng(0)
-    probs = rng.dirichlet([1, 1, 1], 200)
     labels = rng.integers(0, 3, 200)
-    idx = rng.integers(0, 200, size=(20, 200))
-    counts = np.zeros((20, 200))
-    np.add.at(counts, (np.repeat(np.arange(20), 200), idx.ravel()), 1.0)
-    fast = gate._ece_replicates(15)(probs, labels, counts)
-    slow = [calibration.expected_calibration_error(probs[i], labels[i], 15) for i in idx]
-    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+    draws = paired_draws(200, 20, seed=3)
+    for probs in (rng.dirichlet([1, 1, 1], 200), rng.dirichlet([3, 1, 1], 200)):
+        fast = ClassifierContext(probs, labels, n_samples=20, seed=3, draws=draws).ece()
+        slow = [calibration.expected_calibration_error(probs[i], labels[i], 15) for i in draws]
+        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)

@@ -165,8 +165,8 @@ def test_spec_errors(tmp_path):
     good = (get_task("gsm8k").spec.model_dump(mode="json"))
     import yaml
 
-    for change, needle in [({"metrics": ["accuracy"]}, "unknown reasoning metric"),
-                           ({"pair_metrics": ["kl"]}, "unknown reasoning pair metric"),
+    for change, needle in [({"metrics": ["accuracy"]}, "unknown generation metric"),
+                           ({"pair_metrics": ["kl"]}, "unknown generation pair metric"),
                            ({"prompt": {"style": "chat", "user": "no placeholder"}}, "{question}")]:
         path = tmp_path / "t.yaml"
         path.write_text(yaml.safe_dump({**good, **change}))

@@ -8,9 +8,11 @@ from scipy import stats
 from sklearn.metrics import f1_score, matthews_corrcoef
 
 from kdbench.config import EvalConfig
-from kdbench.metrics import regression, registry
+from kdbench.metrics.classification import ClassifierTable
+from kdbench.metrics.regression import RegressionTable
+from kdbench.metrics.spec import Resampling, compare, score
 from kdbench.models.loading import load_for_head, load_tokenizer, save_model
-from kdbench.report.glue import glue_average
+from kdbench.metrics.glue import glue_average
 from kdbench.tasks import get_task
 from kdbench.tasks.base import RunSettings
 
@@ -66,7 +68,7 @@ def test_f1_and_mcc_match_scikit_learn_with_cis():
     labels = rng.integers(0, 2, 400)
     logits = rng.normal(size=(400, 2)) + 1.2 * np.eye(2)[labels]
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    out = registry.compute(registry.classifier_metrics(), ["f1", "mcc"], probs, labels, n_samples=500, seed=1)
+    out = score(ClassifierTable(probs, labels), ["f1", "mcc"], Resampling(500, 0.95, 1))
     pred = probs.argmax(axis=1)
     assert out["f1"]["value"] == pytest.approx(f1_score(labels, pred), abs=1e-12)
     assert out["mcc"]["value"] == pytest.approx(matthews_corrcoef(labels, pred), abs=1e-12)
@@ -75,14 +77,14 @@ def test_f1_and_mcc_match_scikit_learn_with_cis():
     # multiclass MCC (Gorodkin's form) too
     y3 = rng.integers(0, 3, 300)
     p3 = rng.dirichlet(np.ones(3), 300)
-    got = registry.compute(registry.classifier_metrics(), ["mcc"], p3, y3, n_samples=100)["mcc"]["value"]
+    got = score(ClassifierTable(p3, y3), ["mcc"], Resampling(100))["mcc"]["value"]
     assert got == pytest.approx(matthews_corrcoef(y3, p3.argmax(axis=1)), abs=1e-12)
 
 
 def test_mcc_classic_mistake_constant_predictions_are_zero_not_nan():
     labels = np.array([0, 1, 0, 1])
     probs = np.tile([0.9, 0.1], (4, 1))
-    assert registry.compute(registry.classifier_metrics(), ["mcc"], probs, labels, n_samples=100)["mcc"]["value"] == 0.0
+    assert score(ClassifierTable(probs, labels), ["mcc"], Resampling(100))["mcc"]["value"] == 0.0
 
 
 def test_regression_metrics_match_scipy():
@@ -90,13 +92,13 @@ def test_regression_metrics_match_scipy():
     gold = rng.uniform(0, 5, 300)
     pred = gold + rng.normal(0, 1.0, 300)
     pred[:20] = np.round(pred[:20])  # ties
-    out = regression.score(pred, gold, ["pearson", "spearman", "mse"], n_samples=300)
+    out = score(RegressionTable(pred, gold), ["pearson", "spearman", "mse"], Resampling(300))
     assert out["pearson"]["value"] == pytest.approx(stats.pearsonr(pred, gold)[0], abs=1e-12)
     assert out["spearman"]["value"] == pytest.approx(stats.spearmanr(pred, gold)[0], abs=1e-12)
     assert out["mse"]["value"] == pytest.approx(np.mean((pred - gold) ** 2))
     for m in out.values():
         assert m["ci"][0] <= m["value"] <= m["ci"][1]
-    diff = regression.compare(pred, gold + rng.normal(0, 2.0, 300), gold, n_samples=300)
+    diff = compare(RegressionTable(pred, gold), RegressionTable(gold + rng.normal(0, 2.0, 300), gold), Resampling(300))
     assert diff["pearson_difference"]["value"] > 0 and diff["pearson_difference"]["ci"][0] > 0
 
 

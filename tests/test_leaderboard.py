@@ -200,3 +200,63 @@ def test_a_malformed_record_is_skipped_with_one_warning(reports, tmp_path):
     warns = [l for l in proc.stderr.splitlines() if l.startswith("kdbench: warning:")]
     assert len(warns) == 1 and str(reports / "run-b" / "report.json") in warns[0], proc.stderr
     assert (out / "runs" / "run-a.html").exists() and not (out / "runs" / "run-b.html").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# ranking from the metric registry: main score, significance tiers, % of teacher, identical reruns
+# --------------------------------------------------------------------------------------------------
+def _board_rows(html: str) -> list[dict]:
+    out = []
+    for tr in _rows(html):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", tr, flags=re.S)
+        out.append({"run": re.sub(r"<[^>]+>", "", cells[0]).strip(), "role": cells[2].strip(),
+                    "tier": cells[7].strip(), "of_teacher": cells[8].strip()})
+    return out
+
+
+def test_rows_rank_by_significance_tier_with_percent_of_teacher_and_collapsed_reruns(tmp_path):
+    from report_helpers import make_run
+
+    root = tmp_path / "reports"
+    make_run(root, "good", seed=0, n=800, accuracies={"teacher": 0.9, "student": 0.85})
+    make_run(root, "good-again", seed=0, n=800, accuracies={"teacher": 0.9, "student": 0.85},
+             created="2026-01-02T00:00:00+00:00")
+    make_run(root, "close", seed=1, n=800, accuracies={"teacher": 0.9, "student": 0.84},
+             created="2026-01-03T00:00:00+00:00")
+    make_run(root, "poor", seed=2, n=800, accuracies={"teacher": 0.9, "student": 0.6},
+             created="2026-01-04T00:00:00+00:00")
+    out = tmp_path / "lb"
+    leaderboard.build(root, out)
+    rows = _board_rows((out / "suite-quickstart.html").read_text())
+    # good and good-again are one row (×2); the three teachers are the same model: tier 1 together
+    assert [r["run"] for r in rows].count("good-again ×2") == 2 and not any(r["run"] == "good" for r in rows)
+    assert len(rows) == 6
+    by = {(r["run"].split()[0], r["role"]): r for r in rows}
+    assert {by[(run, "teacher")]["tier"] for run in ("good-again", "close", "poor")} == {"1"}
+    tiers = [float(r["tier"]) for r in rows]
+    assert tiers == sorted(tiers) and rows[-1]["run"].startswith("poor") and rows[-1]["role"] == "KD student"
+    assert tiers[-1] > max(float(by[(run, "KD student")]["tier"]) for run in ("good-again", "close"))
+    record = read_record(root / "poor")
+    acc = record["results"]["sst2"]
+    assert float(by[("poor", "KD student")]["of_teacher"]) == pytest.approx(
+        100 * acc["student"]["accuracy"]["value"] / acc["teacher"]["accuracy"]["value"], abs=0.05)
+    assert by[("poor", "teacher")]["of_teacher"] == "100.0"
+
+
+def test_the_run_report_shows_each_familys_own_columns(tmp_path):
+    import pandas as pd
+    from pinned_runs import write_run
+
+    from kdbench.report import html
+
+    for run, task, want, absent in (("ner", "wnut_17", ["f1", "precision", "recall", "token_accuracy",
+                                                        "label_loyalty vs teacher", "entity_f1_vs_teacher"], "ECE"),
+                                    ("retrieval", "dbpedia_entity_5k", ["ndcg_at_10", "mrr_at_10", "recall_at_100",
+                                                                        "overlap_at_10 vs teacher"], "NLL"),
+                                    ("lm", "gsm8k_text", ["perplexity", "bits_per_byte", "top1_agreement vs teacher"],
+                                     "Brier")):
+        folder = write_run(run, tmp_path / run)
+        page = html.render_run(read_record(folder), pd.read_parquet(folder / "samples.parquet"))
+        header = re.search(r"<tr><th class=\"l\">model</th>.*?</tr>", page, flags=re.S).group(0)
+        assert re.findall(r"<th>(.*?)</th>", header)[:len(want)] == want, header
+        assert absent not in header

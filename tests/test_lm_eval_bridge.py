@@ -114,7 +114,7 @@ def test_loglikelihoods_in_doc_order_with_gold_labels(tmp_path, data_dir, smol):
     kd_dir.mkdir()
     (kd_dir / "ag.yaml").write_text(
         f"name: ag_news_lm\nfamily: lm_eval\nlm_eval_task: test_ag_news_mc\ninclude_path: {lm_dir}\n"
-        f"limit: {rows}\nmetrics: [accuracy, acc, nll]\npair_metrics: [label_loyalty]\n")
+        f"limit: {rows}\nmetrics: [accuracy, acc, nll]\nmain_score: accuracy\npair_metrics: [label_loyalty]\n")
     task = get_task("ag_news_lm", [kd_dir])
     # a relative include path is resolved against the task file when the loader names it
     relative = {**read_yaml(kd_dir / "ag.yaml"), "include_path": "../lm_tasks"}
@@ -255,7 +255,7 @@ def _write_task(folder: Path, body: str) -> Path:
 def test_unknown_lm_eval_task_is_one_line_error(tmp_path):
     from kdbench.tasks import get_task
 
-    _write_task(tmp_path, "lm_eval_task: no_such_lm_eval_task\nmetrics: [acc]\n")
+    _write_task(tmp_path, "lm_eval_task: no_such_lm_eval_task\nmetrics: [acc]\nmain_score: acc\n")
     with pytest.raises(KdbenchError) as err:
         get_task("bad_lm", [tmp_path])
     message = str(err.value)
@@ -266,13 +266,13 @@ def test_unknown_lm_eval_task_is_one_line_error(tmp_path):
 def test_bad_spec_keys_name_file_and_key(tmp_path):
     from kdbench.tasks import get_task
 
-    path = _write_task(tmp_path, "lm_eval_task: kdbench_sst2\nmetrics: [acc]\npair_metrics: [no_such_loyalty]\n")
-    with pytest.raises(KdbenchError, match=rf"{re.escape(str(path))}:5: key 'pair_metrics': unknown metric 'no_such_loyalty'"):
+    path = _write_task(tmp_path, "lm_eval_task: kdbench_sst2\nmetrics: [acc]\nmain_score: acc\npair_metrics: [no_such_loyalty]\n")
+    with pytest.raises(KdbenchError, match=rf"{re.escape(str(path))}:6: key 'pair_metrics.0': unknown pair metric 'no_such_loyalty'"):
         get_task("bad_lm", [tmp_path])
-    _write_task(tmp_path, "lm_eval_task: kdbench_sst2\nmetrics: [accuracy, f1_macro]\n")
+    _write_task(tmp_path, "lm_eval_task: kdbench_sst2\nmetrics: [accuracy, f1_macro]\nmain_score: accuracy\n")
     with pytest.raises(KdbenchError, match="unknown metric 'f1_macro' for lm-eval task 'kdbench_sst2'"):
         get_task("bad_lm", [tmp_path]).eval_data(4)
-    _write_task(tmp_path, "lm_eval_task: kdbench_gsm8k\nmetrics: [exact_match]\nfilter: no-such-filter\n")
+    _write_task(tmp_path, "lm_eval_task: kdbench_gsm8k\nmetrics: [exact_match]\nmain_score: exact_match\nfilter: no-such-filter\n")
     with pytest.raises(KdbenchError, match="no filter 'no-such-filter' .*strict-match, flexible-extract"):
         get_task("bad_lm", [tmp_path]).eval_data(4)
 

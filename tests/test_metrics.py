@@ -6,7 +6,8 @@ from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import jensenshannon
 from sklearn.metrics import brier_score_loss, log_loss
 
-from kdbench.metrics import registry
+from kdbench.metrics.classification import ClassifierTable
+from kdbench.metrics.spec import Resampling, score
 from kdbench.metrics.calibration import (
     brier_score,
     expected_calibration_error,
@@ -81,8 +82,8 @@ def test_registry_cis_contain_point_and_are_seeded():
     rng = np.random.default_rng(3)
     probs, labels = _probs(rng, 300, 2), rng.integers(0, 2, 300)
     names = ["accuracy", "ece", "brier", "nll"]
-    a = registry.compute(registry.classifier_metrics(15), names, probs, labels, seed=7)
-    b = registry.compute(registry.classifier_metrics(15), names, probs, labels, seed=7)
+    a = score(ClassifierTable(probs, labels), names, Resampling(seed=7))
+    b = score(ClassifierTable(probs, labels), names, Resampling(seed=7))
     assert a == b
     for name in names:
         low, high = a[name]["ci"]

@@ -1,5 +1,5 @@
-"""Statistics: bootstrap engines, paired bootstrap, exact McNemar, seed aggregation; and the registry's
-vectorised replicates against the exact point formulas and the exact bootstrap."""
+"""Statistics: bootstrap engines, paired bootstrap, exact McNemar, seed aggregation; and the classifier
+metrics' vectorised replicates against the exact point formulas and the exact bootstrap."""
 import re
 
 import numpy as np
@@ -12,8 +12,13 @@ from scipy.special import softmax
 from scipy.stats import binomtest
 
 from kdbench.metrics import calibration as cal
-from kdbench.metrics import registry
 from kdbench.metrics import stats
+from kdbench.metrics.classification import TS_SPLIT_SEED, ClassifierContext, ClassifierPairTable, ClassifierTable
+from kdbench.metrics.spec import Resampling, compare, kind, score
+
+
+def compute(names, probs, labels, *, n_samples, seed=0, ece_bins=15):
+    return score(ClassifierTable(probs, labels), names, Resampling(n_samples, 0.95, seed, {"ece_bins": ece_bins}))
 
 
 def _classifier(rng, n, k=4):
@@ -103,8 +108,8 @@ def test_a_mean_ci_contains_its_point_estimate(values, seed):
     assert low - 1e-12 <= values.mean() <= high + 1e-12
 
 
-# --- registry -----------------------------------------------------------------------------------
-ALL = list(registry.classifier_metrics(15))
+# --- the classifier metrics of the registry ----------------------------------------------------
+ALL = kind("classifier").names()
 
 
 def test_registry_replicates_equal_the_point_formulas_on_the_sample_itself():
@@ -112,23 +117,28 @@ def test_registry_replicates_equal_the_point_formulas_on_the_sample_itself():
     this pins the engine's binning, equal-mass ranks, selective cut and harmonic-number AUC."""
     rng = np.random.default_rng(4)
     probs, labels = _classifier(rng, 997, 5)
-    ctx = registry.ClassifierContext(probs, labels, n_samples=1, seed=0, ece_bins=15)
+    ctx = ClassifierContext(probs, labels, n_samples=1, seed=0, ece_bins=15)
     ctx.counts = np.ones((1, 997))
     ctx.total = np.array([997.0])
-    metrics = registry.classifier_metrics(15)
-    for name in ("accuracy", "ece", "ece_equal_mass", "mce", "classwise_ece", "brier", "brier_top_label", "nll",
-                 "selective_accuracy_10", "coverage_accuracy_auc"):
-        assert metrics[name].replicates(ctx)[0] == pytest.approx(metrics[name].point(probs, labels), abs=1e-10), name
-        assert ctx.point(name) in (None, pytest.approx(metrics[name].point(probs, labels), abs=1e-12)), name
+    exact = {"accuracy": cal.top_label(probs, labels)[1].mean(), "ece": cal.expected_calibration_error(probs, labels),
+             "ece_equal_mass": cal.expected_calibration_error(probs, labels, 15, "mass"),
+             "mce": cal.maximum_calibration_error(probs, labels), "classwise_ece": cal.classwise_ece(probs, labels),
+             "brier": cal.brier_score(probs, labels), "brier_top_label": cal.top_label_brier_score(probs, labels),
+             "nll": cal.negative_log_likelihood(probs, labels), "selective_accuracy_10": cal.selective_accuracy(probs, labels),
+             "coverage_accuracy_auc": cal.coverage_accuracy_auc(probs, labels)}
+    for name, want in exact.items():
+        spec = kind("classifier").metric(name)
+        assert spec.samples(ctx)[0] == pytest.approx(want, abs=1e-10), name
+        assert spec.value(ctx) == pytest.approx(want, abs=1e-12), name
 
 
 def test_registry_atoms_agree_with_the_exact_bootstrap(monkeypatch):
     rng = np.random.default_rng(5)
     probs, labels = _classifier(rng, 6000, 4)
     names = [n for n in ALL if n != "ts_temperature"]
-    exact = registry.compute(registry.classifier_metrics(15), names, probs, labels, n_samples=600, seed=1)
+    exact = compute(names, probs, labels, n_samples=600, seed=1)
     monkeypatch.setattr(stats, "EXACT_DRAWS", 0)
-    atoms = registry.compute(registry.classifier_metrics(15), names, probs, labels, n_samples=600, seed=1)
+    atoms = compute(names, probs, labels, n_samples=600, seed=1)
     for name in names:
         (el, eh), (al, ah) = exact[name]["ci"], atoms[name]["ci"]
         width = eh - el
@@ -139,8 +149,8 @@ def test_registry_atoms_agree_with_the_exact_bootstrap(monkeypatch):
 def test_registry_full_set_values_cis_and_names():
     rng = np.random.default_rng(6)
     probs, labels = _classifier(rng, 500, 3)
-    a = registry.compute(registry.classifier_metrics(15), ALL, probs, labels, n_samples=300, seed=7)
-    assert a == registry.compute(registry.classifier_metrics(15), ALL, probs, labels, n_samples=300, seed=7)
+    a = compute(ALL, probs, labels, n_samples=300, seed=7)
+    assert a == compute(ALL, probs, labels, n_samples=300, seed=7)
     for name, res in a.items():
         assert re.fullmatch(r"[a-z][a-z0-9_]*", name)
         assert np.isfinite(res["value"])
@@ -154,11 +164,11 @@ def test_registry_full_set_values_cis_and_names():
         assert low <= a[name]["value"] <= high, name
     assert a["ece"]["value"] == pytest.approx(cal.expected_calibration_error(probs, labels, 15))
     assert a["ece_equal_mass"]["value"] == pytest.approx(cal.expected_calibration_error(probs, labels, 15, "mass"))
-    ts = cal.temperature_scaling_report(probs, labels, 15, 0.5, registry.TS_SPLIT_SEED)
+    ts = cal.temperature_scaling_report(probs, labels, 15, 0.5, TS_SPLIT_SEED)
     assert a["ts_temperature"]["value"] == pytest.approx(ts["temperature"])
     assert a["ts_nll_after"]["value"] == pytest.approx(ts["nll_after"])
     # ece_bins reaches the metrics
-    b = registry.compute(registry.classifier_metrics(5), ["ece"], probs, labels, n_samples=50)
+    b = compute(["ece"], probs, labels, n_samples=50, ece_bins=5)
     assert b["ece"]["value"] == pytest.approx(cal.expected_calibration_error(probs, labels, 5))
 
 
@@ -166,34 +176,36 @@ def test_registry_pair_metrics():
     rng = np.random.default_rng(7)
     t, _ = _classifier(rng, 400, 6)
     s = softmax(np.log(t) + rng.normal(size=t.shape) * 0.5, axis=1)
-    names = list(registry.PAIR_METRICS)
-    out = registry.compute(registry.PAIR_METRICS, names, t, s, n_samples=300, seed=0)
+    names = kind("classifier_pair").names()
+    how = Resampling(300, 0.95, 0, {})
+    out = score(ClassifierPairTable(t, s), names, how)
     from kdbench.metrics import loyalty
     assert out["probability_loyalty"]["value"] == pytest.approx(loyalty.probability_loyalty(t, s))
     assert out["acceptance_rate"]["value"] == pytest.approx(1 - out["tvd"]["value"])
     for name, res in out.items():
         assert res["ci"][0] <= res["value"] <= res["ci"][1], name
-    same = registry.compute(registry.PAIR_METRICS, names, t, t, n_samples=100)
+    same = score(ClassifierPairTable(t, t), names, Resampling(100, 0.95, 0, {}))
     assert same["label_loyalty"]["value"] == 1.0 and same["probability_loyalty"]["value"] == pytest.approx(1.0)
 
 
 def test_builtin_task_metrics_are_registered():
     from pathlib import Path
 
-    spec = yaml.safe_load((Path(registry.__file__).parents[1] / "tasks/builtin/sst2.yaml").read_text())
-    assert set(spec["metrics"]) <= set(registry.classifier_metrics(15))
-    assert set(spec["pair_metrics"]) <= set(registry.PAIR_METRICS)
+    spec = yaml.safe_load((Path(cal.__file__).parents[1] / "tasks/builtin/sst2.yaml").read_text())
+    assert set(spec["metrics"]) <= set(kind("classifier").names())
+    assert set(spec["pair_metrics"]) <= set(kind("classifier_pair").names())
 
 
 def test_paired_comparison_in_run_record_form():
     rng = np.random.default_rng(8)
     probs_a, labels = _classifier(rng, 300, 3)
     probs_b = softmax(np.log(probs_a) + rng.normal(size=probs_a.shape), axis=1)
-    out = registry.paired_comparison(labels, probs_a, probs_b, n_samples=300)
+    how = Resampling(300, 0.95, 0, {})
+    out = compare(ClassifierTable(probs_a, labels), ClassifierTable(probs_b, labels), how)
     a_right, b_right = probs_a.argmax(1) == labels, probs_b.argmax(1) == labels
     assert out["accuracy_difference"]["value"] == pytest.approx(a_right.mean() - b_right.mean())
     assert out["mcnemar_p_value"]["value"] == pytest.approx(stats.mcnemar_exact(a_right, b_right)["p_value"])
     assert out["mcnemar_p_value"]["ci"] is None
     assert all(np.isfinite(v["value"]) for v in out.values())
-    same = registry.paired_comparison(labels, probs_a, probs_a, n_samples=50)
+    same = compare(ClassifierTable(probs_a, labels), ClassifierTable(probs_a, labels), Resampling(50, 0.95, 0, {}))
     assert "mcnemar_odds_ratio" not in same and same["mcnemar_p_value"]["value"] == 1.0

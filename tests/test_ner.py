@@ -16,6 +16,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from kdbench.config import EvalConfig
 from kdbench.errors import KdbenchError
 from kdbench.metrics import ner as ner_metrics
+from kdbench.metrics import spec as metric_spec
 from kdbench.tasks import get_task
 from kdbench.tasks.base import LoadedModel, RunSettings
 
@@ -132,8 +133,8 @@ def test_out_of_range_class_id_is_an_error(tmp_path, monkeypatch, data_dir):
     ("label_names: [O, ", "label_names: [", "needs the outside tag 'O'"),
     ("B-corporation, I-corporation", "B-corporation, X-corporation", "'X-corporation' is not an IOB2 tag"),
     ("B-product, I-product]", "I-product]", "'I-product' has no matching B- tag"),
-    ("f1_person", "f1_persons", "unknown NER metric 'f1_persons'"),
-    ("entity_f1_vs_teacher]", "kl_teacher_student]", "unknown NER pair metric 'kl_teacher_student'"),
+    ("f1_person", "f1_persons", "f1_persons: no entity type 'persons' in label_names"),
+    ("entity_f1_vs_teacher]", "kl_teacher_student]", "unknown ner pair metric 'kl_teacher_student'"),
 ])
 def test_bad_specs_are_rejected_at_load(tmp_path, data_dir, old, new, expected):
     folder = _task_yaml(tmp_path, "broken", "leondz/wnut_17", **{old: new})
@@ -227,14 +228,12 @@ def test_per_type_f1_equals_seqeval_classification_report(task, preds, run_setti
 def test_bootstrap_replicates_are_seqeval_on_resampled_sentences(task, preds):
     """The vectorised resampling recomputes exactly what seqeval gives on each resampled set."""
     gold, pred = preds.gold_tags, preds.pred_tags
-    counts = ner_metrics.entity_counts(gold, pred, task.types)
-    _, samples = ner_metrics.ratio_metrics(ner_metrics.entity_columns(counts), ner_metrics.entity_statistics(task.types),
-                                           n_samples=12, seed=5, return_samples=True)
-    draws = np.random.default_rng(5).integers(0, len(gold), size=(12, len(gold)))
-    for b, idx in enumerate(draws):
+    ctx = task.table(preds).context(n_samples=12, seed=5, options={})
+    f1, precision = (metric_spec.kind("ner").metric(name).samples(ctx) for name in ("f1", "precision"))
+    for b, idx in enumerate(ctx.index):
         g, p = [gold[i] for i in idx], [pred[i] for i in idx]
-        assert samples["f1"][b] == pytest.approx(f1_score(g, p), abs=1e-12)
-        assert samples["precision"][b] == pytest.approx(precision_score(g, p), abs=1e-12)
+        assert f1[b] == pytest.approx(f1_score(g, p), abs=1e-12)
+        assert precision[b] == pytest.approx(precision_score(g, p), abs=1e-12)
 
 
 def test_metric_names_are_snake_case(task):

@@ -110,9 +110,9 @@ def test_beir_bad_layout_is_one_clear_error(tmp_path, monkeypatch, layout, messa
 
 def test_retrieval_spec_checks(tmp_path, data_dir):
     good = (get_task("dbpedia_entity_5k").spec.model_dump(mode="json"))
-    for change, message in ((dict(metrics=["ndcg_at_10", "precision_at_5"]), "unknown retrieval metric 'precision_at_5'"),
-                            (dict(top_k=50), "recall_at_100 needs the top 100"),
-                            (dict(pair_metrics=["rbo"]), "unknown retrieval metric 'rbo'"),
+    for change, message in ((dict(metrics=["ndcg_at_10", "precision_at_5"]), "unknown ranking metric 'precision_at_5'"),
+                            (dict(top_k=50), "recall_at_100: needs the top 100"),
+                            (dict(pair_metrics=["rbo"]), "unknown ranking pair metric 'rbo'"),
                             (dict(doc_template="{title}: {body}"), "only {title} and {text}")):
         path = tmp_path / "t.yaml"
         path.write_text(json.dumps({**good, **change}))
@@ -185,18 +185,18 @@ def test_metrics_match_pytrec_eval_on_real_rankings(task, rankings, role):
     assert len(preds.example_ids) == 23 and all(len(d) == 100 for d in preds.doc_ids)
     ref = _pytrec(qrels, preds)
     for ours, theirs in PYTREC_NAMES.items():
-        np.testing.assert_allclose(task.per_query(preds, ours), [ref[q][theirs] for q in preds.example_ids],
+        np.testing.assert_allclose(rm.per_query("ranking", ours, preds.doc_ids, preds.qrels), [ref[q][theirs] for q in preds.example_ids],
                                    atol=1e-9, rtol=0, err_msg=ours)
     # MRR@10 = trec_eval's reciprocal rank of the ranking cut at 10 (BEIR's mrr@10)
     ref10 = _pytrec(qrels, preds, cut=10, measures={"recip_rank"})
-    np.testing.assert_allclose(task.per_query(preds, "mrr_at_10"), [ref10[q]["recip_rank"] for q in preds.example_ids],
+    np.testing.assert_allclose(rm.per_query("ranking", "mrr_at_10", preds.doc_ids, preds.qrels), [ref10[q]["recip_rank"] for q in preds.example_ids],
                                atol=1e-9, rtol=0)
     # the ranking is the one trec_eval builds from the scores: score decreasing, ties by id decreasing
     for docs, scores in zip(preds.doc_ids, preds.scores):
         by_id = sorted(zip(docs, scores), key=lambda x: x[0], reverse=True)
         assert list(docs) == [d for d, _ in sorted(by_id, key=lambda x: -x[1])]  # stable sort
     # the metrics are not trivially 0 or 1 on this slice
-    assert 0.2 < task.per_query(preds, "ndcg_at_10").mean() < 0.95
+    assert 0.2 < rm.per_query("ranking", "ndcg_at_10", preds.doc_ids, preds.qrels).mean() < 0.95
 
 
 def test_ties_follow_trec_eval(rankings, task):
@@ -215,7 +215,7 @@ def test_ties_follow_trec_eval(rankings, task):
     assert sum(len(s) - len(set(s)) for s in tied.scores) > 500  # many ties
     ref = _pytrec(dict(zip(preds.example_ids, preds.qrels)), tied)
     for ours, theirs in PYTREC_NAMES.items():
-        np.testing.assert_allclose(task.per_query(tied, ours), [ref[q][theirs] for q in preds.example_ids], atol=1e-9)
+        np.testing.assert_allclose(rm.per_query("ranking", ours, tied.doc_ids, tied.qrels), [ref[q][theirs] for q in preds.example_ids], atol=1e-9)
 
 
 def test_teacher_ndcg_matches_pytrec_eval_with_teacher_pseudo_judgments(rankings, task):
@@ -224,9 +224,9 @@ def test_teacher_ndcg_matches_pytrec_eval_with_teacher_pseudo_judgments(rankings
     s, t = rankings["student"], rankings["teacher"]
     pseudo = {q: {d: 10 - r for r, d in enumerate(docs[:10])} for q, docs in zip(t.example_ids, t.doc_ids)}
     ref = _pytrec(pseudo, s, measures={"ndcg_cut.10"})
-    ours = rm.pair_per_query("teacher_ndcg_at_10", s.doc_ids, t.doc_ids)
+    ours = rm.per_query("ranking_pair", "teacher_ndcg_at_10", s.doc_ids, t.doc_ids)
     np.testing.assert_allclose(ours, [ref[q]["ndcg_cut_10"] for q in s.example_ids], atol=1e-9)
-    overlap = rm.pair_per_query("overlap_at_10", s.doc_ids, t.doc_ids)
+    overlap = rm.per_query("ranking_pair", "overlap_at_10", s.doc_ids, t.doc_ids)
     np.testing.assert_allclose(overlap, [len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(s.doc_ids, t.doc_ids)])
     assert 0 < overlap.mean() < 1
 
@@ -245,22 +245,23 @@ def test_scores_pairs_and_comparison(task, rankings):
     pair = task.score_pair(s, t, SETTINGS)
     assert pair["overlap_at_10"]["ci"][0] <= pair["overlap_at_10"]["value"] <= pair["overlap_at_10"]["ci"][1]
     diff = task.compare(t, s, SETTINGS)["ndcg_at_10_difference"]
-    want = task.per_query(t, "ndcg_at_10").mean() - task.per_query(s, "ndcg_at_10").mean()
+    want = rm.per_query("ranking", "ndcg_at_10", t.doc_ids, t.qrels).mean() - rm.per_query("ranking", "ndcg_at_10", s.doc_ids, s.qrels).mean()
     assert diff["value"] == pytest.approx(want, abs=1e-12) and diff["ci"][0] <= diff["value"] <= diff["ci"][1]
     assert task.compare(t, t, SETTINGS)["ndcg_at_10_p_value"]["value"] == 1.0
 
 
-def test_samples_frame(rankings):
+def test_samples_frame(rankings, task):
     preds = rankings["teacher"]
-    frame = preds.to_frame()
+    frame = task.evaluate(preds, SETTINGS)[1]
     assert list(frame.columns)[:7] == ["task", "example_id", "role", "label", "pred", "probs", "correct"]
     row = frame.iloc[0]
     assert row["example_id"] == preds.example_ids[0] and row["pred"].split() == preds.doc_ids[0][:10]
     relevant = {d for d, v in preds.qrels[0].items() if v >= 1}
     assert set(row["label"].split()) == relevant and row["probs"] == [] and frame["correct"].isna().all()
     assert row["scores"] == pytest.approx(list(preds.scores[0][:10]))
-    for name in preds.metrics:  # per-query values: the metric is their mean
-        assert name in frame and frame[name].mean() == pytest.approx(rm.per_query(name, preds.doc_ids, preds.qrels).mean())
+    for name in task.spec.metrics:  # per-query values: the metric is their mean
+        want = rm.per_query("ranking", name, preds.doc_ids, preds.qrels).mean()
+        assert name in frame and frame[name].mean() == pytest.approx(want)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ columns:
   text: text
 label_names: [world, sports, business, sci_tech]
 metrics: [accuracy, ece]
+main_score: accuracy
 pair_metrics: [label_loyalty, top_k_overlap]
 """
 
@@ -51,7 +52,10 @@ def test_include_path_adds_a_task_and_overrides_a_builtin(tmp_path, data_dir):
 
 @pytest.mark.parametrize("text, message", [
     ("family: nope\n", r"bad.yaml:1: key 'family': unknown family 'nope'"),
-    (AG_NEWS.replace("metrics: [accuracy, ece]", "metrics: [accuracy, eec]"), r"bad.yaml:12: key 'metrics': unknown metric 'eec'"),
+    (AG_NEWS.replace("metrics: [accuracy, ece]", "metrics: [accuracy, eec]"),
+     r"bad.yaml:12: key 'metrics.1': unknown classifier metric 'eec'; did you mean 'ece'\?"),
+    (AG_NEWS.replace("main_score: accuracy", "main_score: f1"),
+     r"bad.yaml:13: key 'main_score': 'f1' is not one of the task's metrics \(accuracy, ece\)"),
     (AG_NEWS.replace("  text: text", "  txt: text"), r"bad.yaml:9: key 'columns.text': Field required"),
 ])
 def test_malformed_task_file_names_file_line_and_key(tmp_path, text, message):

@@ -34,55 +34,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from kdbench.metrics.stats import percentile_ci
+from kdbench.errors import KdbenchError
+from kdbench.metrics.loyalty import expected_tokens_per_call
+from kdbench.metrics.spec import Kind, Table, register_kind, statistic
+from kdbench.metrics.stats import Resampled, percentile_ci
 
 _TINY = 1e-30  # floor for probabilities inside logs (KL of a coarsened cell with zero mass)
 _CHUNK_CELLS = 2**24  # k × k id comparisons per position: positions per block = this / k²
-
-
-# --------------------------------------------------------------------------------------------------
-# perplexity and bits per byte
-# --------------------------------------------------------------------------------------------------
-def bootstrap_ratio_samples(num: np.ndarray, den: np.ndarray, n_samples: int = 1000, seed: int = 0) -> np.ndarray:
-    """Σ w_d num_d / Σ w_d den_d for ``n_samples`` Efron resamples w of the documents."""
-    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
-    n = num.size
-    rng = np.random.default_rng(seed)
-    out = np.empty(n_samples)
-    block = max(1, 2_000_000 // max(n, 1))  # resamples per block: bounded memory for large corpora
-    for start in range(0, n_samples, block):
-        b = min(block, n_samples - start)
-        idx = rng.integers(0, n, size=(b, n))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + b] = num[idx].sum(axis=1) / den[idx].sum(axis=1)
-    return out
-
-
-def perplexity(nll: np.ndarray, tokens: np.ndarray) -> float:
-    """exp(Σ NLL_d / Σ n_d) over documents (natural-log NLLs)."""
-    return float(np.exp(np.sum(nll) / np.sum(tokens)))
-
-
-def bits_per_byte(nll: np.ndarray, n_bytes: np.ndarray) -> float:
-    """Σ NLL_d / (ln 2 · Σ bytes_d)."""
-    return float(np.sum(nll) / (math.log(2) * np.sum(n_bytes)))
-
-
-def perplexity_with_ci(nll: np.ndarray, tokens: np.ndarray, n_samples: int = 1000, confidence: float = 0.95,
-                       seed: int = 0) -> dict:
-    ratios = bootstrap_ratio_samples(nll, tokens, n_samples, seed)
-    lo, hi = percentile_ci(np.exp(ratios), confidence)
-    return {"value": perplexity(nll, tokens), "ci": [lo, hi]}
-
-
-def bits_per_byte_with_ci(nll: np.ndarray, n_bytes: np.ndarray, n_samples: int = 1000, confidence: float = 0.95,
-                          seed: int = 0) -> dict:
-    ratios = bootstrap_ratio_samples(nll, n_bytes, n_samples, seed) / math.log(2)
-    lo, hi = percentile_ci(ratios, confidence)
-    return {"value": bits_per_byte(nll, n_bytes), "ci": [lo, hi]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -162,3 +125,198 @@ def doc_sums(per_token: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
     """Per-document sums of a per-token array laid out document after document."""
     bounds = np.cumsum([0, *lengths])
     return np.array([per_token[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+# --------------------------------------------------------------------------------------------------
+# tables: per-document sums (a ratio estimator resamples documents and divides resampled sums)
+# --------------------------------------------------------------------------------------------------
+class DocumentContext(Resampled):
+    """Per-document columns and their resampled sums (one set of draws for every metric)."""
+
+    def __init__(self, columns: dict[str, np.ndarray], *, n_samples, seed, draws=None, means: dict | None = None):
+        self.names = list(columns)
+        self.matrix = np.column_stack([columns[c] for c in self.names])
+        self.totals = {c: np.sum(v) for c, v in columns.items()}
+        self.means = means or {}  # exact token means, when the per-token values were at hand
+        super().__init__(len(self.matrix), n_samples=n_samples, seed=seed, draws=draws)
+
+    @cached_property
+    def _resampled(self) -> np.ndarray:
+        return self.column_sums("documents", self.matrix)
+
+    def resampled(self, column: str) -> np.ndarray:
+        return self._resampled[:, self.names.index(column)]
+
+    def ratio(self, num: str, den: str) -> float:
+        if num in self.means:
+            return self.means[num]
+        return float(self.totals[num] / self.totals[den])
+
+    def ratio_samples(self, num: str, den: str) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.resampled(num) / self.resampled(den)
+
+
+def _doc_column(rows, column: str, where: str) -> np.ndarray:
+    if rows is None or column not in rows.columns or rows[column].isna().any():
+        raise KdbenchError(f"{where}: the samples have no per-document column {column!r} (written by kdbench since "
+                           "the metric registry; re-run to gate this metric)")
+    return np.asarray(rows[column], dtype=np.float64)
+
+
+@dataclass
+class LmTable(Table):
+    """Per document: natural-log NLL of its tokens, its token count, its UTF-8 bytes."""
+
+    kind = "lm"
+    nll: np.ndarray
+    tokens: np.ndarray
+    bytes: np.ndarray | None
+
+    @property
+    def n(self) -> int:
+        return len(self.nll)
+
+    @classmethod
+    def of(cls, preds, task_spec: dict) -> LmTable:
+        if preds.tokens.sum() == 0:
+            raise KdbenchError(f"task {preds.task}: the evaluation texts have no tokens")
+        return cls(preds.nll, preds.tokens, preds.n_bytes)
+
+    @classmethod
+    def from_samples(cls, rows, task_spec: dict, where: str) -> LmTable:
+        n_bytes = _doc_column(rows, "bytes", where) if "bytes" in rows.columns else None
+        return cls(_doc_column(rows, "nll", where), _doc_column(rows, "tokens", where), n_bytes)
+
+    def has(self, metric: str) -> bool:
+        return self.bytes is not None or metric != "bits_per_byte"
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {"bytes": np.asarray(self.bytes, dtype=np.int64)}
+
+    def context(self, *, n_samples, seed, options, draws=None) -> DocumentContext:
+        columns = {"nll": self.nll, "tokens": self.tokens}
+        if self.bytes is not None:
+            columns["bytes"] = self.bytes
+        return DocumentContext(columns, n_samples=n_samples, seed=seed, draws=draws)
+
+
+TOKEN_KEYS = {  # pair metric -> per-token key of topk_token_metrics
+    "top1_agreement": "top1_agreement", "kl_teacher_student": "forward_kl", "reverse_kl": "reverse_kl",
+    "tvd": "tvd", "acceptance_rate": "acceptance_rate",
+}
+
+
+@dataclass
+class LmPairTable(Table):
+    """Per document: the sums over its tokens of each per-token teacher–student metric
+    (samples.parquet: ``<metric>_sum``) and its token count; documents without tokens carry no
+    weight and are left out of the resampling."""
+
+    kind = "lm_pair"
+    sums: dict[str, np.ndarray]
+    tokens: np.ndarray
+    means: dict[str, float] | None = None  # the token means, from Predictions (the sums' ratio up to rounding)
+
+    @property
+    def n(self) -> int:
+        return int(np.sum(self.tokens > 0))
+
+    @classmethod
+    def of(cls, student, teacher, task_spec: dict) -> LmPairTable:
+        same_tokens = student.vocab_size == teacher.vocab_size and all(
+            np.array_equal(a, b) for a, b in zip(student.token_ids, teacher.token_ids))
+        if not same_tokens:
+            raise KdbenchError(
+                f"task {student.task}: {student.role} and {teacher.role} tokenise the texts differently (vocabularies "
+                f"{student.vocab_size} and {teacher.vocab_size}); token-level pair metrics need one tokenizer")
+        if student.top_k != teacher.top_k:
+            raise KdbenchError(f"task {student.task}: top-k differs ({student.top_k} vs {teacher.top_k})")
+        per_token = topk_token_metrics(
+            np.concatenate(teacher.topk_ids), np.concatenate(teacher.topk_logprobs), np.concatenate(teacher.rest_mass),
+            np.concatenate(student.topk_ids), np.concatenate(student.topk_logprobs), np.concatenate(student.rest_mass),
+            teacher.vocab_size)
+        lengths = teacher.tokens
+        return cls({name: doc_sums(per_token[key], lengths) for name, key in TOKEN_KEYS.items()},
+                   lengths.astype(np.float64), {name: float(per_token[key].mean()) for name, key in TOKEN_KEYS.items()})
+
+    @classmethod
+    def from_samples(cls, student_rows, teacher_rows, pair_rows, task_spec: dict, where: str) -> LmPairTable:
+        return cls({name: _doc_column(pair_rows, f"{name}_sum", where) for name in TOKEN_KEYS},
+                   _doc_column(teacher_rows, "tokens", where))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {f"{name}_sum": v for name, v in self.sums.items()}
+
+    def context(self, *, n_samples, seed, options, draws=None) -> DocumentContext:
+        keep = self.tokens > 0
+        return DocumentContext({**{k: v[keep] for k, v in self.sums.items()}, "tokens": self.tokens[keep]},
+                               n_samples=n_samples, seed=seed, draws=draws, means=self.means)
+
+
+register_kind(Kind("lm", "document", "per-token log-probabilities of held-out text", table=LmTable, pair="lm_pair",
+                   columns=("bits_per_byte",)))
+register_kind(Kind("lm_pair", "document", "teacher and student top-k next-token distributions", table=LmPairTable,
+                   columns=("top1_agreement", "acceptance_rate")))
+
+
+# --------------------------------------------------------------------------------------------------
+# metrics
+# --------------------------------------------------------------------------------------------------
+DOCUMENT = "(NLL, tokens) of the document"
+
+
+@statistic("perplexity", "lm", higher_is_better=False, per_unit=DOCUMENT, reference="lm-eval's token perplexity",
+           replicates=lambda ctx: np.exp(ctx.ratio_samples("nll", "tokens")))
+def perplexity(ctx):
+    """Token perplexity exp(Σ_d NLL_d / Σ_d n_d), NLL_d = −Σ_t ln p(x_t | x_<t) over document d's n_d tokens (each
+    token scored once, in disjoint windows of max_length tokens)."""
+    return float(np.exp(ctx.totals["nll"] / ctx.totals["tokens"]))
+
+
+@statistic("bits_per_byte", "lm", higher_is_better=False, per_unit="(NLL, UTF-8 bytes) of the document",
+           reference="Gao et al. 2020 (the Pile)", replicates=lambda ctx: ctx.ratio_samples("nll", "bytes") / math.log(2))
+def bits_per_byte(ctx):
+    """Σ_d NLL_d / (ln 2 · Σ_d bytes_d), bytes the UTF-8 size of the text: comparable across tokenizers."""
+    return float(ctx.totals["nll"] / (math.log(2) * ctx.totals["bytes"]))
+
+
+def _token_metric(name: str, higher: bool, per_token: str, doc: str, reference: str = "—") -> None:
+    def point(ctx):
+        return ctx.ratio(name, "tokens")
+
+    point.__doc__ = doc
+    statistic(name, "lm_pair", higher_is_better=higher, per_unit=f"(Σ over its tokens of {per_token}, tokens) of the "
+              "document", reference=reference, replicates=lambda ctx: ctx.ratio_samples(name, "tokens"))(point)
+
+
+_token_metric("top1_agreement", True, "1[argmax p_t = argmax p_s]", "Token mean of 1[argmax p_t = argmax p_s] (exact).")
+_token_metric("kl_teacher_student", False, "KL(p_t ‖ p_s)", "Token mean of KL(p_t ‖ p_s) on the top-k union plus a rest "
+              "bucket (an approximation; its measured error is in kdbench/metrics/lm.py).")
+_token_metric("reverse_kl", False, "KL(p_s ‖ p_t)", "Token mean of KL(p_s ‖ p_t) on the top-k union plus a rest bucket.")
+_token_metric("tvd", False, "½ Σ_y |p_t(y) − p_s(y)|", "Token mean of ½ Σ_y |p_t(y) − p_s(y)| on the top-k union plus "
+              "a rest bucket.")
+_token_metric("acceptance_rate", True, "Σ_y min(p_t(y), p_s(y))", "α = token mean of Σ_y min(p_t(y), p_s(y)): the "
+              "probability that speculative sampling accepts a draft token from the student with the teacher as target.",
+              "Leviathan et al. 2023, §3.5")
+
+
+def _gamma(fields: dict, task_spec: dict) -> str | None:
+    return None if fields["g"].isdigit() and int(fields["g"]) >= 1 else f"γ = {fields['g']!r} is not a positive whole number"
+
+
+def _expected_tokens_ci(ctx, confidence: float, g: str) -> list[float] | None:
+    # increasing in α: the CI of α mapped endpoint by endpoint
+    lo, hi = percentile_ci(ctx.ratio_samples("acceptance_rate", "tokens"), confidence)
+    return [float(expected_tokens_per_call(lo, int(g))), float(expected_tokens_per_call(hi, int(g)))]
+
+
+@statistic("expected_tokens_gamma_{g}", "lm_pair", higher_is_better=True,
+           per_unit="(Σ over its tokens of Σ_y min(p_t, p_s), tokens) of the document", check=_gamma,
+           reference="Leviathan et al. 2023, eq. 1",
+           replicates=lambda ctx, g: expected_tokens_per_call(ctx.ratio_samples("acceptance_rate", "tokens"), int(g)),
+           interval=_expected_tokens_ci)
+def expected_tokens(ctx, g):
+    """(1 − α^{γ+1}) / (1 − α) (γ + 1 at α = 1): the expected tokens produced per target-model call with γ draft
+    tokens at the mean acceptance rate α; its CI maps α's CI through this increasing function."""
+    return float(expected_tokens_per_call(ctx.ratio("acceptance_rate", "tokens"), int(g)))

@@ -32,26 +32,14 @@ Teacher–student (pair) metrics compare two rankings of the same queries:
 """
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-# metric name -> (kind, cutoff): ndcg_at_10, mrr_at_10, recall_at_100, map_at_100, ...
-_NAME = re.compile(r"^(ndcg|mrr|recall|map)_at_([1-9][0-9]*)$")
-_PAIR_NAME = re.compile(r"^(overlap|teacher_ndcg)_at_([1-9][0-9]*)$")
-
-
-def parse_metric(name: str) -> tuple[str, int] | None:
-    """``"ndcg_at_10"`` -> ("ndcg", 10); None for a name that is not a ranking metric."""
-    m = _NAME.match(name)
-    return (m.group(1), int(m.group(2))) if m else None
-
-
-def parse_pair_metric(name: str) -> tuple[str, int] | None:
-    """``"overlap_at_10"`` -> ("overlap", 10); None for a name that is not a pair ranking metric."""
-    m = _PAIR_NAME.match(name)
-    return (m.group(1), int(m.group(2))) if m else None
+from kdbench.errors import KdbenchError
+from kdbench.metrics.spec import Kind, Table, kind, metric, register_kind
+from kdbench.metrics.stats import ColumnContext
 
 
 # --------------------------------------------------------------------------------------------------
@@ -131,22 +119,6 @@ def map_at_k(rel: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     return np.divide(total, n_relevant, out=np.zeros_like(total), where=n_relevant > 0)
 
 
-def per_query(name: str, ranked: Sequence[Sequence[str]], qrels: Sequence[Mapping[str, int]]) -> np.ndarray:
-    """Per-query values of metric ``name`` (e.g. ``ndcg_at_10``) for rankings against judgments."""
-    parsed = parse_metric(name)
-    if parsed is None:
-        raise KeyError(f"unknown ranking metric {name!r}")
-    kind, k = parsed
-    rel = judged_relevance(ranked, qrels, k)
-    if kind == "ndcg":
-        return ndcg_at_k(rel, ideal_relevance(qrels, k), k)
-    if kind == "mrr":
-        return mrr_at_k(rel, k)
-    if kind == "recall":
-        return recall_at_k(rel, relevant_counts(qrels), k)
-    return map_at_k(rel, relevant_counts(qrels), k)
-
-
 # --------------------------------------------------------------------------------------------------
 # teacher–student
 # --------------------------------------------------------------------------------------------------
@@ -183,9 +155,148 @@ def teacher_ndcg_at_k(student: Sequence[Sequence[str]], teacher: Sequence[Sequen
     return ndcg_at_k(rel, ideal, k)
 
 
-def pair_per_query(name: str, student: Sequence[Sequence[str]], teacher: Sequence[Sequence[str]]) -> np.ndarray:
-    parsed = parse_pair_metric(name)
-    if parsed is None:
-        raise KeyError(f"unknown teacher–student ranking metric {name!r}")
-    kind, k = parsed
-    return overlap_at_k(student, teacher, k) if kind == "overlap" else teacher_ndcg_at_k(student, teacher, k)
+# --------------------------------------------------------------------------------------------------
+# tables: per-query values of each metric the task reports (samples.parquet keeps them, one column each)
+# --------------------------------------------------------------------------------------------------
+PER_QUERY: dict[str, Callable] = {}  # metric template -> per-query values (rankings, judgments | teacher rankings, k)
+
+
+def per_query(kind_name: str, name: str, ranked: Sequence[Sequence[str]], other) -> np.ndarray:
+    """Per-query values of metric ``name`` (e.g. ``ndcg_at_10``) of rankings against judgments
+    (kind ``ranking``) or of student against teacher rankings (``ranking_pair``)."""
+    spec = kind(kind_name).metric(name)
+    return PER_QUERY[spec.template](ranked, other, int(spec.fields["k"]))
+
+
+@dataclass
+class _QueryTable(Table):
+    values: dict[str, np.ndarray]  # metric -> per-query values
+
+    @property
+    def n(self) -> int:
+        return len(next(iter(self.values.values()))) if self.values else 0
+
+    def has(self, metric: str) -> bool:
+        return metric in self.values
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return dict(self.values)
+
+    @classmethod
+    def _from_columns(cls, rows, names: Sequence[str], where: str):
+        values = {}
+        for name in names:
+            if rows is None or name not in rows.columns or rows[name].isna().any():
+                raise KdbenchError(f"{where}: the samples have no per-query column {name!r}")
+            values[name] = np.asarray(rows[name], dtype=np.float64)
+        return cls(values)
+
+    def context(self, *, n_samples, seed, options, draws=None) -> ColumnContext:
+        return ColumnContext(self.values, self.n, n_samples=n_samples, seed=seed, draws=draws)
+
+
+class RankingTable(_QueryTable):
+    kind = "ranking"
+
+    @classmethod
+    def of(cls, preds, task_spec: dict) -> RankingTable:
+        if preds.qrels is None:
+            raise KdbenchError(f"task {preds.task}: {preds.role} predictions carry no judgments")
+        return cls({name: per_query(cls.kind, name, preds.doc_ids, preds.qrels) for name in task_spec["metrics"]})
+
+    @classmethod
+    def from_samples(cls, rows, task_spec: dict, where: str) -> RankingTable:
+        return cls._from_columns(rows, task_spec["metrics"], where)
+
+
+class RankingPairTable(_QueryTable):
+    kind = "ranking_pair"
+
+    @classmethod
+    def of(cls, student, teacher, task_spec: dict) -> RankingPairTable:
+        return cls({name: per_query(cls.kind, name, student.doc_ids, teacher.doc_ids)
+                    for name in task_spec["pair_metrics"]})
+
+    @classmethod
+    def from_samples(cls, student_rows, teacher_rows, pair_rows, task_spec: dict, where: str) -> RankingPairTable:
+        return cls._from_columns(pair_rows, task_spec["pair_metrics"], where)
+
+
+register_kind(Kind("ranking", "query", "ranked document ids and graded judgments", table=RankingTable,
+                   pair="ranking_pair", compare="ndcg_at_10", compare_p_name="ndcg_at_10_p_value",
+                   columns=("mrr_at_10", "recall_at_100")))
+register_kind(Kind("ranking_pair", "query", "teacher and student rankings", table=RankingPairTable,
+                   columns=("overlap_at_10", "teacher_ndcg_at_10")))
+
+
+# --------------------------------------------------------------------------------------------------
+# metrics: means of per-query values
+# --------------------------------------------------------------------------------------------------
+def _cutoff(fields: dict, task_spec: dict) -> str | None:
+    k = fields["k"]
+    if not k.isdigit() or int(k) < 1:
+        return f"the cutoff {k!r} is not a positive whole number"
+    if int(k) > task_spec.get("top_k", int(k)):
+        return f"needs the top {k} documents but top_k is {task_spec['top_k']}"
+    return None
+
+
+def ranking_metric(template: str, kind_name: str, *, per_unit: str, reference: str = "—"):
+    """Register the decorated ``per_query(rankings, judgments | teacher rankings, k) -> (queries,)``
+    under ``template`` (``<name>_at_{k}``): the table computes it from Predictions, samples.parquet
+    keeps its values, the metric is their mean (its docstring's first paragraph the formula)."""
+    def register(per_query_fn):
+        def values(ctx, k):
+            return ctx.columns[template.replace("{k}", k)]
+
+        values.__doc__ = per_query_fn.__doc__
+        metric(template, kind_name, higher_is_better=True, per_unit=per_unit, reference=reference, check=_cutoff)(values)
+        PER_QUERY[template] = per_query_fn
+        return per_query_fn
+    return register
+
+
+JUDGED = "the query's ranking against its judgments"
+
+
+@ranking_metric("ndcg_at_{k}", "ranking", per_unit=f"nDCG@k of {JUDGED}",
+                reference="Järvelin & Kekäläinen 2002; trec_eval ndcg_cut (linear gain)")
+def _ndcg(ranked, qrels, k: int) -> np.ndarray:
+    """Mean over queries of DCG@k / IDCG@k, DCG@k = Σ_{i ≤ k} rel_i / log2(i + 1) with graded relevance (0 for an
+    unjudged document) and IDCG@k the DCG of all the query's judgments sorted; 0 when IDCG is 0."""
+    return ndcg_at_k(judged_relevance(ranked, qrels, k), ideal_relevance(qrels, k), k)
+
+
+@ranking_metric("mrr_at_{k}", "ranking", per_unit=f"1 / rank of the first relevant document, {JUDGED}",
+                reference="BEIR's mrr@k; trec_eval recip_rank cut at k")
+def _mrr(ranked, qrels, k: int) -> np.ndarray:
+    """Mean over queries of 1 / (rank of the first relevant document, relevance ≥ 1, within the top k); 0 without one."""
+    return mrr_at_k(judged_relevance(ranked, qrels, k), k)
+
+
+@ranking_metric("recall_at_{k}", "ranking", per_unit=f"recall@k of {JUDGED}", reference="trec_eval recall_k")
+def _recall(ranked, qrels, k: int) -> np.ndarray:
+    """Mean over queries of |relevant ∩ top k| / #relevant (relevance ≥ 1)."""
+    return recall_at_k(judged_relevance(ranked, qrels, k), relevant_counts(qrels), k)
+
+
+@ranking_metric("map_at_{k}", "ranking", per_unit=f"AP@k of {JUDGED}", reference="trec_eval map_cut")
+def _map(ranked, qrels, k: int) -> np.ndarray:
+    """Mean over queries of Σ_{i ≤ k, doc i relevant} P@i / #relevant (all relevant documents, as trec_eval)."""
+    return map_at_k(judged_relevance(ranked, qrels, k), relevant_counts(qrels), k)
+
+
+@ranking_metric("overlap_at_{k}", "ranking_pair", per_unit="|T_k ∩ S_k| / |T_k| of the query's two top-k sets")
+def _overlap(student, teacher, k: int) -> np.ndarray:
+    """Mean over queries of |T_k ∩ S_k| / |T_k|, the teacher's and the student's top-k document sets (1 when the
+    teacher returned nothing)."""
+    return overlap_at_k(student, teacher, k)
+
+
+@ranking_metric("teacher_ndcg_at_{k}", "ranking_pair",
+                per_unit="nDCG@k of the student's ranking, the teacher's top k as graded relevance")
+def _teacher_ndcg(student, teacher, k: int) -> np.ndarray:
+    """Mean over queries of the nDCG@k of the student's ranking when the teacher's top k are the only relevant
+    documents, gain k − r at the teacher's rank r = 0..k−1: 1 exactly when the student returns the teacher's top k in
+    its order."""
+    return teacher_ndcg_at_k(student, teacher, k)

@@ -19,8 +19,10 @@ Percentile intervals: the (α/2, 1 − α/2) quantiles of the resampled statisti
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import stats as _st
@@ -115,24 +117,154 @@ def unit_budget(n: int, n_samples: int, max_units: int = DEFAULT_MAX_UNITS) -> i
     return n if n * n_samples <= EXACT_DRAWS else max_units
 
 
+def draw_index(n_units: int, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_samples, n_units)`` Efron draws: each resample draws ``n_units`` units with replacement."""
+    return rng.integers(0, n_units, size=(n_samples, n_units))
+
+
+def counts_of(index: np.ndarray, n_units: int) -> np.ndarray:
+    """Draw counts ``(n_samples, n_units)`` of an index matrix, with one ``bincount``."""
+    n_samples = index.shape[0]
+    flat = index + (np.arange(n_samples, dtype=np.int64) * n_units)[:, None]
+    return np.bincount(flat.ravel(), minlength=n_samples * n_units).reshape(n_samples, n_units).astype(np.float64)
+
+
 def resample_counts(units: Units, n_samples: int, rng: np.random.Generator) -> np.ndarray:
     """``(n_samples, U)`` draw counts: Efron multinomial counts when every unit is one example and
     N·n_samples ≤ EXACT_DRAWS, else Poisson(size) counts (the Poisson bootstrap)."""
     n_units = units.size.size
     if units.exact and n_units * n_samples <= EXACT_DRAWS:
-        idx = rng.integers(0, n_units, size=(n_samples, n_units))
-        idx += (np.arange(n_samples, dtype=np.int64) * n_units)[:, None]
-        return np.bincount(idx.ravel(), minlength=n_samples * n_units).reshape(n_samples, n_units).astype(np.float64)
+        return counts_of(draw_index(n_units, n_samples, rng), n_units)
     return rng.poisson(units.size, size=(n_samples, n_units)).astype(np.float64)
 
 
-def resampled_sums(counts: np.ndarray, mean: np.ndarray, var: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``(n_samples, M)`` resampled column sums: counts @ mean, plus the within-unit normal term
-    √(counts @ var)·z where units hold more than one example (var = 0 otherwise)."""
-    sums = counts @ mean
-    if np.any(var > 0):
-        sums += np.sqrt(counts @ var) * rng.standard_normal(sums.shape)
-    return sums
+def paired_draws(n: int, n_samples: int, seed: int) -> np.ndarray:
+    """Efron draws ``(n_samples, n)`` of the indices of n paired units: the one set of resamples both
+    sides of a paired test are evaluated on (:class:`Resampled` ``draws``)."""
+    return draw_index(n, n_samples, np.random.default_rng(seed))
+
+
+def _tag_seed(tag: str) -> int:
+    return zlib.crc32(tag.encode())
+
+
+def _group_sums(unit: np.ndarray, n_units: int, cell: np.ndarray, n_cells: int, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-(unit, cell) sums of values and of squared values; ``cell``/``values`` (N,) or (N, C)."""
+    key = (unit[:, None] * n_cells + cell.reshape(len(unit), -1)).ravel()
+    v = values.reshape(len(unit), -1).ravel()
+    size = n_units * n_cells
+    return (np.bincount(key, weights=v, minlength=size).reshape(n_units, n_cells),
+            np.bincount(key, weights=v * v, minlength=size).reshape(n_units, n_cells))
+
+
+class Resampled:
+    """The resampling engine every CI and paired test of kdbench goes through: bootstrap draw counts
+    over resampling units (see the module docstring) and resampled sums of per-unit columns.
+
+    ``order_key`` numbers the units (atoms of examples consecutive in it, inside each combination of
+    ``groups``); a family's context adds its own columns on top. ``share``: the same units and draws
+    as another context (the same examples before and after a recalibration). ``draws`` (n_samples, N):
+    given Efron draws of example indices (:func:`paired_draws`), so that two contexts of
+    the same examples (two runs, two models) are evaluated on the same resamples; every example is then
+    its own unit. ``exact``: Efron draws of single examples whatever the size (statistics that need the
+    resampled examples themselves, such as rank correlations). ``own_order``: each mean gets draws of
+    its own, with units ordered by the values averaged (the resampling of
+    :func:`bootstrap_mean_samples`); ignored with ``draws``."""
+
+    def __init__(self, n: int, *, n_samples: int, seed: int, order_key: np.ndarray | None = None,
+                 groups: Sequence[np.ndarray] = (), max_units: int = DEFAULT_MAX_UNITS, share: Resampled | None = None,
+                 draws: np.ndarray | None = None, exact: bool = False, own_order: bool = False):
+        self.n, self.n_samples, self.seed = n, n_samples, seed
+        self.own_order = own_order and draws is None
+        self.max_units = max_units
+        self._index = None
+        key = np.arange(n, dtype=np.float64) if order_key is None else np.asarray(order_key, dtype=np.float64)
+        if share is not None:
+            self.units, self.counts, self._index = share.units, share.counts, share._index
+        elif draws is not None:
+            if draws.shape[1] != n:
+                raise ValueError(f"draws of {draws.shape[1]} units for {n} examples")
+            self.units = Units.build(key, max_units=n)
+            self._index = self.units.unit[draws]
+            self.counts = counts_of(self._index, n)
+        else:
+            self.units = Units.build(key, groups, max_units=n if exact else unit_budget(n, n_samples, max_units))
+            rng = np.random.default_rng(seed)
+            if exact or (self.units.exact and n * n_samples <= EXACT_DRAWS):
+                self._index = draw_index(n, n_samples, rng)
+                self.counts = counts_of(self._index, n)
+            else:
+                self.counts = resample_counts(self.units, n_samples, rng)
+        self.total = self.counts.sum(axis=1)
+
+    @property
+    def index(self) -> np.ndarray:
+        """``(n_samples, N)`` example indices of each resample (Efron draws of single examples)."""
+        if self._index is None:
+            raise ValueError("resampled examples need Efron draws of single examples (exact=True)")
+        example_of_unit = np.empty(self.n, dtype=np.int64)
+        example_of_unit[self.units.unit] = np.arange(self.n)
+        return example_of_unit[self._index]
+
+    def _noise(self, tag: str, shape: tuple[int, ...]) -> np.ndarray:
+        return np.random.default_rng([self.seed, _tag_seed(tag)]).standard_normal(shape)
+
+    def sums(self, tag: str, values: np.ndarray, cell: np.ndarray | None = None, n_cells: int = 1) -> np.ndarray:
+        """Resampled sums over draws of ``values`` per cell: (n_samples, n_cells). ``tag`` names the
+        column set so its within-unit noise is reproducible and independent of other columns."""
+        u = self.units
+        cell = np.zeros(self.n, dtype=np.int64) if cell is None else cell
+        s, sq = _group_sums(u.unit, u.size.size, cell, n_cells, np.asarray(values, dtype=np.float64))
+        mean = s / u.size[:, None]
+        out = self.counts @ mean
+        if not u.exact:
+            var = np.maximum(sq / u.size[:, None] - mean * mean, 0.0)
+            if np.any(var > 0):
+                out += np.sqrt(np.maximum(self.counts @ var, 0.0)) * self._noise(tag, out.shape)
+        return out
+
+    def column_sums(self, tag: str, columns: np.ndarray) -> np.ndarray:
+        """Resampled sums of each column of ``columns`` (N, M): (n_samples, M)."""
+        columns = np.asarray(columns, dtype=np.float64).reshape(self.n, -1)
+        cells = np.broadcast_to(np.arange(columns.shape[1]), columns.shape)
+        return self.sums(tag, columns, cells, columns.shape[1])
+
+    def mean_of(self, tag: str, values: np.ndarray) -> np.ndarray:
+        """Resampled means of per-example ``values``: (n_samples,)."""
+        if self.own_order:
+            own = Resampled(self.n, n_samples=self.n_samples, seed=self.seed, order_key=values,
+                            max_units=self.max_units)
+            return own.mean_of(tag, values)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.sums(tag, values)[:, 0] / self.total
+
+    def prefix(self, cum_x: np.ndarray, weighted_x: np.ndarray, xbar: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Sum of x over the k lowest-ranked draws (units in ascending order; the unit that holds
+        rank k contributes its resampled mean per draw ``xbar``), for k of shape (n_samples, J);
+        ``weighted_x`` (n_samples, U) is each unit's resampled sum and ``cum_x`` its cumsum."""
+        r, u = self.counts.shape
+        big = float(self.total.max()) + 1.0
+        off = (np.arange(r) * big)[:, None]
+        pos = np.searchsorted((self.ccum + off).ravel(), (k + off).ravel(), side="left")
+        pos = np.minimum(pos, r * u - 1)
+        prev_c = self.ccum.ravel()[pos] - self.counts.ravel()[pos]
+        prev_x = cum_x.ravel()[pos] - weighted_x.ravel()[pos]
+        return (prev_x + (k.ravel() - prev_c) * xbar.ravel()[pos]).reshape(k.shape)
+
+    @cached_property
+    def ccum(self) -> np.ndarray:
+        return np.cumsum(self.counts, axis=1)
+
+
+class ColumnContext(Resampled):
+    """A context over per-unit columns (``ctx.columns[name]``; ``params`` for the rest) whose means
+    are each resampled on their own, units ordered by the values averaged
+    (:func:`bootstrap_mean_samples`' scheme)."""
+
+    def __init__(self, columns: dict[str, np.ndarray], n: int, *, n_samples: int, seed: int,
+                 draws: np.ndarray | None = None, params: dict | None = None):
+        self.columns, self.params = columns, params or {}
+        super().__init__(n, n_samples=n_samples, seed=seed, draws=draws, own_order=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,14 +275,8 @@ def bootstrap_mean_samples(
 ) -> np.ndarray:
     """Resampled means Σ w_i v_i / Σ w_i of per-example ``values`` (atoms sorted by value)."""
     values = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    units = Units.build(values, max_units=unit_budget(values.size, n_samples, max_units))
-    mean, var = units.moments(values)
-    counts = resample_counts(units, n_samples, rng)
-    total = counts.sum(axis=1)
-    sums = resampled_sums(counts, mean, var, rng)[:, 0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / total
+    return Resampled(values.size, n_samples=n_samples, seed=seed, order_key=values, max_units=max_units).mean_of(
+        "mean", values)
 
 
 def bootstrap_mean_ci(
@@ -191,9 +317,18 @@ def paired_bootstrap(
         raise ValueError(f"paired bootstrap needs the same items: shapes {a_values.shape} and {b_values.shape}")
     d = a_values - b_values
     samples = bootstrap_mean_samples(d, n_samples, seed)
-    samples = samples[np.isfinite(samples)]
-    p = min(1.0, 2.0 * min(np.mean(samples <= 0), np.mean(samples >= 0))) if np.any(d != 0) else 1.0
-    return {"value": float(d.mean()), "ci": list(percentile_ci(samples, confidence)), "p_value": float(p)}
+    return {"value": float(d.mean()), "ci": list(percentile_ci(samples, confidence)), "p_value": bootstrap_p_value(samples)}
+
+
+def bootstrap_p_value(deltas: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of a difference from its resampled values (the finite ones):
+    2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)), capped at 1 (1 when every resample is 0, as for identical systems;
+    Koehn 2004). The one p-value of every paired bootstrap in kdbench."""
+    deltas = np.asarray(deltas, dtype=np.float64)
+    deltas = deltas[np.isfinite(deltas)]
+    if deltas.size == 0:
+        return float("nan")
+    return float(min(1.0, 2.0 * min(np.mean(deltas <= 0), np.mean(deltas >= 0))))
 
 
 def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray, confidence: float = 0.95) -> dict:
@@ -225,6 +360,26 @@ def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray, confidence: floa
 
     return {**out, "p_value": float(test.pvalue), "odds_ratio": odds(b / (b + c)),
             "odds_ratio_ci": [odds(ci.low), odds(ci.high)]}
+
+
+def adjust_p_values(p_values: Sequence[float], method: str = "holm") -> list[float]:
+    """p-values adjusted for testing them all at once, controlling the family-wise error rate:
+    ``"bonferroni"`` min(1, m·p_i); ``"holm"`` the step-down adjustment (Holm 1979): with p sorted
+    ascending, p̃_(i) = max_{j ≤ i} min(1, (m − j + 1)·p_(j)), never larger than Bonferroni's and as
+    strict about the family-wise error; ``"none"`` unchanged. m = the number of p-values."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if method == "none" or m == 0:
+        return p.tolist()
+    if method == "bonferroni":
+        return np.minimum(1.0, m * p).tolist()
+    if method != "holm":
+        raise ValueError(f"unknown correction {method!r} (holm, bonferroni, none)")
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = stepped
+    return out.tolist()
 
 
 def aggregate_seeds(values: Sequence[float]) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ from kdbench.predictions.base import Predictions
 
 @dataclass
 class ClassifierPredictions(Predictions):
+    kind: ClassVar[str] = "classifier"
     probs: np.ndarray  # (n, classes), rows sum to 1
     labels: np.ndarray | None  # (n,) gold class ids, when known
 
@@ -44,6 +46,7 @@ class ClassifierPredictions(Predictions):
 
 @dataclass
 class RegressionPredictions(Predictions):
+    kind: ClassVar[str] = "regression"
     scores: np.ndarray  # (n,) predicted values
     labels: np.ndarray | None  # (n,) gold values, when known
 

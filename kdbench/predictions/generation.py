@@ -3,6 +3,7 @@ gold answer, per example."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ class GenerationPredictions(Predictions):
     """``answers[i]`` is the normalised answer extracted from ``generations[i]`` (None when the text
     holds none); ``gold[i]`` the normalised gold answer (None when the dataset has none)."""
 
+    kind: ClassVar[str] = "generation"
     generations: list[str]
     answers: list[str | None]
     gold: list[str | None]

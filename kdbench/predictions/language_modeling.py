@@ -4,6 +4,7 @@ teacher–student token metrics without the full vocabulary)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ class LanguageModelingPredictions(Predictions):
     and ``rest_mass[d]`` (T_d,) = 1 − Σ top-k probabilities; ``n_bytes[d]`` the UTF-8 size of the
     text; ``vocab_size`` the model's output vocabulary."""
 
+    kind: ClassVar[str] = "lm"
     token_ids: list[np.ndarray]
     token_logprobs: list[np.ndarray]
     topk_ids: list[np.ndarray]

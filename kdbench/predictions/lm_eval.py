@@ -8,10 +8,11 @@ numbers stay in the record beside kdbench's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 
 from kdbench.predictions.base import Predictions
 from kdbench.predictions.classifier import ClassifierPredictions
@@ -26,6 +27,7 @@ class ChoicePredictions(ClassifierPredictions):
     classifier metrics (ECE, Brier, NLL...) and teacher–student metrics (loyalty, KL, acceptance
     rate) use."""
 
+    kind: ClassVar[str] = "lm_eval_choice"
     loglikelihoods: np.ndarray = field(default=None)  # (n, choices)
     sample_metrics: dict[str, list] = field(default_factory=dict)
     reported: dict[str, Any] = field(default_factory=dict)
@@ -35,9 +37,7 @@ class ChoicePredictions(ClassifierPredictions):
                             labels: np.ndarray | None, sample_metrics: dict[str, list] | None = None,
                             reported: dict[str, Any] | None = None) -> "ChoicePredictions":
         lls = np.asarray(loglikelihoods, dtype=np.float64)
-        shifted = np.exp(lls - lls.max(axis=1, keepdims=True))
-        probs = shifted / shifted.sum(axis=1, keepdims=True)
-        return cls(task, role, example_ids, probs, labels, lls, sample_metrics or {}, reported or {})
+        return cls(task, role, example_ids, softmax(lls, axis=1), labels, lls, sample_metrics or {}, reported or {})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -50,6 +50,7 @@ class GenerationPredictions(Predictions):
     """A generation task: the raw ``generations``, the ``answers`` lm-eval's filter extracted from
     them (what its metrics compare), and the gold ``targets`` as the task states them."""
 
+    kind: ClassVar[str] = "lm_eval_generation"
     generations: list[str]
     answers: list[str]
     targets: list[str]

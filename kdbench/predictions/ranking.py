@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from kdbench.metrics import retrieval
 from kdbench.predictions.base import Predictions
 
 SHOWN = 10  # documents written to samples.parquet's ``pred`` column
@@ -16,14 +16,13 @@ SHOWN = 10  # documents written to samples.parquet's ``pred`` column
 class RankingPredictions(Predictions):
     """``example_ids`` are query ids; ``doc_ids[i]``/``scores[i]`` query i's ranking, best first (score
     decreasing, ties by document id decreasing, as trec_eval); ``qrels[i]`` its judgments (corpus id
-    -> score, 0 = judged non-relevant), None when unknown; ``metrics``: the ranking metrics whose
-    per-query values ``samples.parquet`` carries (one column each), so a query-level paired test
-    needs only the samples."""
+    -> score, 0 = judged non-relevant), None when unknown. (samples.parquet also carries the per-query
+    value of each metric of the task, one column each: :class:`kdbench.metrics.retrieval.RankingTable`.)"""
 
+    kind: ClassVar[str] = "ranking"
     doc_ids: list[list[str]]
     scores: list[np.ndarray]
     qrels: list[dict[str, int]] | None = None
-    metrics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.example_ids)
@@ -40,9 +39,9 @@ class RankingPredictions(Predictions):
 
     def to_frame(self) -> pd.DataFrame:
         """Rows of ``samples.parquet``: pred = the top-10 document ids and label = the relevant ones,
-        space-joined (ids must not contain spaces; BEIR's do not); extra columns: ``scores`` (the
-        top-10 scores) and one per metric of ``metrics`` with the query's value."""
-        frame = pd.DataFrame(
+        space-joined (ids must not contain spaces; BEIR's do not); extra column ``scores`` (the top-10
+        scores)."""
+        return pd.DataFrame(
             {
                 "task": self.task,
                 "example_id": self.example_ids,
@@ -55,7 +54,3 @@ class RankingPredictions(Predictions):
                 "scores": [np.asarray(s[:SHOWN], dtype=float).tolist() for s in self.scores],
             }
         )
-        if self.qrels is not None:
-            for name in self.metrics:
-                frame[name] = retrieval.per_query(name, self.doc_ids, self.qrels)
-        return frame

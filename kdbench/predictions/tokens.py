@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ class TokenPredictions(Predictions):
     never dropped from the metric. ``labels[i]`` holds the gold class ids, when known.
     """
 
+    kind: ClassVar[str] = "ner"
     label_names: list[str]
     probs: list[np.ndarray]
     seen: list[np.ndarray]

@@ -6,7 +6,7 @@ module and says so when runs are not comparable.
 (``config.task_specs[TASK]``: dataset id, config and evaluation split, column map, label names,
 family) plus the evaluation settings that change the reported numbers (``eval.ece_bins``,
 ``eval.confidence``, ``max_length``). The metric lists and the description are left out (adding a
-metric does not change the others), and so are the GLUE-average weights and unset optional keys,
+metric does not change the others), and so are the GLUE-average weights, the headline (`main_score`) and unset optional keys,
 and everything about training: runs with different
 training budgets, students or losses are exactly what a leaderboard compares.
 *Data hash* is ``datasets[TASK].sha256``, the content hash of the evaluation rows.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from kdbench.devices import CPU, CUDA
 
-_SPEC_DROPPED = ("description", "metrics", "pair_metrics", "glue_score")
+_SPEC_DROPPED = ("description", "metrics", "pair_metrics", "glue_score", "main_score")
 _EVAL_KEYS = ("ece_bins", "confidence")
 
 

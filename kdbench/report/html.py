@@ -5,12 +5,12 @@ import json
 from pathlib import Path
 
 import jinja2
-import numpy as np
 import pandas as pd
 
 from kdbench.metrics.calibration import reliability_bins
+from kdbench.metrics.classification import labels_from_samples, probs_from_samples
 from kdbench.report import plots
-from kdbench.report.summary import PERCENT_METRICS, fmt, fmt_ci, fmt_params, reference, rows
+from kdbench.report.summary import fmt, fmt_ci, fmt_metric, fmt_params, percent, rows
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -28,7 +28,7 @@ def _cell(metric: dict | None) -> str:
     return f"{metric['value']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
 
-def _kd_vs_baseline(pair: dict) -> str:
+def _kd_vs_baseline(record: dict, task: str, pair: dict) -> str:
     """One sentence on what KD bought: the family's ``*_difference`` with its CI and its test
     (exact McNemar for classifiers, a paired-bootstrap p-value otherwise)."""
     name = next((k for k in pair if k.endswith("_difference")), None)
@@ -37,7 +37,7 @@ def _kd_vs_baseline(pair: dict) -> str:
     metric = name.removesuffix("_difference")
     diff = pair[name]
     p = pair.get("mcnemar_p_value") or pair.get(f"{name}_p_value") or pair.get(f"{metric}_p_value")
-    points = metric in PERCENT_METRICS
+    points = percent(record, task, metric)
     scale, unit, spec = (100.0, " points", "+.1f") if points else (1.0, "", "+.3f")
     lo, hi = diff["ci"]
     text = (f"KD student − baseline {metric} = {format(diff['value'] * scale, spec)}{unit} "
@@ -54,13 +54,12 @@ def _task_view(record: dict, task: str, samples: pd.DataFrame) -> dict:
     results, pairs = record["results"][task], record["pairs"].get(task, {})
     roles = list(results)
     view_rows, points = [], []
+    header = []
     for r in (r for r in rows(record) if r["task"] == task):
-        res, pair = results[r["role"]], pairs.get(f"{r['role']}|{reference(record)}", {})
+        # the main score, then the kind's report columns (kdbench.metrics.spec.Kind.columns)
+        header = [r["metric"], *(n for n, _, _ in r["columns"]), *(n if n.endswith("_vs_teacher") else f"{n} vs teacher" for n, _, _ in r["pair_columns"])]
         headline_cells = [fmt_ci(r["value"], r["ci"], pct=r["pct"])]
-        headline_cells += [fmt_ci(res[m]["value"], res[m]["ci"], pct=False) if m in res else "–"
-                           for m in ("ece", "brier", "nll")]
-        headline_cells += [fmt_ci(pair[m]["value"], pair[m]["ci"], pct=False) if m in pair else "–"
-                           for m in ("label_loyalty", "probability_loyalty")]
+        headline_cells += [fmt_metric(m, pct) for _, m, pct in [*r["columns"], *r["pair_columns"]]]
         view_rows.append({**r, "headline_cells": headline_cells, "params_s": fmt_params(r["params"]),
                           "lat1": fmt(r["latency_ms_b1"], ".2f"), "lat32": fmt(r["latency_ms_b32"], ".3f"),
                           "tput": fmt(r["throughput_eps"], ".0f")})
@@ -77,12 +76,14 @@ def _task_view(record: dict, task: str, samples: pd.DataFrame) -> dict:
     for role, part in samples[samples["task"] == task].groupby("role", sort=False):
         if part["label"].isna().all() or not len(part["probs"].iloc[0]):  # not a classifier
             continue
-        probs = np.array(part["probs"].tolist(), dtype=np.float64)
-        bins[role] = reliability_bins(probs, part["label"].to_numpy(dtype=np.int64), cfg["eval"]["ece_bins"])
+        where = f"{task}/{role}"
+        bins[role] = reliability_bins(probs_from_samples(part, where), labels_from_samples(part, where),
+                                      cfg["eval"]["ece_bins"])
     headline = view_rows[0]["metric"] if view_rows else "score"
     return {
-        "name": task, "dataset": record["datasets"][task], "headline": headline, "rows": view_rows, "roles": roles,
-        "all_metrics": all_metrics, "kd_vs_baseline": _kd_vs_baseline(pairs.get("student|baseline", {})),
+        "name": task, "dataset": record["datasets"][task], "headline": headline, "header": header, "rows": view_rows,
+        "roles": roles, "all_metrics": all_metrics,
+        "kd_vs_baseline": _kd_vs_baseline(record, task, pairs.get("student|baseline", {})),
         "reliability_svg": plots.reliability_diagram(bins, f"Reliability — {task}") if bins else "",
         "latency_svg": plots.score_vs_latency(points, headline, f"{headline} vs latency — {task}") if points else "",
     }

@@ -25,7 +25,18 @@ from kdbench.fsio import within, write_atomic
 from kdbench.report import compare, plots
 from kdbench.report.html import environment
 from kdbench.report.runs import scan
-from kdbench.report.summary import PERCENT_METRICS, ROLE_LABELS, fmt, fmt_ci, fmt_params, headline
+from kdbench.report import ranking
+from kdbench.report.summary import (
+    ROLE_LABELS,
+    columns,
+    fmt,
+    fmt_ci,
+    fmt_params,
+    higher_is_better,
+    main_score,
+    percent,
+    reference,
+)
 
 MANIFEST = ".kdbench-leaderboard.json"  # the files this leaderboard wrote (the only ones it replaces or removes)
 LOCK = ".kdbench-leaderboard.lock"  # held while a build runs
@@ -60,6 +71,7 @@ class _Board:
         records = [r for _, r in runs]
         self.refs = compare.reference_keys(records)
         self.ref_records = compare.reference_records(records)
+        self.samples = ranking.Samples()
 
     def note(self, record: dict, task: str) -> str:
         """'' when ``record`` is comparable with the reference on ``task``, else why not."""
@@ -75,62 +87,70 @@ class _Board:
     # one suite ----------------------------------------------------------------------------------
     def suite_view(self, suite: str, runs: list[tuple[Path, dict]]) -> dict:
         tasks = list(dict.fromkeys(t for _, r in runs for t in r["results"]))
-        head = {}
-        for task in tasks:
-            for _, r in runs:
-                if task in r["results"]:
-                    head[task] = headline(next(iter(r["results"][task].values())))[0]
-        rows, notes = [], []
+        head = {task: main_score(self.ref_records[task], task) for task in tasks}
+        rows, notes, collapsed = [], [], {}
         points = {t: [] for t in tasks}
         # latency compares only on the reference run's hardware (compare.efficiency_comparable)
         ref_hardware = compare.reference_hardware([r for _, r in runs])
-        for run_dir, record in runs:
+        for run_dir, record in runs:  # oldest first: a rerun's newest copy stands for all of them
             teacher = record["models"].get("teacher", {}).get("id", "")
+            ref = reference(record)
             task_notes = {t: self.note(record, t) for t in record["results"]}
             notes += [f"{record['run_id']}: {n}" for n in task_notes.values() if n]
             roles = list(dict.fromkeys(role for t in record["results"].values() for role in t))
             eff_all = record.get("efficiency", {})
             hardware = compare.hardware(record)
             for role in roles:
+                key = ranking.rerun_key(record, role)
+                previous = collapsed.pop(key, None)
                 model = record["models"].get(role, {})
                 eff = eff_all.get(role, {})
-                cells, ploy, lloy, ece = [], [], [], []
+                cells, agree, of_teacher = [], [], []
                 for task in tasks:
                     metrics = record["results"].get(task, {}).get(role)
                     m = (metrics or {}).get(head[task])
                     if m is None:
-                        cells.append({"text": "–", "v": "", "note": ""})
+                        cells.append({"text": "–", "v": "", "note": "", "value": None})
                         continue
                     note = task_notes[task]
-                    cells.append({"text": fmt_ci(m["value"], m["ci"], pct=head[task] in PERCENT_METRICS),
-                                  "v": "" if note else repr(m["value"]), "note": note})
+                    cells.append({"text": fmt_ci(m["value"], m["ci"], pct=percent(record, task, head[task])),
+                                  "v": "" if note else repr(m["value"]), "note": note,
+                                  "value": None if note else m["value"]})
                     if note:
                         continue
-                    pair = record["pairs"].get(task, {}).get(f"{role}|teacher")
-                    ploy.append(_value(pair, "probability_loyalty"))
-                    lloy.append(_value(pair, "label_loyalty"))
-                    ece.append(_value(metrics, "ece"))
+                    _, pair_cols = columns(record, task)
+                    pair = record["pairs"].get(task, {}).get(f"{role}|{ref}", {})
+                    if pair_cols and pair_cols[0] in pair:
+                        agree.append(pair[pair_cols[0]]["value"])
+                    t_main = record["results"][task].get(ref, {}).get(head[task])
+                    of_teacher.append(ranking.percent_of_teacher(
+                        m["value"], t_main and t_main["value"], higher_is_better(record, task, head[task])))
                     label = f"{record['run_id'][-6:]} {ROLE_LABELS.get(role, role)}"
                     base = {"label": label, "role": role, "y": m["value"], "ci": m["ci"]}
+                    if previous is not None:  # an identical rerun: plotted once
+                        continue
                     if eff.get("latency_ms_b32") is not None:
                         points[task].append({**base, "x": eff["latency_ms_b32"], "cost": "latency",
                                              "hardware": hardware})
                     if model.get("params") is not None:
                         points[task].append({**base, "x": model["params"] / 1e6, "cost": "params"})
-                ploy_v, lloy_v, ece_v = _mean(ploy), _mean(lloy), _mean(ece)
-                rows.append({
+                agree_v, teacher_v = _mean(agree), _mean(of_teacher)
+                runs_of = [*(previous["reruns"] if previous else []), record["run_id"]]
+                collapsed[key] = {
                     "run_id": record["run_id"], "href": f"runs/{record['run_id']}.html", "created": record["created"],
+                    "reruns": runs_of, "run_dir": run_dir, "record": record,
                     "role": role, "role_label": ROLE_LABELS.get(role, role), "model": model.get("id", ""),
                     "detail": _model_detail(model), "teacher": teacher, "method": _method(model, role),
                     "params": model.get("params"), "params_s": fmt_params(model.get("params")), "cells": cells,
-                    "ploy": ploy_v, "ploy_s": fmt(ploy_v, ".3f"), "lloy": lloy_v, "lloy_s": fmt(lloy_v, ".3f"),
-                    "ece": ece_v, "ece_s": fmt(ece_v, ".3f"),
+                    "agree": agree_v, "agree_s": fmt(agree_v, ".3f"),
+                    "of_teacher": teacher_v, "of_teacher_s": fmt(teacher_v, ".1f"),
                     "lat1": eff.get("latency_ms_b1"), "lat1_s": fmt(eff.get("latency_ms_b1"), ".2f"),
                     "lat32": eff.get("latency_ms_b32"), "lat32_s": fmt(eff.get("latency_ms_b32"), ".3f"),
                     "hardware": hardware, "lat_note": "" if hardware == ref_hardware else
                     f"measured on {hardware}, the reference run on {ref_hardware}: latency is compared on one hardware only",
-                })
-        rows.sort(key=lambda r: -float(r["cells"][0]["v"]) if r["cells"] and r["cells"][0]["v"] else float("inf"))
+                }
+        rows = list(collapsed.values())
+        self.rank(rows, tasks, head)
         name = suite
         figures = []
         for task in tasks:
@@ -161,6 +181,29 @@ class _Board:
         return {"suite": suite, "file": f"suite-{name}.html", "tasks": task_info, "rows": rows, "figures": figures,
                 "notes": list(dict.fromkeys(notes)), "runs": len(runs),
                 "latest": max(r["created"] for _, r in runs), "roles": sorted({r["role"] for r in rows})}
+
+    def rank(self, rows: list[dict], tasks: list[str], head: dict[str, str]) -> None:
+        """Per task, significance tiers on the main score among the comparable rows; rows ordered
+        by their mean tier over the suite's tasks (ties: the first task's score, best first)."""
+        per_task = []
+        for j, task in enumerate(tasks):
+            entries = [{"run_dir": r["run_dir"], "record": r["record"], "role": r["role"],
+                        "value": r["cells"][j]["value"]} for r in rows]
+            per_task.append(ranking.tiers(entries, task, head[task], self.samples))
+        for i, r in enumerate(rows):
+            found = [t[i] for t in per_task if t.get(i) is not None]
+            r["tier"] = sum(found) / len(found) if found else None
+            r["tier_s"] = fmt(r["tier"], "g")
+            r["tiers"] = ", ".join(f"{task} tier {t[i]}" for task, t in zip(tasks, per_task) if t.get(i) is not None)
+            r.pop("record")
+        first = tasks[0] if tasks else None
+
+        def order(r):
+            value = r["cells"][0]["value"] if r["cells"] else None
+            sign = -1 if first is None or higher_is_better(self.ref_records[first], first, head[first]) else 1
+            return (r["tier"] is None, r["tier"] or 0, value is None, sign * (value or 0))
+
+        rows.sort(key=order)
 
     def write_plot(self, name: str, svg: str) -> str:
         self.write(f"plots/{name}", svg)

@@ -293,12 +293,12 @@ def _run_wave(wave: list[Point], sweep_dir: Path, jobs: int, status: dict, log) 
 def curve_of(points: list[Point], records: dict[str, dict], status: dict, sweep_dir: Path) -> dict:
     """The curve record's per-task part from the points' run records."""
     from kdbench.metrics.stats import aggregate_seed_results
-    from kdbench.report.summary import headline
+    from kdbench.report.summary import main_score
 
     first = records[points[0].name]
     tasks = {}
     for task in first["results"]:
-        metric = headline(first["results"][task]["student"])[0]
+        metric = main_score(first, task)
         by_teacher: dict[Teacher, list[Point]] = {}
         for p in points:
             by_teacher.setdefault(p.teacher, []).append(p)

@@ -15,7 +15,9 @@ from pydantic import Field
 from kdbench.config import EvalConfig, TaskName
 from kdbench.data import DatasetSpec, LoadedSplit, load_split
 from kdbench.errors import KdbenchError
+from kdbench.metrics import spec as metric_spec
 from kdbench.predictions import Predictions
+from kdbench.registry import unknown_name
 from kdbench.yamlio import StrictModel
 
 # Which transformers head a task's models carry (models.loading.AUTO_CLASSES maps these).
@@ -30,25 +32,38 @@ class DatasetRef(StrictModel):
 
 
 class TaskSpecBase(StrictModel):
-    """Keys every task YAML has; a family's spec adds its own (columns, prompt, label names...)."""
+    """Keys every task YAML has; a family's spec adds its own (columns, prompt, label names...).
+    ``metrics`` and ``pair_metrics`` name registered metrics (``kdbench metrics``); ``main_score``,
+    one of ``metrics``, is the task's headline: what leaderboards rank by."""
 
     name: TaskName
     family: str
     description: str = ""
     dataset: DatasetRef
     metrics: list[str] = Field(..., min_length=1)
+    main_score: str = Field(..., description="the headline metric, one of metrics (what the leaderboard ranks by)")
     pair_metrics: list[str] = Field(default_factory=list)
     max_length: int | None = Field(None, gt=0, description="token limit for this task; the suite's when null")
 
 
-def unknown_metric(spec: TaskSpecBase, family: str, metrics, pair_metrics) -> tuple[tuple, str] | None:
-    """The first name in ``spec.metrics`` / ``spec.pair_metrics`` that the family does not know:
-    ``(key path, message)`` for ``check_spec``, or None. The known names are listed in the given order."""
-    for key, names, known, kind in (("metrics", spec.metrics, metrics, "metric"),
-                                    ("pair_metrics", spec.pair_metrics, pair_metrics, "pair metric")):
-        for i, m in enumerate(names):
-            if m not in known:
-                return (key, i), f"unknown {family} {kind} {m!r} (known: {', '.join(known)})"
+def unknown_metric(spec: TaskSpecBase, kind_name: str) -> tuple[tuple, str] | None:
+    """The first name in ``spec.metrics`` / ``spec.pair_metrics`` that the registry does not know for
+    the family's predictions kind (or that the task cannot ask for), and a ``main_score`` that is not
+    one of ``metrics``: ``(key path, message)`` for ``check_spec``, or None."""
+    k = metric_spec.kind(kind_name)
+    task_spec = spec.model_dump(mode="json")
+    for key, names, kind_of in (("metrics", spec.metrics, k), ("pair_metrics", spec.pair_metrics,
+                                                               metric_spec.kind(k.pair) if k.pair else None)):
+        for i, name in enumerate(names):
+            found = kind_of.find(name) if kind_of is not None else None
+            if found is None:
+                known = kind_of.names() if kind_of is not None else []
+                return (key, i), unknown_name(kind_of.metrics.what if kind_of else f"{kind_name} pair metric", name, known)
+            problem = found.check(found.fields, task_spec) if found.check else None
+            if problem:
+                return (key, i), f"{name}: {problem}"
+    if spec.main_score not in spec.metrics:
+        return ("main_score",), f"{spec.main_score!r} is not one of the task's metrics ({', '.join(spec.metrics)})"
     return None
 
 
@@ -129,16 +144,58 @@ class Task(ABC):
     def efficiency_inputs(self, data: Any) -> tuple[list[str], list[str] | None]:
         """Texts (and second texts of pairs) whose forward pass the efficiency figures time."""
 
-    # metrics ------------------------------------------------------------------------------------
-    @abstractmethod
+    # metrics: generic, from the registry (tasks name metrics; kdbench.metrics computes them) ---
+    def _spec_dict(self) -> dict:
+        return self.spec.model_dump(mode="json")
+
+    def table(self, preds: Predictions) -> metric_spec.Table:
+        """The per-unit table of one model's predictions (its predictions kind's)."""
+        return metric_spec.kind(preds.kind).table.of(preds, self._spec_dict())
+
+    def pair_table(self, student: Predictions, teacher: Predictions) -> metric_spec.Table:
+        student.aligned_with(teacher)
+        return metric_spec.kind(metric_spec.kind(student.kind).pair).table.of(student, teacher, self._spec_dict())
+
+    def evaluate(self, preds: Predictions, settings: RunSettings) -> tuple[dict[str, dict], Any]:
+        """One model's metrics ``{metric: {"value", "ci"}}`` and its ``samples.parquet`` rows."""
+        table = self.table(preds)
+        scores = metric_spec.score(table, self.spec.metrics, metric_spec.Resampling.of(settings.eval, settings.seed))
+        frame = preds.to_frame()
+        for column, values in table.columns().items():
+            frame[column] = values
+        return scores, frame
+
+    def evaluate_pair(self, student: Predictions, teacher: Predictions, settings: RunSettings,
+                      key: str | None = None) -> tuple[dict[str, dict], Any]:
+        """Teacher–student metrics from two Predictions, and the pair's ``samples.parquet`` rows (role
+        ``key``, the run record's pair key) when its table has per-unit columns the two models' own
+        rows cannot give back (None otherwise)."""
+        import pandas as pd
+
+        table = self.pair_table(student, teacher)
+        scores = metric_spec.score(table, self.spec.pair_metrics,
+                                   metric_spec.Resampling.of(settings.eval, settings.seed))
+        columns = {c: v for c, v in table.columns().items() if v is not None}
+        if not columns:
+            return scores, None
+        n = len(student.example_ids)
+        frame = pd.DataFrame({"task": self.name, "example_id": student.example_ids,
+                              "role": key or f"{student.role}|{teacher.role}", "label": None, "pred": None,
+                              "probs": [[] for _ in range(n)], "correct": pd.array([pd.NA] * n, dtype="boolean")})
+        for column, values in columns.items():
+            frame[column] = values
+        return scores, frame
+
     def score(self, preds: Predictions, settings: RunSettings) -> dict[str, dict]:
         """``{metric: {"value": float, "ci": [lo, hi] | None}}`` for one model."""
+        return self.evaluate(preds, settings)[0]
 
-    @abstractmethod
     def score_pair(self, student: Predictions, teacher: Predictions, settings: RunSettings) -> dict[str, dict]:
         """Teacher–student metrics (loyalty, agreement) from two Predictions."""
+        return self.evaluate_pair(student, teacher, settings)[0]
 
     def compare(self, a: Predictions, b: Predictions, settings: RunSettings) -> dict[str, dict]:
-        """System ``a`` against ``b`` on the same items (what KD bought over the baseline); empty
-        where a family has no paired test."""
-        return {}
+        """System ``a`` against ``b`` on the same items (what KD bought over the baseline), on the
+        kind's comparison metric (:func:`kdbench.metrics.spec.compare`); empty where it has none."""
+        a.aligned_with(b)
+        return metric_spec.compare(self.table(a), self.table(b), metric_spec.Resampling.of(settings.eval, settings.seed))

@@ -9,10 +9,11 @@ from pydantic import Field
 from kdbench.backends.hf import HFClassifier
 from kdbench.data import LoadedSplit
 from kdbench.errors import KdbenchError
-from kdbench.metrics import regression, registry
+from scipy.special import softmax
+
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions import ClassifierPredictions, RegressionPredictions
-from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase
+from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
 
@@ -104,7 +105,7 @@ class ClassificationTask(_SequenceTask):
 
     @classmethod
     def check_spec(cls, spec: ClassificationSpec):
-        return _unknown(spec, registry.classifier_metrics(15), registry.PAIR_METRICS)
+        return unknown_metric(spec, "classifier") or _glue_score(spec)
 
     def labels(self, split: LoadedSplit) -> np.ndarray:
         labels = np.asarray(split.rows[self.spec.columns.label], dtype=np.int64)
@@ -117,34 +118,8 @@ class ClassificationTask(_SequenceTask):
         return labels
 
     def predict(self, model: LoadedModel, split: LoadedSplit, role: str, settings: RunSettings) -> ClassifierPredictions:
-        logits = self._outputs(model, split, role, settings)
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float64)
+        probs = softmax(self._outputs(model, split, role, settings), axis=1).astype(np.float64)
         return ClassifierPredictions(self.name, role, self.example_ids(split), probs, self.labels(split))
-
-    def score(self, preds: ClassifierPredictions, settings: RunSettings) -> dict[str, dict]:
-        cfg = settings.eval
-        return registry.compute(
-            registry.classifier_metrics(cfg.ece_bins), self.spec.metrics, preds.probs, preds.labels,
-            n_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=settings.seed,
-        )
-
-    def score_pair(self, student: ClassifierPredictions, teacher: ClassifierPredictions,
-                   settings: RunSettings) -> dict[str, dict]:
-        student.aligned_with(teacher)
-        cfg = settings.eval
-        return registry.compute(
-            registry.PAIR_METRICS, self.spec.pair_metrics, teacher.probs, student.probs,
-            n_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=settings.seed,
-        )
-
-    def compare(self, a: ClassifierPredictions, b: ClassifierPredictions, settings: RunSettings) -> dict[str, dict]:
-        """Accuracy difference with a paired-bootstrap CI and the exact McNemar test (what KD bought
-        over the baseline, and whether it is real)."""
-        a.aligned_with(b)
-        cfg = settings.eval
-        return registry.paired_comparison(a.labels, a.probs, b.probs, n_samples=cfg.bootstrap_samples,
-                                          confidence=cfg.confidence, seed=settings.seed)
 
 
 class RegressionTask(_SequenceTask):
@@ -159,7 +134,7 @@ class RegressionTask(_SequenceTask):
         low, high = spec.label_range
         if not high > low:
             return ("label_range",), f"needs low < high, got {list(spec.label_range)}"
-        return _unknown(spec, regression.METRICS, regression.PAIR_METRICS)
+        return unknown_metric(spec, "regression") or _glue_score(spec)
 
     def labels(self, split: LoadedSplit) -> np.ndarray:
         return np.asarray(split.rows[self.spec.columns.label], dtype=np.float32)
@@ -169,31 +144,8 @@ class RegressionTask(_SequenceTask):
         return RegressionPredictions(self.name, role, self.example_ids(split), scores,
                                      self.labels(split).astype(np.float64))
 
-    def _stats(self, settings: RunSettings) -> dict:
-        return dict(n_samples=settings.eval.bootstrap_samples, confidence=settings.eval.confidence, seed=settings.seed)
 
-    def score(self, preds: RegressionPredictions, settings: RunSettings) -> dict[str, dict]:
-        return regression.score(preds.scores, preds.labels, self.spec.metrics, **self._stats(settings))
-
-    def score_pair(self, student: RegressionPredictions, teacher: RegressionPredictions,
-                   settings: RunSettings) -> dict[str, dict]:
-        student.aligned_with(teacher)
-        low, high = self.spec.label_range
-        out = regression.score_pair(teacher.scores, student.scores, high - low, **self._stats(settings))
-        return {k: v for k, v in out.items() if k in self.spec.pair_metrics}
-
-    def compare(self, a: RegressionPredictions, b: RegressionPredictions, settings: RunSettings) -> dict[str, dict]:
-        a.aligned_with(b)
-        return regression.compare(a.scores, b.scores, a.labels, **self._stats(settings))
-
-
-def _unknown(spec: SequenceTaskSpec, metrics, pair_metrics):
-    for name in spec.metrics:
-        if name not in metrics:
-            return ("metrics",), f"unknown metric '{name}' (known: {', '.join(metrics)})"
-    for name in spec.pair_metrics:
-        if name not in pair_metrics:
-            return ("pair_metrics",), f"unknown metric '{name}' (known: {', '.join(pair_metrics)})"
+def _glue_score(spec: SequenceTaskSpec):
     if spec.glue_score is not None:
         for name in spec.glue_score.metrics:
             if name not in spec.metrics:

@@ -12,18 +12,16 @@ Shots are drawn once from the shuffled train split with ``shot_seed`` (the same 
 Answers (:mod:`kdbench.metrics.answers`): gold = the number after ``####``; prediction = the
 number after the last ``####`` / "the answer is", else the last number of the generation.
 
-Metrics: ``exact_match`` = mean 1[pred = gold]; ``extraction_rate`` = share of generations with a
-number at all. Pair metric ``answer_agreement`` = mean 1[student and teacher extracted the same
-answer] (an unextracted answer agrees with nothing). ``compare``: ``exact_match_difference``
-(paired bootstrap) and the exact McNemar test. Every CI is a percentile bootstrap over questions.
+Metrics (:mod:`kdbench.metrics.generation`): ``exact_match`` = mean 1[pred = gold];
+``extraction_rate`` = share of generations with a number at all. Pair metric ``answer_agreement`` =
+mean 1[student and teacher extracted the same answer] (an unextracted answer agrees with nothing).
+Every CI is a percentile bootstrap over questions.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 
 from kdbench.backends import engines
@@ -31,14 +29,11 @@ from kdbench.backends.causal_lm import CausalLMBackend
 from kdbench.data import LoadedSplit
 from kdbench.errors import KdbenchError
 from kdbench.metrics.answers import extract_answer, gold_answer
-from kdbench.metrics.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.generation import GenerationPredictions
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
-METRICS = ("exact_match", "extraction_rate")
-PAIR_METRICS = ("answer_agreement",)
 QUESTION = "{question}"
 
 
@@ -87,7 +82,7 @@ class GenerationTask(Task):
 
     @classmethod
     def check_spec(cls, spec: GenerationSpec) -> tuple[tuple, str] | None:
-        problem = unknown_metric(spec, "reasoning", METRICS, PAIR_METRICS)
+        problem = unknown_metric(spec, "generation")
         if problem:
             return problem
         key = "user" if spec.prompt.style == "chat" else "template"
@@ -185,41 +180,3 @@ class GenerationTask(Task):
     def efficiency_inputs(self, data: GenerationData) -> tuple[list[str], list[str] | None]:
         """The questions (the prompt pass, not generation, is what the efficiency figures time)."""
         return data.questions, None
-
-    # metrics ------------------------------------------------------------------------------------
-    def score(self, preds: GenerationPredictions, settings: RunSettings) -> dict[str, dict]:
-        values = {"exact_match": preds.correct, "extraction_rate": preds.extracted}
-        return {m: _mean_with_ci(values[m], settings) for m in self.spec.metrics}
-
-    def score_pair(self, student: GenerationPredictions, teacher: GenerationPredictions,
-                   settings: RunSettings) -> dict[str, dict]:
-        student.aligned_with(teacher)
-        agree = answer_agreement_per_example(student.answers, teacher.answers)
-        return {m: _mean_with_ci(agree, settings) for m in self.spec.pair_metrics}
-
-    def compare(self, a: GenerationPredictions, b: GenerationPredictions, settings: RunSettings) -> dict[str, dict]:
-        """``a`` against ``b``: exact-match difference with a paired-bootstrap CI, exact McNemar
-        p-value and matched-pairs odds ratio (as the classification families)."""
-        a.aligned_with(b)
-        cfg = settings.eval
-        diff = paired_bootstrap(a.correct.astype(float), b.correct.astype(float), cfg.bootstrap_samples,
-                                cfg.confidence, settings.seed)
-        mc = mcnemar_exact(a.correct, b.correct, cfg.confidence)
-        out = {"exact_match_difference": {"value": diff["value"], "ci": diff["ci"]},
-               "mcnemar_p_value": {"value": mc["p_value"], "ci": None}}
-        if math.isfinite(mc["odds_ratio"]):
-            ci = mc["odds_ratio_ci"] if all(math.isfinite(x) for x in mc["odds_ratio_ci"]) else None
-            out["mcnemar_odds_ratio"] = {"value": mc["odds_ratio"], "ci": ci}
-        return out
-
-
-def answer_agreement_per_example(a: list[str | None], b: list[str | None]) -> np.ndarray:
-    """1[both extracted an answer and they are equal] per example."""
-    return np.array([x is not None and x == y for x, y in zip(a, b)], dtype=bool)
-
-
-def _mean_with_ci(values: np.ndarray, settings: RunSettings) -> dict:
-    v = np.asarray(values, dtype=np.float64)
-    cfg = settings.eval
-    lo, hi = bootstrap_mean_ci(v, cfg.bootstrap_samples, cfg.confidence, settings.seed)
-    return {"value": float(v.mean()), "ci": [lo, hi]}

@@ -13,8 +13,8 @@ Metrics (formulas in :mod:`kdbench.metrics.lm`): ``perplexity`` = exp(Σ NLL / �
 ``bits_per_byte`` = Σ NLL / (ln 2 · Σ UTF-8 bytes). Pair metrics: token means of
 ``top1_agreement``, ``kl_teacher_student`` KL(p_t ‖ p_s), ``reverse_kl`` KL(p_s ‖ p_t), ``tvd``,
 ``acceptance_rate`` α = Σ_y min(p_t, p_s), and ``expected_tokens_gamma_<γ>`` = (1 − α^{γ+1})/(1 − α)
-for γ = 1..8 (Leviathan et al. 2023). Every CI resamples documents (a ratio estimator: Σ over the
-resampled documents' tokens / their token count).
+(Leviathan et al. 2023). Every CI resamples documents (a ratio estimator: Σ over the resampled
+documents' tokens / their token count).
 """
 from __future__ import annotations
 
@@ -26,26 +26,10 @@ from pydantic import Field
 from kdbench.backends import engines
 from kdbench.data import LoadedSplit
 from kdbench.errors import KdbenchError
-from kdbench.metrics import lm as lm_metrics
-from kdbench.metrics.loyalty import expected_tokens_per_call
-from kdbench.metrics.stats import percentile_ci
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.language_modeling import LanguageModelingPredictions
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
-
-MAX_GAMMA = 8
-METRICS = ("perplexity", "bits_per_byte")
-TOKEN_METRICS = {  # pair metric -> key of kdbench.metrics.lm.topk_token_metrics
-    "top1_agreement": "top1_agreement",
-    "kl_teacher_student": "forward_kl",
-    "reverse_kl": "reverse_kl",
-    "tvd": "tvd",
-    "acceptance_rate": "acceptance_rate",
-}
-GAMMA_METRICS = tuple(f"expected_tokens_gamma_{g}" for g in range(1, MAX_GAMMA + 1))
-PAIR_METRICS = (*TOKEN_METRICS, *GAMMA_METRICS)
-
 
 class TextColumns(StrictModel):
     text: str = "text"
@@ -71,7 +55,7 @@ class LanguageModelingTask(Task):
 
     @classmethod
     def check_spec(cls, spec: LanguageModelingSpec) -> tuple[tuple, str] | None:
-        return unknown_metric(spec, "language-modelling", METRICS, PAIR_METRICS)
+        return unknown_metric(spec, "lm")
 
     # data ---------------------------------------------------------------------------------------
     def load_data(self, split: str, rows: int | None = None, shuffle_seed: int | None = None) -> TextData:
@@ -117,61 +101,3 @@ class LanguageModelingTask(Task):
 
     def efficiency_inputs(self, data: TextData) -> tuple[list[str], list[str] | None]:
         return data.texts, None
-
-    # metrics ------------------------------------------------------------------------------------
-    def score(self, preds: LanguageModelingPredictions, settings: RunSettings) -> dict[str, dict]:
-        cfg = settings.eval
-        nll, tokens = preds.nll, preds.tokens
-        if tokens.sum() == 0:
-            raise KdbenchError(f"task {self.name}: the evaluation texts have no tokens")
-        out = {}
-        if "perplexity" in self.spec.metrics:
-            out["perplexity"] = lm_metrics.perplexity_with_ci(nll, tokens, cfg.bootstrap_samples, cfg.confidence, settings.seed)
-        if "bits_per_byte" in self.spec.metrics:
-            out["bits_per_byte"] = lm_metrics.bits_per_byte_with_ci(nll, preds.n_bytes, cfg.bootstrap_samples,
-                                                                     cfg.confidence, settings.seed)
-        return {m: out[m] for m in self.spec.metrics}
-
-    def score_pair(self, student: LanguageModelingPredictions, teacher: LanguageModelingPredictions,
-                   settings: RunSettings) -> dict[str, dict]:
-        student.aligned_with(teacher)
-        same_tokens = student.vocab_size == teacher.vocab_size and all(
-            np.array_equal(a, b) for a, b in zip(student.token_ids, teacher.token_ids))
-        if not same_tokens:
-            raise KdbenchError(
-                f"task {self.name}: {student.role} and {teacher.role} tokenise the texts differently "
-                f"(vocabularies {student.vocab_size} and {teacher.vocab_size}); token-level pair metrics need one tokenizer")
-        if student.top_k != teacher.top_k:
-            raise KdbenchError(f"task {self.name}: top-k differs ({student.top_k} vs {teacher.top_k})")
-        if not self.spec.pair_metrics:
-            return {}
-        per_token = lm_metrics.topk_token_metrics(
-            np.concatenate(teacher.topk_ids), np.concatenate(teacher.topk_logprobs), np.concatenate(teacher.rest_mass),
-            np.concatenate(student.topk_ids), np.concatenate(student.topk_logprobs), np.concatenate(student.rest_mass),
-            teacher.vocab_size)
-        return token_pair_metrics(per_token, teacher.tokens, self.spec.pair_metrics, settings)
-
-
-def token_pair_metrics(per_token: dict[str, np.ndarray], lengths: np.ndarray, names: list[str],
-                       settings: RunSettings) -> dict[str, dict]:
-    """Token means of the per-token metrics with document-bootstrap CIs, and the expected tokens
-    per target call from the mean acceptance rate (its CI maps α's CI through the increasing
-    function (1 − α^{γ+1})/(1 − α))."""
-    cfg = settings.eval
-    lengths = np.asarray(lengths)
-    keep = lengths > 0  # documents without tokens carry no weight
-    out = {}
-    for name, key in TOKEN_METRICS.items():
-        if name not in names and not (name == "acceptance_rate" and any(n in GAMMA_METRICS for n in names)):
-            continue
-        sums = lm_metrics.doc_sums(per_token[key], lengths)[keep]
-        samples = lm_metrics.bootstrap_ratio_samples(sums, lengths[keep], cfg.bootstrap_samples, settings.seed)
-        lo, hi = percentile_ci(samples, cfg.confidence)
-        out[name] = {"value": float(per_token[key].mean()), "ci": [lo, hi]}
-    if "acceptance_rate" in out:
-        alpha, (lo, hi) = out["acceptance_rate"]["value"], out["acceptance_rate"]["ci"]
-        for g in range(1, MAX_GAMMA + 1):
-            out[f"expected_tokens_gamma_{g}"] = {
-                "value": float(expected_tokens_per_call(alpha, g)),
-                "ci": [float(expected_tokens_per_call(lo, g)), float(expected_tokens_per_call(hi, g))]}
-    return {m: out[m] for m in names}

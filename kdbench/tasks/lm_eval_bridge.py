@@ -15,11 +15,8 @@ A kdbench YAML names an lm-eval task (from lm-eval's registry, kdbench's bundled
   student's answers with its teacher's.
 
 A name in ``metrics`` that is not a kdbench classifier metric is one of lm-eval's metrics for the task
-(``acc``, ``acc_norm``, ``exact_match``...), for the chosen filter. Its value is what lm-eval reported.
-Its CI: when that value is the mean of lm-eval's per-document values (every ``mean``-aggregated
-metric), kdbench's own percentile bootstrap of the mean (same resamples count, confidence and seed as
-every kdbench CI); otherwise lm-eval's stderr as a normal interval, value ± z·stderr, or null when
-lm-eval gives no stderr.
+(``acc``, ``acc_norm``, ``exact_match``...), for the chosen filter: its value is what lm-eval reported,
+its CI as :mod:`kdbench.metrics.lm_eval` describes.
 
 Prompt lengths: the suite's ``max_length`` (a classifier setting) does not truncate lm-eval prompts;
 the task's own ``max_length`` does, else the model's context size. Few-shot sampling and seeds are
@@ -41,14 +38,13 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from kdbench.errors import KdbenchError
-from kdbench.metrics import registry
-from kdbench.metrics.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap
+from kdbench.metrics import spec as metric_spec
 from kdbench.predictions.lm_eval import ChoicePredictions, GenerationPredictions
+from kdbench.registry import unknown_name
 from kdbench.tasks.base import DatasetRef, LoadedModel, RunSettings, Task, TaskSpecBase
 from kdbench.tasks.lm_eval_tasks import TASKS_DIR
 
 OUTPUT_TYPES = ("multiple_choice", "generate_until")
-GENERATION_PAIR_METRICS = ("answer_agreement",)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -108,10 +104,12 @@ class LmEvalTask(Task):
         for name in spec.metrics:
             if not _NAME.match(name):
                 return ("metrics",), f"'{name}' is not a metric name (kdbench's, or lm-eval's as it names them: acc, acc_norm...)"
-        known = [*registry.PAIR_METRICS, *GENERATION_PAIR_METRICS]
-        for name in spec.pair_metrics:
+        known = [*metric_spec.kind("classifier_pair").names(), *metric_spec.kind("generation_pair").names()]
+        for i, name in enumerate(spec.pair_metrics):
             if name not in known:
-                return ("pair_metrics",), f"unknown metric '{name}' (known: {', '.join(known)})"
+                return ("pair_metrics", i), unknown_name("pair metric", name, known)
+        if spec.main_score not in spec.metrics:
+            return ("main_score",), f"{spec.main_score!r} is not one of the task's metrics ({', '.join(spec.metrics)})"
         return None
 
     # data ---------------------------------------------------------------------------------------
@@ -157,13 +155,14 @@ class LmEvalTask(Task):
     def _check_metrics(self, lm_task) -> None:
         """Every requested metric is kdbench's (multiple choice) or one the lm-eval task computes."""
         lm_names = list(lm_task.aggregation())
-        ours = registry.classifier_metrics() if lm_task.OUTPUT_TYPE == "multiple_choice" else {}
+        mc = lm_task.OUTPUT_TYPE == "multiple_choice"
+        ours = metric_spec.kind("classifier").names() if mc else []
         for name in self.spec.metrics:
             if name not in ours and name not in lm_names:
                 raise KdbenchError(f"task {self.name}: unknown metric '{name}' for lm-eval task "
                                    f"'{self.spec.lm_eval_task}' ({lm_task.OUTPUT_TYPE}; lm-eval metrics: "
                                    f"{', '.join(lm_names)}{'; or kdbench classifier metrics' if ours else ''})")
-        allowed = registry.PAIR_METRICS if lm_task.OUTPUT_TYPE == "multiple_choice" else GENERATION_PAIR_METRICS
+        allowed = metric_spec.kind("classifier_pair" if mc else "generation_pair").names()
         for name in self.spec.pair_metrics:
             if name not in allowed:
                 raise KdbenchError(f"task {self.name}: pair metric '{name}' does not apply to {lm_task.OUTPUT_TYPE} "
@@ -205,50 +204,6 @@ class LmEvalTask(Task):
         name = lm_task.task_name
         return predictions_from_samples(self.name, role, out["samples"][name], out["results"][name], lm_task,
                                         data.filter, data.docs)
-
-    # metrics ------------------------------------------------------------------------------------
-    def score(self, preds: ChoicePredictions | GenerationPredictions, settings: RunSettings) -> dict[str, dict]:
-        cfg = settings.eval
-        ours = registry.classifier_metrics(cfg.ece_bins) if isinstance(preds, ChoicePredictions) else {}
-        kd_names = [n for n in self.spec.metrics if n in ours]
-        out = registry.compute(ours, kd_names, preds.probs, preds.labels, n_samples=cfg.bootstrap_samples,
-                               confidence=cfg.confidence, seed=settings.seed) if kd_names else {}
-        for name in self.spec.metrics:
-            if name not in out:
-                out[name] = lm_eval_metric(name, preds, settings)
-        return {name: out[name] for name in self.spec.metrics}
-
-    def score_pair(self, student, teacher, settings: RunSettings) -> dict[str, dict]:
-        student.aligned_with(teacher)
-        cfg = settings.eval
-        if isinstance(student, ChoicePredictions):
-            if student.probs.shape != teacher.probs.shape:
-                raise KdbenchError(f"task {self.name}: {student.role} and {teacher.role} scored different choices")
-            return registry.compute(registry.PAIR_METRICS, self.spec.pair_metrics, teacher.probs, student.probs,
-                                    n_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=settings.seed)
-        out = {}
-        if "answer_agreement" in self.spec.pair_metrics:
-            # the student's extracted answer is the teacher's (what lm-eval's metric would compare)
-            agree = np.array([s == t for s, t in zip(student.answers, teacher.answers)], dtype=np.float64)
-            out["answer_agreement"] = {"value": float(agree.mean()),
-                                       "ci": list(bootstrap_mean_ci(agree, cfg.bootstrap_samples, cfg.confidence,
-                                                                    settings.seed))}
-        return out
-
-    def compare(self, a, b, settings: RunSettings) -> dict[str, dict]:
-        """System ``a`` against ``b``: accuracy (exact-match rate for generation) difference with a
-        paired-bootstrap CI, and the exact McNemar test."""
-        a.aligned_with(b)
-        cfg = settings.eval
-        if isinstance(a, ChoicePredictions):
-            return registry.paired_comparison(a.labels, a.probs, b.probs, n_samples=cfg.bootstrap_samples,
-                                              confidence=cfg.confidence, seed=settings.seed)
-        if a.correct is None or b.correct is None:
-            return {}
-        diff = paired_bootstrap(a.correct.astype(float), b.correct.astype(float), cfg.bootstrap_samples,
-                                cfg.confidence, settings.seed)
-        return {"accuracy_difference": {"value": diff["value"], "ci": diff["ci"]},
-                "mcnemar_p_value": {"value": mcnemar_exact(a.correct, b.correct, cfg.confidence)["p_value"], "ci": None}}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -305,28 +260,6 @@ def _gold_index(task: str, lm_task, sample: dict, choices: list[str]) -> int:
         raise KdbenchError(f"task {task}: document {sample['doc_id']}: gold {gold!r} is not one of its "
                            f"{len(choices)} choices")
     return int(gold)
-
-
-def lm_eval_metric(name: str, preds, settings: RunSettings) -> dict:
-    """lm-eval's value of ``name``; the CI as described in the module docstring."""
-    if name not in preds.reported:
-        raise KdbenchError(f"task {preds.task}: lm-eval reported no metric '{name}' "
-                           f"(reported: {', '.join(k for k in preds.reported if not k.endswith('_stderr'))})")
-    value = float(preds.reported[name])
-    cfg = settings.eval
-    per_doc = preds.sample_metrics.get(name)
-    if per_doc is not None and all(isinstance(v, (bool, int, float, np.number)) for v in per_doc):
-        values = np.asarray(per_doc, dtype=np.float64)
-        if np.isclose(values.mean(), value, rtol=0, atol=1e-9):
-            return {"value": value, "ci": list(bootstrap_mean_ci(values, cfg.bootstrap_samples, cfg.confidence,
-                                                                 settings.seed))}
-    stderr = preds.reported.get(f"{name}_stderr")
-    if isinstance(stderr, (int, float)) and np.isfinite(stderr):
-        from scipy.stats import norm
-
-        z = float(norm.ppf(0.5 + cfg.confidence / 2))
-        return {"value": value, "ci": [value - z * stderr, value + z * stderr]}
-    return {"value": value, "ci": None}
 
 
 # --------------------------------------------------------------------------------------------------

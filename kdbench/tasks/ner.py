@@ -10,12 +10,12 @@ there is a miss rather than silently dropped; ``unseen_word_rate`` reports how m
 Unseen words count as predicted ``O`` in every metric, the pair metrics included (two models with
 the same tokenizer and limit agree on them).
 
-Metrics (entity level, CoNLL / seqeval semantics, see ``kdbench.metrics.ner``): ``f1``,
+Metrics (entity level, CoNLL / seqeval semantics, defined in ``kdbench.metrics.ner``): ``f1``,
 ``precision``, ``recall`` (micro over entities), ``f1_<type>`` per entity type, ``token_accuracy``,
 ``unseen_word_rate``. Pair metrics: ``label_loyalty`` (word-level argmax agreement with the
 teacher), ``probability_loyalty`` (mean over words of 1 − √JSD₂), ``entity_f1_vs_teacher`` (the
-student's entity F1 with the teacher's predicted tags as reference). ``compare``: the paired
-bootstrap of the entity-F1 difference. Every CI is a bootstrap over sentences.
+student's entity F1 with the teacher's predicted tags as reference). Every CI is a bootstrap over
+sentences.
 """
 from __future__ import annotations
 
@@ -24,21 +24,20 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import Field
+from scipy.special import softmax
 from transformers import AutoTokenizer
 
 from kdbench.backends.token_classifier import HFTokenClassifier
 from kdbench.data import LoadedSplit
 from kdbench.errors import KdbenchError
-from kdbench.metrics import loyalty
 from kdbench.metrics import ner as ner_metrics
+from kdbench.metrics.ner import entity_types
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.tokens import TokenPredictions
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
 _TAG = re.compile(r"^[BI]-\S+$")
-BASE_METRICS = ("f1", "precision", "recall", "token_accuracy", "unseen_word_rate")
-PAIR_METRICS = ("label_loyalty", "probability_loyalty", "entity_f1_vs_teacher")
 
 
 class NerColumns(StrictModel):
@@ -73,11 +72,6 @@ def word_tokenizer(model_id: str, revision: str | None = None):
     return tokenizer
 
 
-def entity_types(label_names: list[str]) -> list[str]:
-    """The entity types of a tag set, sorted (``B-person``, ``I-person`` -> ``person``)."""
-    return sorted({tag[2:] for tag in label_names if tag != "O"})
-
-
 class NerTask(Task):
     family = "ner"
     head = "token_classification"
@@ -103,8 +97,7 @@ class NerTask(Task):
         missing_b = [t for t in names if t.startswith("I-") and "B-" + t[2:] not in names]
         if missing_b:
             return ("label_names",), f"{missing_b[0]!r} has no matching B- tag"
-        known = set(BASE_METRICS) | {f"f1_{ner_metrics.entity_type_key(t)}" for t in entity_types(names)}
-        return unknown_metric(spec, "NER", sorted(known), PAIR_METRICS)
+        return unknown_metric(spec, "ner")
 
     # data ---------------------------------------------------------------------------------------
     def load_data(self, split: str, rows: int | None = None, shuffle_seed: int | None = None) -> NerData:
@@ -194,86 +187,10 @@ class NerTask(Task):
 
     def word_probs(self, logits: np.ndarray, seen: np.ndarray) -> np.ndarray:
         """Softmax over tags for seen words; one-hot ``O`` for unseen ones (they predict ``O``)."""
-        z = logits.astype(np.float64)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        probs = z / z.sum(axis=1, keepdims=True)
+        probs = softmax(logits.astype(np.float64), axis=1)
         probs[~seen] = 0.0
         probs[~seen, self.outside] = 1.0
         return probs
 
     def efficiency_inputs(self, data: NerData) -> tuple[list[str], list[str] | None]:
         return [" ".join(words) for words in data.tokens], None
-
-    # metrics ------------------------------------------------------------------------------------
-    def score(self, preds: TokenPredictions, settings: RunSettings) -> dict[str, dict]:
-        if preds.labels is None:
-            raise KdbenchError(f"task {self.name}: {preds.role} predictions have no gold tags to score")
-        counts = ner_metrics.entity_counts(preds.gold_tags, preds.pred_tags, self.types)
-        entity_cols = ner_metrics.entity_columns(counts)
-        words = preds.word_counts.astype(np.float64)
-        right = np.array([np.sum(p == y) for p, y in zip(preds.pred_ids, preds.labels)], dtype=np.float64)
-        unseen = np.array([np.sum(~s) for s in preds.seen], dtype=np.float64)
-        columns = np.column_stack([entity_cols, right, unseen, words])
-        m = entity_cols.shape[1]
-        statistics = {
-            **ner_metrics.entity_statistics(self.types),
-            "token_accuracy": lambda s: _ratio(s[..., m], s[..., m + 2]),
-            "unseen_word_rate": lambda s: _ratio(s[..., m + 1], s[..., m + 2]),
-        }
-        return self._compute(columns, statistics, self.spec.metrics, settings, order_key=counts.sum(axis=1)[:, 2])
-
-    def score_pair(self, student: TokenPredictions, teacher: TokenPredictions, settings: RunSettings) -> dict[str, dict]:
-        student.aligned_with(teacher)
-        sentence = np.repeat(np.arange(len(student.probs)), student.word_counts)
-        t_probs, s_probs = np.concatenate(teacher.probs), np.concatenate(student.probs)
-        n = len(student.probs)
-
-        def per_sentence(values: np.ndarray) -> np.ndarray:
-            return np.bincount(sentence, weights=values, minlength=n)
-
-        agree = per_sentence(loyalty.label_loyalty_per_example(t_probs, s_probs))
-        prob_loyal = per_sentence(loyalty.probability_loyalty_per_example(t_probs, s_probs))
-        counts = ner_metrics.entity_counts(teacher.pred_tags, student.pred_tags, self.types)
-        entity_cols = ner_metrics.entity_columns(counts)
-        words = student.word_counts.astype(np.float64)
-        columns = np.column_stack([entity_cols, agree, prob_loyal, words])
-        m = entity_cols.shape[1]
-        statistics = {
-            "entity_f1_vs_teacher": ner_metrics.entity_statistics(self.types)["f1"],
-            "label_loyalty": lambda s: _ratio(s[..., m], s[..., m + 2]),
-            "probability_loyalty": lambda s: _ratio(s[..., m + 1], s[..., m + 2]),
-        }
-        return self._compute(columns, statistics, self.spec.pair_metrics, settings)
-
-    def compare(self, a: TokenPredictions, b: TokenPredictions, settings: RunSettings) -> dict[str, dict]:
-        """``f1_difference`` = F1(a) − F1(b) (entity micro F1, same sentences) with the paired
-        bootstrap over sentences (Koehn 2004): each resample keeps a sentence's two predictions
-        together; ``f1_difference_p_value`` = 2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)), capped at 1."""
-        a.aligned_with(b)
-        if a.labels is None:
-            raise KdbenchError(f"task {self.name}: comparing {a.role} with {b.role} needs gold tags")
-        ca = ner_metrics.entity_columns(ner_metrics.entity_counts(a.gold_tags, a.pred_tags, self.types))
-        cb = ner_metrics.entity_columns(ner_metrics.entity_counts(b.gold_tags, b.pred_tags, self.types))
-        f1 = ner_metrics.entity_statistics(self.types)["f1"]
-        m = ca.shape[1]
-        difference = {"f1_difference": lambda s: f1(s[..., :m]) - f1(s[..., m:])}
-        ev = settings.eval
-        out, samples = ner_metrics.ratio_metrics(np.column_stack([ca, cb]), difference, n_samples=ev.bootstrap_samples,
-                                                 confidence=ev.confidence, seed=settings.seed, return_samples=True)
-        d = samples["f1_difference"]
-        d = d[np.isfinite(d)]
-        differs = any(not np.array_equal(x, y) for x, y in zip(a.pred_ids, b.pred_ids))
-        p = min(1.0, 2.0 * min(np.mean(d <= 0), np.mean(d >= 0))) if differs and d.size else 1.0
-        return {"f1_difference": out["f1_difference"], "f1_difference_p_value": {"value": float(p), "ci": None}}
-
-    def _compute(self, columns, statistics, names, settings: RunSettings, order_key=None) -> dict[str, dict]:
-        wanted = {name: statistics[name] for name in names}
-        ev = settings.eval
-        return ner_metrics.ratio_metrics(columns, wanted, n_samples=ev.bootstrap_samples, confidence=ev.confidence,
-                                         seed=settings.seed, order_key=order_key)
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den == 0, 0.0, num / np.where(den == 0, 1.0, den))
-

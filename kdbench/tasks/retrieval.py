@@ -17,12 +17,9 @@ from pydantic import Field
 from kdbench.backends.embeddings import HFEmbedder, search
 from kdbench.data.beir import BeirData, load_beir
 from kdbench.metrics import retrieval as rm
-from kdbench.metrics.stats import bootstrap_mean_ci, paired_bootstrap
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.ranking import RankingPredictions
-from kdbench.tasks.base import DatasetRef, LoadedModel, RunSettings, Task, TaskSpecBase
-
-COMPARE_METRIC = "ndcg_at_10"
+from kdbench.tasks.base import DatasetRef, LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 
 
 class BeirRef(DatasetRef):
@@ -49,16 +46,9 @@ class RetrievalTask(Task):
 
     @classmethod
     def check_spec(cls, spec: RetrievalSpec) -> tuple[tuple, str] | None:
-        for key, names, parse in (("metrics", spec.metrics, rm.parse_metric),
-                                  ("pair_metrics", spec.pair_metrics, rm.parse_pair_metric)):
-            for i, name in enumerate(names):
-                parsed = parse(name)
-                if parsed is None:
-                    known = ("ndcg_at_K, mrr_at_K, recall_at_K, map_at_K" if key == "metrics"
-                             else "overlap_at_K, teacher_ndcg_at_K")
-                    return (key, i), f"unknown retrieval metric {name!r} (known: {known})"
-                if parsed[1] > spec.top_k:
-                    return (key, i), f"{name} needs the top {parsed[1]} documents but top_k is {spec.top_k}"
+        problem = unknown_metric(spec, "ranking")
+        if problem:
+            return problem
         fields = {f for _, f, _, _ in string.Formatter().parse(spec.doc_template) if f is not None}
         if not fields <= {"title", "text"}:
             return ("doc_template",), f"only {{title}} and {{text}} can appear, not {sorted(fields - {'title', 'text'})}"
@@ -99,41 +89,8 @@ class RetrievalTask(Task):
         order = rm.trec_order(ids.astype(str), scores)
         ids, scores = np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
         return RankingPredictions(self.name, role, list(data.query_ids), doc_ids=[list(r) for r in ids],
-                                  scores=list(scores), qrels=[data.qrels[qid] for qid in data.query_ids],
-                                  metrics=tuple(self.spec.metrics))
+                                  scores=list(scores), qrels=[data.qrels[qid] for qid in data.query_ids])
 
     def efficiency_inputs(self, data: BeirData) -> tuple[list[str], list[str] | None]:
         """The first 256 documents: encoding the corpus is what a bi-encoder spends its time on."""
         return self.documents(data)[:256], None
-
-    # metrics ------------------------------------------------------------------------------------
-    def per_query(self, preds: RankingPredictions, name: str) -> np.ndarray:
-        if preds.qrels is None:
-            raise ValueError(f"{self.name}: {preds.role} predictions carry no judgments")
-        return rm.per_query(name, preds.doc_ids, preds.qrels)
-
-    def score(self, preds: RankingPredictions, settings: RunSettings) -> dict[str, dict]:
-        """Each metric is the mean of per-query values; CI: percentile bootstrap over queries."""
-        return {name: _mean_ci(self.per_query(preds, name), settings) for name in self.spec.metrics}
-
-    def score_pair(self, student: RankingPredictions, teacher: RankingPredictions,
-                   settings: RunSettings) -> dict[str, dict]:
-        student.aligned_with(teacher)
-        return {name: _mean_ci(rm.pair_per_query(name, student.doc_ids, teacher.doc_ids), settings)
-                for name in self.spec.pair_metrics}
-
-    def compare(self, a: RankingPredictions, b: RankingPredictions, settings: RunSettings) -> dict[str, dict]:
-        """``ndcg_at_10_difference``: mean per-query nDCG@10 of a minus b, paired-bootstrap CI over
-        queries; ``ndcg_at_10_p_value``: its two-sided bootstrap p-value (CI null)."""
-        a.aligned_with(b)
-        ev = settings.eval
-        diff = paired_bootstrap(self.per_query(a, COMPARE_METRIC), self.per_query(b, COMPARE_METRIC),
-                                ev.bootstrap_samples, ev.confidence, settings.seed)
-        return {f"{COMPARE_METRIC}_difference": {"value": diff["value"], "ci": diff["ci"]},
-                f"{COMPARE_METRIC}_p_value": {"value": diff["p_value"], "ci": None}}
-
-
-def _mean_ci(values: np.ndarray, settings: RunSettings) -> dict:
-    ev = settings.eval
-    ci = bootstrap_mean_ci(values, ev.bootstrap_samples, ev.confidence, settings.seed)
-    return {"value": float(np.mean(values)), "ci": [float(ci[0]), float(ci[1])]}

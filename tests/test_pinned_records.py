@@ -1,0 +1,72 @@
+"""Every value of the run record is pinned: the predictions of real runs of each family (GLUE
+classification and STS-B regression, WNUT-17 NER, DBpedia-Entity retrieval, GSM8K language
+modelling and reasoning, the lm-eval bridge's multiple choice and generation), captured with the
+code that predates the metric registry (tests/data/pinned/capture.py), are scored again through the
+pipeline's scoring step and must give the same ``results`` and ``pairs``, key for key."""
+from __future__ import annotations
+
+import gzip
+import importlib
+import math
+import pickle
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from kdbench import pipeline
+from kdbench.config import EvalConfig
+from kdbench.tasks.base import RunSettings
+from kdbench.tasks import get_task
+from kdbench.tasks.registry import family_class
+
+PINNED = Path(__file__).parent / "data" / "pinned"
+RUNS = ["glue", "ner", "retrieval", "lm", "reasoning", "lm_eval"]
+CI_RTOL = 1e-12  # CI endpoints: percentiles of sums whose summation order may differ in the last bit
+
+
+def _predictions(plain: dict):
+    module, name = plain["class"].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in plain["fields"].items() if k in known})
+
+
+def _rescored(pinned: dict):
+    # the pinned specs predate main_score (which changes no value): the built-in task's
+    spec = family_class(pinned["spec"]["family"]).Spec.model_validate(
+        {"main_score": get_task(pinned["spec"]["name"]).spec.main_score, **pinned["spec"]})
+    task = family_class(spec.family)(spec)
+    predictions = {role: _predictions(p) for role, p in pinned["predictions"].items()}
+    task.predict = lambda model, data, role, settings: predictions[role]
+    s = pinned["settings"]
+    settings = RunSettings(dtype=s["dtype"], max_length=s["max_length"], seed=s["seed"], eval=EvalConfig(**s["eval"]))
+    run = pipeline._TaskRun(task, {role: None for role in predictions if role != "ensemble"}, {}, {}, None, {},
+                            ensemble=pinned["ensemble"])
+    _, results, pairs, _ = pipeline._score_task(run, None, settings)
+    return results, pairs
+
+
+def _same(got: dict, want: dict, where: str) -> None:
+    assert list(got) == list(want), where
+    for key in want:
+        if isinstance(want[key], dict) and "value" not in want[key]:
+            _same(got[key], want[key], f"{where}/{key}")
+            continue
+        g, w = got[key], want[key]
+        assert g["value"] == w["value"], (f"{where}/{key}", g, w)
+        if w["ci"] is None:
+            assert g["ci"] is None, f"{where}/{key}"
+        else:
+            assert all(math.isclose(a, b, rel_tol=CI_RTOL, abs_tol=1e-15) for a, b in zip(g["ci"], w["ci"])), \
+                (f"{where}/{key}", g, w)
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_rescoring_a_pinned_real_run_gives_the_same_record(run, data_dir):
+    with gzip.open(PINNED / f"{run}.pkl.gz") as f:
+        tasks = pickle.load(f)
+    for name, pinned in tasks.items():
+        results, pairs = _rescored(pinned)
+        _same(results, pinned["results"], f"{run}/{name}/results")
+        _same(pairs, pinned["pairs"], f"{run}/{name}/pairs")

@@ -30,7 +30,31 @@ def _user_errors(fn):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Kdbench(click.Group):
+    """Usage errors (an unknown option, a flag's value of the wrong type) are bad input like any
+    other: one line on stderr and exit 2, instead of click's usage block."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:  # a bare `kdbench`: the help
+            e.show()
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            hint = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+            click.echo(f"kdbench: error: {e.format_message()}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Kdbench, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="kdbench")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def main(debug: bool) -> None:
@@ -75,22 +99,28 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
     Example:
       kdbench train-and-eval --suite quickstart --layers 0,3,5 --set distill.alpha=0.8
     """
-    from kdbench.config import load_suite
+    from kdbench.config import int_list, load_suite
     from kdbench.pipeline import train_and_eval as run
 
-    named = {
-        "teacher.model": teacher, "student.layers": f"[{layers}]" if layers else None, "data.train_rows": train_rows,
-        "data.eval_rows": eval_rows, "distill.epochs": epochs, "seed": seed, "dtype": dtype,
-        "seeds": f"[{seeds}]" if seeds else None, "eval.backend": backend,
-    }
+    flags = _flags({
+        "teacher.model": ("--teacher", teacher), "student.layers": ("--layers", layers and int_list("--layers", layers)),
+        "data.train_rows": ("--train-rows", train_rows), "data.eval_rows": ("--eval-rows", eval_rows),
+        "distill.epochs": ("--epochs", epochs), "seed": ("--seed", seed), "dtype": ("--dtype", dtype),
+        "seeds": ("--seeds", seeds and int_list("--seeds", seeds)), "eval.backend": ("--backend", backend),
+    })
     if resume:
-        given = [k for k, v in named.items() if v is not None] + list(overrides) + list(include_path)
+        given = [option for option, _ in flags.values()] + list(overrides) + list(include_path)
         if given or suite != "quickstart":
             raise KdbenchError(f"--resume continues the run with its own suite and options; drop {given or ['--suite']}")
         _print_run(run(None, leaderboard_dir=leaderboard_dir, resume=resume))
         return
-    cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))
+    cfg = load_suite(suite, overrides, flags)
     _print_run(run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path))
+
+
+def _flags(options: dict) -> dict:
+    """The suite keys the command's own options set: {key: (option, value)} for those given."""
+    return {key: (option, value) for key, (option, value) in options.items() if value is not None}
 
 
 def _print_run(result) -> None:
@@ -201,8 +231,9 @@ def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, backend, overr
         if not sep or not role or not model_id:
             raise KdbenchError(f"--model '{item}' is not ROLE=ID (e.g. baseline=runs/{{task}}/baseline)")
         models[role] = model_id
-    named = {"data.eval_rows": eval_rows, "seed": seed, "dtype": dtype, "eval.backend": backend}
-    cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))
+    flags = _flags({"data.eval_rows": ("--eval-rows", eval_rows), "seed": ("--seed", seed), "dtype": ("--dtype", dtype),
+                    "eval.backend": ("--backend", backend)})
+    cfg = load_suite(suite, overrides, flags)
     _print_run(evaluate(cfg, models, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir,
                         include_paths=include_path))
 

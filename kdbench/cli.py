@@ -375,6 +375,4 @@ def tasks(include_path):
     from kdbench.tasks import list_tasks
 
     for spec in list_tasks(include_path):
-        d = spec.dataset
-        data = f"{d.id}/{d.config or 'default'}:{d.eval_split}"
-        click.echo(f"{spec.name:<18} {spec.family:<17} {data:<44} {', '.join(spec.metrics + spec.pair_metrics)}")
+        click.echo(f"{spec.name:<18} {spec.family:<17} {spec.data_label():<44} {', '.join(spec.metrics + spec.pair_metrics)}")

@@ -40,6 +40,11 @@ class TaskSpecBase(StrictModel):
     pair_metrics: list[str] = Field(default_factory=list)
     max_length: int | None = Field(None, gt=0, description="token limit for this task; the suite's when null")
 
+    def data_label(self) -> str:
+        """Where the evaluation data comes from, for listings (``kdbench tasks``)."""
+        d = self.dataset
+        return f"{d.id}/{d.config or 'default'}:{d.eval_split}"
+
 
 def unknown_metric(spec: TaskSpecBase, family: str, metrics, pair_metrics) -> tuple[tuple, str] | None:
     """The first name in ``spec.metrics`` / ``spec.pair_metrics`` that the family does not know:

@@ -63,6 +63,9 @@ class LmEvalSpec(TaskSpecBase):
     limit: int | None = Field(None, gt=0, description="at most this many documents (the first ones, lm-eval's --limit)")
     filter: str | None = Field(None, description="which of the task's filters to score; its first when null")
 
+    def data_label(self) -> str:
+        return super().data_label() if self.dataset is not None else f"lm-eval task {self.lm_eval_task}"
+
     @field_validator("include_path")
     @classmethod
     def _resolve_include_path(cls, value: str | None, info: ValidationInfo) -> str | None:

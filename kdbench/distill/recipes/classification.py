@@ -51,7 +51,7 @@ def _student(task, suite: SuiteConfig, teacher):
     if not spec.model:
         return (*build_student(teacher.model, spec, suite.seed), teacher.tokenizer)
     torch.manual_seed(suite.seed)
-    model = load_for_head(spec.model, task.head, spec.revision, num_labels=task.num_labels)
+    model = load_for_head(spec.model, task.head, spec.revision, fresh_head=True, num_labels=task.num_labels)
     tokenizer = load_tokenizer(spec.model, spec.revision)
     if spec.builder == "pretrained":
         return model, {"builder": "pretrained", "init_from": spec.model,

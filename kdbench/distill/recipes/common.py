@@ -80,7 +80,7 @@ def finetuned_teacher(
         torch.manual_seed(suite.seed)  # the fresh head's initialisation must not depend on what ran before
         # teacher.layers: from_pretrained with a smaller num_hidden_layers keeps the first k layers' weights
         depth = {"num_hidden_layers": spec.layers} if spec.layers else {}
-        model = load_for_head(spec.model, task.head, spec.revision, **head_config, **depth)
+        model = load_for_head(spec.model, task.head, spec.revision, fresh_head=True, **head_config, **depth)
         with timed(durations, "teacher_finetune_s"):
             stats = train(model, tokenizer, features, spec.finetune, loss_fn, seed=suite.seed, dtype=suite.dtype,
                           desc=f"fine-tune {role} on {task.name}", collate_fn=collate_fn)

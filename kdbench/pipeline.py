@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import kdbench
-from kdbench import environment
+from kdbench import environment, preflight
 from kdbench.backends import efficiency, engines
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
@@ -102,6 +102,7 @@ def train_and_eval(
         suite = suite.model_copy(update={"eval": suite.eval.model_copy(update={"efficiency": False})})
     tasks = [get_task(name, include_paths) for name in suite.tasks]  # fail on a bad name before any work
     engines.check(suite.eval.backend, tasks)
+    preflight.check_training(suite, tasks)  # ... and on a value the models or the data cannot take
     first, *others = suite.run_seeds
 
     def runs(run_dir: Path):
@@ -188,12 +189,15 @@ def evaluate(
     tasks = [get_task(name, include_paths) for name in suite.tasks]
     engines.check(suite.eval.backend, tasks)
     revisions = revisions or {}
+    model_ids = {task.name: {role: template.replace(TASK_PLACEHOLDER, task.name) for role, template in models.items()}
+                 for task in tasks}
+    preflight.check_evaluation(suite, tasks, model_ids, revisions)
 
     def runs(run_dir: Path):
         for task in tasks:
             loaded, info, dirs, durations = {}, {}, {}, {}
             for role, template in models.items():
-                model_id = template.replace(TASK_PLACEHOLDER, task.name)
+                model_id = model_ids[task.name][role]
                 with timed(durations, f"{role}_load_s"):
                     loaded[role] = task.load_model(model_id, revisions.get(role))
                 info[role] = {"id": template, "revision": model_revision(model_id, revisions.get(role)),

@@ -106,13 +106,13 @@ class Point:
 
 
 def plan_points(plan: dict) -> list[Point]:
-    """Every (teacher, seed) point's suite, validated now so bad input fails before any work."""
+    """Every (teacher, seed) point's suite, validated now (against each teacher's config and the data
+    too: :mod:`kdbench.preflight`) so bad input fails before any work."""
+    from kdbench import preflight
     from kdbench.config import SuiteConfig, load_suite
     from kdbench.tasks import get_task
 
     teachers = [Teacher(t["model"], t.get("layers")) for t in plan["teachers"]]
-    for teacher in teachers:
-        _check_teacher(teacher)
     points = []
     for teacher in teachers:
         for seed in plan["seeds"]:
@@ -138,23 +138,14 @@ def plan_points(plan: dict) -> list[Point]:
                 raise KdbenchError("capacity-gap: a student.builder config student takes the teacher's architecture, "
                                    "so it is fixed only when all teachers are one model truncated (--teacher-layers); "
                                    "use --student MODEL")
+    tasks = [get_task(name) for name in first.tasks]
+    for point in points:
+        if point.seed == plan["seeds"][0]:  # the checks do not depend on the student's seed
+            try:
+                preflight.check_training(SuiteConfig.model_validate(point.suite), tasks)
+            except KdbenchError as e:
+                raise KdbenchError(f"capacity-gap teacher {point.teacher.label}: {e}") from None
     return points
-
-
-def _check_teacher(teacher: Teacher) -> None:
-    """An unknown teacher, or a truncation deeper than the model, fails now (its config is enough)."""
-    from transformers import AutoConfig
-
-    from kdbench.models.loading import _first_line, _offline_hint
-
-    try:
-        config = AutoConfig.from_pretrained(teacher.model)
-    except Exception as e:
-        raise KdbenchError(f"capacity-gap: teacher '{teacher.model}' cannot be loaded{_offline_hint()}: "
-                           f"{_first_line(e)}") from None
-    depth = getattr(config, "num_hidden_layers", None)
-    if teacher.layers and depth is not None and teacher.layers > depth:
-        raise KdbenchError(f"capacity-gap: teacher '{teacher.model}' has {depth} layers, not {teacher.layers}")
 
 
 def new_plan(suite: str, overrides: list[str], teachers: list[Teacher], seeds: list[int]) -> dict:

@@ -98,6 +98,14 @@ class Task(ABC):
     def max_length(self, settings: RunSettings) -> int:
         return self.spec.max_length or settings.max_length
 
+    # whether an example is a pair of texts (both must fit in a token limit with their special tokens)
+    pairs: bool = False
+
+    def token_limits(self, settings: RunSettings) -> dict[str, int]:
+        """Each token limit a model of this task reads texts with, by the setting that gives it
+        (for the pre-flight: within what the model can read, and room for more than special tokens)."""
+        return {"the task's max_length" if self.spec.max_length else "max_length": self.max_length(settings)}
+
     # data ---------------------------------------------------------------------------------------
     def load(self, split: str, rows: int | None = None, shuffle_seed: int | None = None,
              columns: list[str] = ()) -> LoadedSplit:

@@ -180,6 +180,10 @@ class LmEvalTask(Task):
         return {**data.dataset, "split": data.split, "rows": len(data.docs), "sha256": digest.hexdigest(),
                 "source": f"lm-eval task {self.spec.lm_eval_task}"}
 
+    def token_limits(self, settings: RunSettings) -> dict[str, int]:
+        # the suite's max_length does not truncate lm-eval prompts (module docstring)
+        return {"the task's max_length": self.spec.max_length} if self.spec.max_length else {}
+
     def efficiency_inputs(self, data: LmEvalData) -> tuple[list[str], None]:
         return data.prompts, None
 

@@ -12,6 +12,10 @@ from kdbench.distill.losses.catalog import LEVELS as LOSS_LEVELS  # torch-free
 from kdbench.errors import KdbenchError
 
 
+ALLOW_CODE_HELP = ("Let task files run Python (lm-eval YAML's !function) from --include-path folders; "
+                   "also KDBENCH_ALLOW_CODE=1. Off: such a task is refused, naming the file.")
+
+
 def _user_errors(fn):
     """Bad input: one line on stderr and exit 2; ``--debug`` shows the traceback instead."""
 
@@ -88,11 +92,12 @@ def main(debug: bool) -> None:
 @click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
               help="Folder of extra task YAML files (overrides built-ins of the same name).")
+@click.option("--allow-code", is_flag=True, help=ALLOW_CODE_HELP)
 @click.option("--resume", type=click.Path(file_okay=False, exists=True),
               help="Continue an interrupted run: its folder REPORTS/.RUN_ID.partial (its own suite and options).")
 @_user_errors
 def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, seeds, dtype, backend, overrides,
-                   reports_dir, leaderboard_dir, include_path, resume):
+                   reports_dir, leaderboard_dir, include_path, allow_code, resume):
     """Fine-tune a teacher, distil a student, train a no-KD baseline, score all three, write a report.
 
     \b
@@ -112,10 +117,11 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
         given = [option for option, _ in flags.values()] + list(overrides) + list(include_path)
         if given or suite != "quickstart":
             raise KdbenchError(f"--resume continues the run with its own suite and options; drop {given or ['--suite']}")
-        _print_run(run(None, leaderboard_dir=leaderboard_dir, resume=resume))
+        _print_run(run(None, leaderboard_dir=leaderboard_dir, resume=resume, allow_code=allow_code))
         return
     cfg = load_suite(suite, overrides, flags)
-    _print_run(run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path))
+    _print_run(run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path,
+                   allow_code=allow_code))
 
 
 def _flags(options: dict) -> dict:
@@ -209,9 +215,10 @@ def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, ove
 @click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
               help="Folder of extra task YAML files (overrides built-ins of the same name).")
+@click.option("--allow-code", is_flag=True, help=ALLOW_CODE_HELP)
 @_user_errors
 def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, backend, overrides, reports_dir, leaderboard_dir,
-          include_path):
+          include_path, allow_code):
     """Score existing models on a suite: each alone, and each against the teacher (loyalty,
     agreement); the same run record, report and leaderboard as train-and-eval.
 
@@ -235,7 +242,7 @@ def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, backend, overr
                     "eval.backend": ("--backend", backend)})
     cfg = load_suite(suite, overrides, flags)
     _print_run(evaluate(cfg, models, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir,
-                        include_paths=include_path))
+                        include_paths=include_path, allow_code=allow_code))
 
 
 @main.command()

@@ -31,7 +31,7 @@ class TrainConfig(StrictModel):
 
     epochs: float = Field(3, gt=0, le=MAX_EPOCHS)
     batch_size: int = Field(32, gt=0, le=MAX_BATCH)
-    lr: float = Field(5e-5, gt=0)
+    lr: float = Field(5e-5, gt=0, le=1, description="AdamW's peak learning rate")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     grad_accum_steps: int = Field(1, gt=0, le=MAX_BATCH, description="micro-batches per optimiser step (effective "

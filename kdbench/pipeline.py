@@ -76,6 +76,7 @@ def train_and_eval(
     leaderboard_dir: str | Path | None = "leaderboards",
     include_paths: Sequence[str | Path] = (),
     resume: str | Path | None = None,
+    allow_code: bool = False,
 ) -> RunResult:
     """Distil a student per task with the suite's recipe, train the no-KD baseline, score all; with
     several seeds, the whole recipe once per seed (later seeds' models under ``seed-N/``).
@@ -83,7 +84,8 @@ def train_and_eval(
     Trainings checkpoint under ``<run folder>/checkpoints/TASK/`` (``TrainConfig.checkpoint_every``).
     ``resume``: the staging folder ``REPORTS/.RUN_ID.partial`` of an interrupted run; the run goes on
     with its own suite (``suite`` must be None): finished trainings load their final checkpoint,
-    an unfinished one continues from its latest, and the result is the uninterrupted run's."""
+    an unfinished one continues from its latest, and the result is the uninterrupted run's.
+    ``allow_code``: task files may run Python (lm-eval's ``!function``; also ``KDBENCH_ALLOW_CODE=1``)."""
     run_id = None
     if resume is not None:
         suite, include_paths, run_id, reports_dir = _resumed(Path(resume))
@@ -100,7 +102,7 @@ def train_and_eval(
         scratch = Path(tempfile.mkdtemp(prefix="kdbench-process-"))
         reports_dir, leaderboard_dir = scratch, None
         suite = suite.model_copy(update={"eval": suite.eval.model_copy(update={"efficiency": False})})
-    tasks = [get_task(name, include_paths) for name in suite.tasks]  # fail on a bad name before any work
+    tasks = [get_task(name, include_paths, allow_code=allow_code) for name in suite.tasks]  # fail on a bad name before any work
     engines.check(suite.eval.backend, tasks)
     preflight.check_training(suite, tasks)  # ... and on a value the models or the data cannot take
     first, *others = suite.run_seeds
@@ -180,13 +182,14 @@ def evaluate(
     reports_dir: str | Path = "reports",
     leaderboard_dir: str | Path | None = "leaderboards",
     include_paths: Sequence[str | Path] = (),
+    allow_code: bool = False,
 ) -> RunResult:
     """Score existing models (``{role: hub id or folder}``, a ``teacher`` among them for the
     teacher–student metrics) on the suite's tasks. Classifiers are fine-tuned per task, so an id
     may contain ``{task}``, replaced by each task's name (e.g. ``runs/{task}/student``)."""
     if not models:
         raise KdbenchError("kdbench eval: name at least one model (--teacher, --student)")
-    tasks = [get_task(name, include_paths) for name in suite.tasks]
+    tasks = [get_task(name, include_paths, allow_code=allow_code) for name in suite.tasks]
     engines.check(suite.eval.backend, tasks)
     revisions = revisions or {}
     model_ids = {task.name: {role: template.replace(TASK_PLACEHOLDER, task.name) for role, template in models.items()}

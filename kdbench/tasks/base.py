@@ -120,6 +120,11 @@ class Task(ABC):
             )
         return loaded
 
+    def runs_code(self) -> str | None:
+        """Where running this task would import Python from a task folder (``FILE:LINE (what)``), or
+        None: task files are data, and code runs only when the user opts in (tasks.registry.get_task)."""
+        return None
+
     @abstractmethod
     def eval_data(self, rows: int | None) -> Any:
         """The evaluation examples (first ``rows``, all when None)."""

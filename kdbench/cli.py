@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from kdbench.config import MAX_BOOTSTRAP
 from kdbench.distill.losses.catalog import LEVELS as LOSS_LEVELS  # torch-free
 from kdbench.errors import KdbenchError
 
@@ -278,7 +279,7 @@ def leaderboard(reports_dir, output):
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level of each paired test.")
 @click.option("--role", "roles", multiple=True, help="Gate only these models (repeatable), e.g. --role student.")
 @click.option("--ignore", multiple=True, metavar="METRIC", help="Leave a metric out of the gate (repeatable).")
-@click.option("--bootstrap-samples", type=click.IntRange(100), default=1000, show_default=True)
+@click.option("--bootstrap-samples", type=click.IntRange(100, MAX_BOOTSTRAP), default=1000, show_default=True)
 @_user_errors
 def gate(baseline, candidate, tolerances, markdown, alpha, roles, ignore, bootstrap_samples):
     """CI regression gate: compare a candidate run with a baseline, metric by metric, with paired

@@ -31,7 +31,7 @@ def test_teacher_and_seed_parsing():
     with pytest.raises(KdbenchError, match="--seeds"):
         sweep.parse_seeds("0,a")
     assert sweep.student_override("config:num_hidden_layers=1") == [
-        "student={builder: config, config: {num_hidden_layers: 1}}"]
+        'student={"builder": "config", "config": {"num_hidden_layers": 1}}']
     with pytest.raises(KdbenchError, match="config:KEY=VALUE"):
         sweep.student_override("config:num_hidden_layers")
 

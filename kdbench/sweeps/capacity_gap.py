@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import yaml
+
 from kdbench.errors import KdbenchError
 
 PLAN_FILE, CURVE_FILE = "sweep.json", "capacity_gap.json"
@@ -89,9 +91,12 @@ def student_override(spec: str | None) -> list[str]:
         pairs = [p.partition("=") for p in spec[len("config:"):].split(",")]
         if not pairs or any(not k or not sep or not v for k, sep, v in pairs):
             raise KdbenchError(f"--student '{spec}' is not config:KEY=VALUE,... (e.g. config:num_hidden_layers=1)")
-        body = ", ".join(f"{k.strip()}: {v.strip()}" for k, _, v in pairs)
-        return [f"student={{builder: config, config: {{{body}}}}}"]
-    return [f"student={{builder: pretrained, model: '{spec}'}}"]
+        try:
+            config = {k.strip(): yaml.safe_load(v) for k, _, v in pairs}
+        except yaml.YAMLError:
+            raise KdbenchError(f"--student '{spec}': a value is not valid YAML (e.g. config:num_hidden_layers=1)") from None
+        return [f"student={json.dumps({'builder': 'config', 'config': config})}"]
+    return [f"student={json.dumps({'builder': 'pretrained', 'model': spec})}"]
 
 
 @dataclass
@@ -116,7 +121,7 @@ def plan_points(plan: dict) -> list[Point]:
     points = []
     for teacher in teachers:
         for seed in plan["seeds"]:
-            overrides = [*plan["overrides"], f"teacher.model='{teacher.model}'",
+            overrides = [*plan["overrides"], f"teacher.model={json.dumps(teacher.model)}",
                          f"teacher.layers={teacher.layers if teacher.layers else 'null'}",
                          f"distill.seed={seed}", "seeds=null"]
             suite = load_suite(plan["suite"], overrides)

@@ -159,7 +159,10 @@ def student_config(teacher_config, overrides: dict):
         raise KdbenchError(f"student.config: {type(config).__name__} has no setting {unknown[0]!r}")
     n_teacher = config.num_hidden_layers
     for key, value in overrides.items():
-        setattr(config, key, value)
+        try:
+            setattr(config, key, value)
+        except Exception as e:  # transformers 5 configs check their fields' types
+            raise KdbenchError(f"student.config: {key} {value!r}: {str(e).strip().splitlines()[-1].strip()}") from None
     n = config.num_hidden_layers
     if not isinstance(n, int) or not 0 < n <= n_teacher:
         raise KdbenchError(f"student.config: num_hidden_layers {n} must be in 1..{n_teacher} (the teacher's)")

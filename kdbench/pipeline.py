@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import kdbench
-from kdbench import devices, environment, names
+from kdbench import devices, environment, names, preflight
 from kdbench.backends import efficiency, engines
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
@@ -77,6 +77,7 @@ def train_and_eval(
     leaderboard_dir: str | Path | None = "leaderboards",
     include_paths: Sequence[str | Path] = (),
     resume: str | Path | None = None,
+    allow_code: bool = False,
 ) -> RunResult:
     """Distil a student per task with the suite's recipe, train the no-KD baseline, score all; with
     several seeds, the whole recipe once per seed (later seeds' models under ``seed-N/``).
@@ -85,7 +86,8 @@ def train_and_eval(
     ``resume``: the staging folder ``REPORTS/.RUN_ID.partial`` of an interrupted run; the run goes on
     with its own suite, include paths and leaderboard folder (``suite`` must be None and
     ``leaderboard_dir`` is not used): finished trainings load their final checkpoint, an unfinished
-    one continues from its latest, and the result is the uninterrupted run's."""
+    one continues from its latest, and the result is the uninterrupted run's.
+    ``allow_code``: task files may run Python (lm-eval's ``!function``; also ``KDBENCH_ALLOW_CODE=1``)."""
     run_id = None
     if resume is not None:
         suite, include_paths, run_id, reports_dir, leaderboard_dir = _resumed(Path(resume))
@@ -98,9 +100,11 @@ def train_and_eval(
     run_id = _shared(run_id or new_run_id(suite.name), procs)
     checkpoints = staging_dir(Path(reports_dir), run_id)
     suite, reports_dir, leaderboard_dir, scratch = _process_outputs(procs, suite, reports_dir, leaderboard_dir)
-    tasks = [get_task(name, include_paths) for name in suite.tasks]  # fail on a bad name before any work
+    # fail on a bad name before any work...
+    tasks = [get_task(name, include_paths, allow_code=allow_code) for name in suite.tasks]
     engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
                   tensor_parallel_size=suite.eval.tensor_parallel_size)
+    preflight.check_training(suite, tasks)  # ... and on a value the models or the data cannot take
     if leaderboard_dir is not None:
         leaderboard.check_output(Path(leaderboard_dir))
     first, *others = suite.run_seeds
@@ -220,6 +224,7 @@ def evaluate(
     reports_dir: str | Path = "reports",
     leaderboard_dir: str | Path | None = "leaderboards",
     include_paths: Sequence[str | Path] = (),
+    allow_code: bool = False,
 ) -> RunResult:
     """Score existing models (``{role: hub id or folder}``, a ``teacher`` among them for the
     teacher–student metrics) on the suite's tasks. Classifiers are fine-tuned per task, so an id
@@ -231,18 +236,21 @@ def evaluate(
     device = devices.resolve(suite.device)
     procs = devices.process_state(device)
     suite, reports_dir, leaderboard_dir, scratch = _process_outputs(procs, suite, reports_dir, leaderboard_dir)
-    tasks = [get_task(name, include_paths) for name in suite.tasks]
+    tasks = [get_task(name, include_paths, allow_code=allow_code) for name in suite.tasks]
     engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
                   tensor_parallel_size=suite.eval.tensor_parallel_size)
     if leaderboard_dir is not None:
         leaderboard.check_output(Path(leaderboard_dir))
     revisions = revisions or {}
+    model_ids = {task.name: {role: template.replace(TASK_PLACEHOLDER, task.name) for role, template in models.items()}
+                 for task in tasks}
+    preflight.check_evaluation(suite, tasks, model_ids, revisions)
 
     def runs(run_dir: Path):
         for task in tasks:
             loaded, info, dirs, durations = {}, {}, {}, {}
             for role, template in models.items():
-                model_id = template.replace(TASK_PLACEHOLDER, task.name)
+                model_id = model_ids[task.name][role]
                 with timed(durations, f"{role}_load_s"):
                     loaded[role] = task.load_model(model_id, revisions.get(role), device)
                 info[role] = {"id": template, "revision": model_revision(model_id, revisions.get(role)),

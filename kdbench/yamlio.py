@@ -13,14 +13,26 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
-    """Config objects reject unknown keys, so a typo is an error and not a silent default."""
+    """Config objects reject unknown keys, so a typo is an error and not a silent default, and
+    infinite or NaN numbers, which no setting means (an infinite temperature or rate trains to NaN)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def read_text(path: Path) -> str:
+    """A config file's text; unreadable or non-UTF-8 files are one-line errors."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise KdbenchError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+    except OSError as e:
+        raise KdbenchError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    text = read_text(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -33,8 +45,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
 def _key_line(path: Path, loc: tuple) -> int | None:
     """Line of the first key of ``loc`` found in the file, for error messages."""
     try:
-        node = yaml.compose(path.read_text())
-    except (OSError, yaml.YAMLError):
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     line = None
     for part in loc:

@@ -31,16 +31,18 @@ def test_teacher_and_seed_parsing():
     with pytest.raises(KdbenchError, match="--seeds"):
         sweep.parse_seeds("0,a")
     assert sweep.student_override("config:num_hidden_layers=1") == [
-        "student={builder: config, config: {num_hidden_layers: 1}}"]
+        'student={"builder": "config", "config": {"num_hidden_layers": 1}}']
     with pytest.raises(KdbenchError, match="config:KEY=VALUE"):
         sweep.student_override("config:num_hidden_layers")
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--teachers", "no-such-org/no-such-model"], "teacher 'no-such-org/no-such-model' cannot be loaded"),
+    (["--teachers", "no-such-org/no-such-model", "--student", "config:num_hidden_layers=1"],
+     "model 'no-such-org/no-such-model': cannot load its config"),
     (["--teacher-layers", f"{MINILM}:1,2"], "needs a fixed student: student.builder layer_selection"),
     (["--teacher-layers", f"{MINILM}:one"], "is not MODEL:K1,K2"),
-    (["--teacher-layers", f"{MINILM}:1,9", "--student", "config:num_hidden_layers=1"], "has 6 layers, not 9"),
+    (["--teacher-layers", f"{MINILM}:1,9", "--student", "config:num_hidden_layers=1"],
+     f"capacity-gap teacher {MINILM}@L9: suite quickstart, task sst2: teacher.layers 9: model '{MINILM}' has 6 layers"),
     (["--teachers", f"{MINILM},sentence-transformers/paraphrase-MiniLM-L3-v2", "--student",
       "config:num_hidden_layers=1"], "fixed only when all teachers are one model truncated"),
 ])

@@ -74,11 +74,11 @@ def test_missing_data_file_exits_2_and_writes_nothing(tmp_path):
     proc = kdbench("train-and-eval", *SMALL, "--reports-dir", str(tmp_path / "reports"),
                    env={"KDBENCH_DATA_DIR": str(empty)})
     assert "no split 'train'" in _one_line_error(proc)
-    assert not any((tmp_path / "reports").iterdir())
+    assert not (tmp_path / "reports").exists()  # found by the pre-flight, before any folder exists
 
 
 def test_unloadable_model_exits_2_and_writes_nothing(tmp_path, data_dir):
     proc = kdbench("train-and-eval", *SMALL, "--teacher", "nobody/no-such-model", "--reports-dir",
                    str(tmp_path / "reports"), env={"HF_HUB_OFFLINE": "1"})
     assert "model 'nobody/no-such-model'" in _one_line_error(proc)
-    assert not any((tmp_path / "reports").iterdir())
+    assert not (tmp_path / "reports").exists()

@@ -135,7 +135,7 @@ def test_resume_of_a_run_in_progress_is_refused(tmp_path):
 
     staging = tmp_path / "reports" / ".20260101-000000-quickstart-abcdef.partial"
     (staging / "checkpoints").mkdir(parents=True)
-    suite = load_suite("quickstart", ["data.train_rows=16", "data.eval_rows=8", "eval.efficiency=false"])
+    suite = load_suite("quickstart", ["data.train_rows=64", "data.eval_rows=8", "eval.efficiency=false"])
     (staging / "resume.json").write_text(json.dumps({"suite": suite.model_dump(mode="json"), "include_paths": [],
                                                    "leaderboard_dir": str(tmp_path / "lb")}))
     with FileLock(staging / ".lock"):  # kdbench.report.rundir.RUN_LOCK

@@ -30,7 +30,7 @@ def heads(tmp_path_factory):
     out = {}
     for n in (1, 2):
         torch.manual_seed(n)
-        model = load_for_head("sentence-transformers/all-MiniLM-L6-v2", "classification", num_labels=n)
+        model = load_for_head("sentence-transformers/all-MiniLM-L6-v2", "classification", fresh_head=True, num_labels=n)
         save_model(model, tokenizer, root / str(n))
         out[n] = str(root / str(n))
     return out

@@ -49,7 +49,7 @@ def untrained(task):
     from kdbench.models.loading import load_for_head, load_tokenizer
 
     torch.manual_seed(0)
-    model = load_for_head(TEACHER_ID, "token_classification", **task.head_config())
+    model = load_for_head(TEACHER_ID, "token_classification", fresh_head=True, **task.head_config())
     return LoadedModel(model.eval(), load_tokenizer(TEACHER_ID), TEACHER_ID)
 
 
@@ -259,7 +259,7 @@ def test_pair_metrics_against_independent_computations(task, data, preds, run_se
     from kdbench.models.loading import load_for_head, load_tokenizer
 
     torch.manual_seed(1)  # another untrained head: a different "student"
-    other = load_for_head(TEACHER_ID, "token_classification", **task.head_config())
+    other = load_for_head(TEACHER_ID, "token_classification", fresh_head=True, **task.head_config())
     student = task.predict(LoadedModel(other.eval(), load_tokenizer(TEACHER_ID), TEACHER_ID), data, "student", run_settings)
     pair = task.score_pair(student, preds, run_settings)
     t, s = np.concatenate(preds.probs), np.concatenate(student.probs)

@@ -58,7 +58,7 @@ def test_resume_takes_no_other_options_and_needs_a_staging_folder(tmp_path):
     staging = tmp_path / ".20260101-000000-quickstart-abcdef.partial"
     staging.mkdir()
     proc = run_kdbench("train-and-eval", "--resume", staging, "--epochs", "2")
-    assert proc.returncode == 2 and "drop ['distill.epochs']" in proc.stderr
+    assert proc.returncode == 2 and "drop ['--epochs']" in proc.stderr
     proc = run_kdbench("train-and-eval", "--resume", staging)
     assert proc.returncode == 2 and "not an interrupted run folder" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

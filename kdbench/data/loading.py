@@ -63,6 +63,10 @@ def _mirror_file(root: Path, spec: DatasetSpec) -> Path:
     )
 
 
+def _where(spec: DatasetSpec) -> str:
+    return f"{spec.id}/{spec.config or 'default'}/{spec.split}"
+
+
 def load_split(spec: DatasetSpec, rows: int | None = None, shuffle_seed: int | None = None) -> LoadedSplit:
     """Load ``spec``; optionally shuffle with ``shuffle_seed`` and keep the first ``rows``."""
     root = mirror_dir()
@@ -78,12 +82,15 @@ def load_split(spec: DatasetSpec, rows: int | None = None, shuffle_seed: int | N
             source = "hub"
     except KdbenchError:
         raise
-    except Exception as e:  # datasets raises many types for missing/unreachable data
-        where = f"{spec.id}/{spec.config or 'default'}/{spec.split}"
-        raise KdbenchError(f"dataset {where}: cannot load ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    except Exception as e:  # datasets raises many types for missing/unreachable data (StopIteration on an empty file)
+        lines = str(e).strip().splitlines()
+        detail = f"{type(e).__name__}: {lines[0]}" if lines else f"{type(e).__name__}; is the file empty?"
+        raise KdbenchError(f"dataset {_where(spec)}: cannot load ({detail})") from None
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
+    if len(ds) == 0:
+        raise KdbenchError(f"dataset {_where(spec)}: no rows in {source}")
     if shuffle_seed is not None:
         ds = ds.shuffle(seed=shuffle_seed)
     if rows is not None and rows < len(ds):

@@ -326,6 +326,9 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 loss_value, window_loss = window_loss, 0.0
+                if not math.isfinite(loss_value):  # the weights are NaN from here on: nothing worth scoring
+                    raise KdbenchError(f"{desc}: the loss is {loss_value} at step {step}: training diverged "
+                                       f"(lr {cfg.lr:g}; a lower one?)")
                 for hook in hooks.hooks:
                     hook.after_step()
                 bar.set_postfix(loss=f"{loss_value:.4f}")

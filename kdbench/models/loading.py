@@ -46,25 +46,68 @@ AUTO_CLASSES = {
 
 def load_classifier(model_id: str, num_labels: int | None, revision: str | None = None) -> PreTrainedModel:
     """A sequence classifier; a plain encoder checkpoint gets a freshly initialised head with
-    ``num_labels`` classes (None keeps a saved classifier's own head)."""
-    return load_for_head(model_id, "classification", revision, **({} if num_labels is None else {"num_labels": num_labels}))
+    ``num_labels`` classes (None keeps a saved classifier's own head, which must then be complete)."""
+    return load_for_head(model_id, "classification", revision, fresh_head=num_labels is not None,
+                         **({} if num_labels is None else {"num_labels": num_labels}))
 
 
-def load_for_head(model_id: str, head: str, revision: str | None = None, device: torch.device | None = None,
-                  **config) -> PreTrainedModel:
+def load_for_head(model_id: str, head: str, revision: str | None = None, device: torch.device | None = None, *,
+                  fresh_head: bool = False, **config) -> PreTrainedModel:
     """``model_id`` with the transformers class of ``head``, in fp32 (bf16 happens by autocast), on
     ``device`` (a resolved ``kdbench.devices`` device; None leaves it on the CPU where it loads);
-    ``config`` overrides (e.g. ``num_labels``) give a plain checkpoint a fresh head."""
+    ``config`` overrides (e.g. ``num_labels``). Every weight must come from the checkpoint
+    (:func:`check_loaded`) unless ``fresh_head``: a head about to be trained here may be new."""
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "newly initialised head" is expected before fine-tuning
+    hf_logging.set_verbosity_error()  # transformers' load report: check_loaded says what matters, as an error
     try:
         with _quiet_progress():
-            model = AUTO_CLASSES[head].from_pretrained(model_id, revision=revision, dtype=torch.float32, **config)
+            model, report = AUTO_CLASSES[head].from_pretrained(model_id, revision=revision, dtype=torch.float32,
+                                                               output_loading_info=True, **config)
     except Exception as e:
         raise KdbenchError(f"model '{model_id}': cannot load{_offline_hint()}: {_first_line(e)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    check_loaded(model_id, head, model, report, fresh_head=fresh_head)
     return devices.place(model, device)
+
+
+# Weights a head never reads: kdbench's bi-encoder embedding is the mean of the last hidden states,
+# so a BERT pooler missing from a sentence-transformers checkpoint (paraphrase-MiniLM-L3-v2) changes nothing.
+UNREAD = {"embedding": ("pooler.",)}
+
+
+def fresh_head_weights(model: PreTrainedModel, head: str, name: str) -> bool:
+    """Whether ``name`` belongs to the task head a fine-tuning initialises: a weight outside the base
+    model (``classifier.*``, ``score.*``), or the pooler a sequence head's classifier reads."""
+    prefix = model.base_model_prefix
+    if getattr(model, prefix, None) is None:  # the base model itself (AutoModel): it has no head
+        return False
+    return not name.startswith(f"{prefix}.") or (head in ("classification", "regression")
+                                                 and name.startswith(f"{prefix}.pooler."))
+
+
+def check_loaded(model_id: str, head: str, model: PreTrainedModel, report: dict, *, fresh_head: bool = False) -> None:
+    """transformers' loading report (``output_loading_info``): a weight the checkpoint did not have
+    (missing) or had in another shape (mismatched) is random, and a model scored with it gives a
+    number at chance with nothing to say so. That is an error, except for a weight its head never
+    reads (:data:`UNREAD`) and, with ``fresh_head``, exactly the head's own weights. Weights the
+    checkpoint has and the head does not use (unexpected: a pretraining head, truncated layers) are fine."""
+    unread = UNREAD.get(head, ())
+    missing = sorted(k for k in report.get("missing_keys", ()) if not k.startswith(unread)
+                     and not (fresh_head and fresh_head_weights(model, head, k)))
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in report.get("mismatched_keys", ()))
+    if missing or mismatched:
+        bad = missing + mismatched
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        what = "not in the checkpoint" if missing else "of another shape in the checkpoint"
+        if fresh_head:
+            hint = "only the head is initialised for fine-tuning"
+        elif head in ("classification", "regression", "token_classification"):
+            hint = "give a model fine-tuned with this head (train-and-eval fine-tunes a plain checkpoint: teacher.finetune)"
+        else:
+            hint = f"give a {head} checkpoint"
+        raise KdbenchError(f"model '{model_id}' as a {head} model ({type(model).__name__}): weights {what} would be "
+                           f"random: {shown}; {hint}")
 
 
 def model_revision(model_id: str, revision: str | None = None) -> str | None:

@@ -97,10 +97,7 @@ def layer_selection(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedMo
     """
     layers = [int(i) for i in layers]
     prefix, teacher_layers = layer_stack(teacher)
-    n = len(teacher_layers)
-    bad = [i for i in layers if not 0 <= i < n]
-    if bad:
-        raise KdbenchError(f"student.layers {bad}: the teacher has layers 0..{n - 1}")
+    check_layer_map(layers, len(teacher_layers))
     student = type(teacher)(_student_config(teacher, layers))
     prefix += "."
     mapped = {}
@@ -121,6 +118,13 @@ def layer_selection(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedMo
         student.generation_config = copy.deepcopy(teacher.generation_config)  # eos/pad ids as the teacher
     student.config.kdbench_layer_map = list(layers)
     return student.to(teacher.device)
+
+
+def check_layer_map(layers: list[int], n_teacher: int, source: str = "the teacher") -> None:
+    """Every index of a layer map names one of the ``n_teacher`` layers of ``source``."""
+    bad = [i for i in layers if not 0 <= i < n_teacher]
+    if bad:
+        raise KdbenchError(f"student.layers {bad}: {source} has layers 0..{n_teacher - 1}")
 
 
 def _check_ties(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
@@ -144,20 +148,23 @@ def student_layers(student_cfg, n_teacher: int) -> list[int]:
     raise KdbenchError("student: layer_selection needs student.layers (or layer_rule with num_layers)")
 
 
-def from_config(teacher: PreTrainedModel, overrides: dict) -> PreTrainedModel:
-    """A randomly initialised model of the teacher's class whose config is the teacher's with
-    ``overrides`` (e.g. ``num_hidden_layers: 2, hidden_size: 256, intermediate_size: 1024,
-    num_attention_heads: 4``). Per-layer config lists are cut to the new depth by TinyBERT's
-    uniform rule; Llama-family ``head_dim`` follows hidden_size / num_attention_heads unless set."""
-    config = copy.deepcopy(teacher.config)
+def student_config(teacher_config, overrides: dict):
+    """The config of a ``config`` student: the teacher's with ``overrides`` (e.g. ``num_hidden_layers:
+    2, hidden_size: 256, intermediate_size: 1024, num_attention_heads: 4``), checked to make a model.
+    Per-layer config lists are cut to the new depth by TinyBERT's uniform rule; Llama-family
+    ``head_dim`` follows hidden_size / num_attention_heads unless set."""
+    config = copy.deepcopy(teacher_config)
     unknown = [k for k in overrides if not hasattr(config, k)]
     if unknown:
         raise KdbenchError(f"student.config: {type(config).__name__} has no setting {unknown[0]!r}")
     n_teacher = config.num_hidden_layers
     for key, value in overrides.items():
-        setattr(config, key, value)
+        try:
+            setattr(config, key, value)
+        except Exception as e:  # transformers 5 configs check their fields' types
+            raise KdbenchError(f"student.config: {key} {value!r}: {str(e).strip().splitlines()[-1].strip()}") from None
     n = config.num_hidden_layers
-    if not 0 < n <= n_teacher:
+    if not isinstance(n, int) or not 0 < n <= n_teacher:
         raise KdbenchError(f"student.config: num_hidden_layers {n} must be in 1..{n_teacher} (the teacher's)")
     keep = uniform_map(n_teacher, n, "tinybert")
     for name in PER_LAYER_CONFIG:
@@ -165,6 +172,10 @@ def from_config(teacher: PreTrainedModel, overrides: dict) -> PreTrainedModel:
         if isinstance(values, (list, tuple)) and name not in overrides:
             setattr(config, name, [values[i] for i in keep])
     heads = config.num_attention_heads
+    if not all(isinstance(getattr(config, k, None), int) and getattr(config, k) > 0
+               for k in ("hidden_size", "num_attention_heads")):
+        raise KdbenchError(f"student.config: hidden_size {config.hidden_size} and num_attention_heads {heads} must be "
+                           "positive integers")
     if config.hidden_size % heads:
         raise KdbenchError(f"student.config: hidden_size {config.hidden_size} is not divisible by num_attention_heads {heads}")
     if getattr(config, "head_dim", None) is not None and "head_dim" not in overrides:
@@ -176,7 +187,12 @@ def from_config(teacher: PreTrainedModel, overrides: dict) -> PreTrainedModel:
         raise KdbenchError(f"student.config: num_attention_heads {heads} is not a multiple of num_key_value_heads "
                            f"{config.num_key_value_heads}")
     config.kdbench_config_overrides = dict(overrides)
-    student = type(teacher)(config)
+    return config
+
+
+def from_config(teacher: PreTrainedModel, overrides: dict) -> PreTrainedModel:
+    """A randomly initialised model of the teacher's class whose config is :func:`student_config`."""
+    student = type(teacher)(student_config(teacher.config, overrides))
     if getattr(teacher, "generation_config", None) is not None and student.can_generate():
         student.generation_config = copy.deepcopy(teacher.generation_config)
     return student.to(teacher.device)

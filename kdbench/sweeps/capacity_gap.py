@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import yaml
+
 from kdbench import names
 from kdbench.errors import KdbenchError
 from kdbench.fsio import held, within, write_atomic
@@ -93,9 +95,12 @@ def student_override(spec: str | None) -> list[str]:
         pairs = [p.partition("=") for p in spec[len("config:"):].split(",")]
         if not pairs or any(not k or not sep or not v for k, sep, v in pairs):
             raise KdbenchError(f"--student '{spec}' is not config:KEY=VALUE,... (e.g. config:num_hidden_layers=1)")
-        body = ", ".join(f"{k.strip()}: {v.strip()}" for k, _, v in pairs)
-        return [f"student={{builder: config, config: {{{body}}}}}"]
-    return [f"student={{builder: pretrained, model: '{spec}'}}"]
+        try:
+            config = {k.strip(): yaml.safe_load(v) for k, _, v in pairs}
+        except yaml.YAMLError:
+            raise KdbenchError(f"--student '{spec}': a value is not valid YAML (e.g. config:num_hidden_layers=1)") from None
+        return [f"student={json.dumps({'builder': 'config', 'config': config})}"]
+    return [f"student={json.dumps({'builder': 'pretrained', 'model': spec})}"]
 
 
 @dataclass
@@ -110,17 +115,17 @@ class Point:
 
 
 def plan_points(plan: dict) -> list[Point]:
-    """Every (teacher, seed) point's suite, validated now so bad input fails before any work."""
+    """Every (teacher, seed) point's suite, validated now (against each teacher's config and the data
+    too: :mod:`kdbench.preflight`) so bad input fails before any work."""
+    from kdbench import preflight
     from kdbench.config import SuiteConfig, load_suite
     from kdbench.tasks import get_task
 
     teachers = [Teacher(t["model"], t.get("layers")) for t in plan["teachers"]]
-    for teacher in teachers:
-        _check_teacher(teacher)
     points = []
     for teacher in teachers:
         for seed in plan["seeds"]:
-            overrides = [*plan["overrides"], f"teacher.model='{teacher.model}'",
+            overrides = [*plan["overrides"], f"teacher.model={json.dumps(teacher.model)}",
                          f"teacher.layers={teacher.layers if teacher.layers else 'null'}",
                          f"distill.seed={seed}", "seeds=null"]
             suite = load_suite(plan["suite"], overrides)
@@ -145,23 +150,14 @@ def plan_points(plan: dict) -> list[Point]:
                 raise KdbenchError("capacity-gap: a student.builder config student takes the teacher's architecture, "
                                    "so it is fixed only when all teachers are one model truncated (--teacher-layers); "
                                    "use --student MODEL")
+    tasks = [get_task(name) for name in first.tasks]
+    for point in points:
+        if point.seed == plan["seeds"][0]:  # the checks do not depend on the student's seed
+            try:
+                preflight.check_training(SuiteConfig.model_validate(point.suite), tasks)
+            except KdbenchError as e:
+                raise KdbenchError(f"capacity-gap teacher {point.teacher.label}: {e}") from None
     return points
-
-
-def _check_teacher(teacher: Teacher) -> None:
-    """An unknown teacher, or a truncation deeper than the model, fails now (its config is enough)."""
-    from transformers import AutoConfig
-
-    from kdbench.models.loading import _first_line, _offline_hint
-
-    try:
-        config = AutoConfig.from_pretrained(teacher.model)
-    except Exception as e:
-        raise KdbenchError(f"capacity-gap: teacher '{teacher.model}' cannot be loaded{_offline_hint()}: "
-                           f"{_first_line(e)}") from None
-    depth = getattr(config, "num_hidden_layers", None)
-    if teacher.layers and depth is not None and teacher.layers > depth:
-        raise KdbenchError(f"capacity-gap: teacher '{teacher.model}' has {depth} layers, not {teacher.layers}")
 
 
 def new_plan(suite: str, overrides: list[str], teachers: list[Teacher], seeds: list[int]) -> dict:

@@ -45,6 +45,11 @@ class TaskSpecBase(StrictModel):
     pair_metrics: list[str] = Field(default_factory=list)
     max_length: int | None = Field(None, gt=0, description="token limit for this task; the suite's when null")
 
+    def data_label(self) -> str:
+        """Where the evaluation data comes from, for listings (``kdbench tasks``)."""
+        d = self.dataset
+        return f"{d.id}/{d.config or 'default'}:{d.eval_split}"
+
 
 def unknown_metric(spec: TaskSpecBase, kind_name: str) -> tuple[tuple, str] | None:
     """The first name in ``spec.metrics`` / ``spec.pair_metrics`` that the registry does not know for
@@ -108,6 +113,14 @@ class Task(ABC):
     def max_length(self, settings: RunSettings) -> int:
         return self.spec.max_length or settings.max_length
 
+    # whether an example is a pair of texts (both must fit in a token limit with their special tokens)
+    pairs: bool = False
+
+    def token_limits(self, settings: RunSettings) -> dict[str, int]:
+        """Each token limit a model of this task reads texts with, by the setting that gives it
+        (for the pre-flight: within what the model can read, and room for more than special tokens)."""
+        return {"the task's max_length" if self.spec.max_length else "max_length": self.max_length(settings)}
+
     # data ---------------------------------------------------------------------------------------
     def load(self, split: str, rows: int | None = None, shuffle_seed: int | None = None,
              columns: list[str] = ()) -> LoadedSplit:
@@ -121,6 +134,11 @@ class Task(ABC):
                 f"(columns: {', '.join(loaded.rows.column_names)})"
             )
         return loaded
+
+    def runs_code(self) -> str | None:
+        """Where running this task would import Python from a task folder (``FILE:LINE (what)``), or
+        None: task files are data, and code runs only when the user opts in (tasks.registry.get_task)."""
+        return None
 
     @abstractmethod
     def eval_data(self, rows: int | None) -> Any:

@@ -50,6 +50,10 @@ class _SequenceTask(Task):
 
     spec: SequenceTaskSpec
 
+    @property
+    def pairs(self) -> bool:
+        return self.spec.columns.text_pair is not None
+
     def _columns(self) -> list[str]:
         c = self.spec.columns
         return [c.text, c.text_pair, c.label, c.id]

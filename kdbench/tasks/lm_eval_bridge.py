@@ -35,6 +35,7 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
+import yaml
 from pydantic import Field, ValidationInfo, field_validator
 
 from kdbench.errors import KdbenchError
@@ -58,6 +59,9 @@ class LmEvalSpec(TaskSpecBase):
     num_fewshot: int | None = Field(None, ge=0, description="the lm-eval task's own default (else 0) when null")
     limit: int | None = Field(None, gt=0, description="at most this many documents (the first ones, lm-eval's --limit)")
     filter: str | None = Field(None, description="which of the task's filters to score; its first when null")
+
+    def data_label(self) -> str:
+        return super().data_label() if self.dataset is not None else f"lm-eval task {self.lm_eval_task}"
 
     @field_validator("include_path")
     @classmethod
@@ -176,6 +180,17 @@ class LmEvalTask(Task):
         return {**data.dataset, "split": data.split, "rows": len(data.docs), "sha256": digest.hexdigest(),
                 "source": f"lm-eval task {self.spec.lm_eval_task}"}
 
+    def token_limits(self, settings: RunSettings) -> dict[str, int]:
+        # the suite's max_length does not truncate lm-eval prompts (module docstring)
+        return {"the task's max_length": self.spec.max_length} if self.spec.max_length else {}
+
+    def runs_code(self) -> str | None:
+        for folder in self._paths:
+            found = python_in_folder(Path(folder))
+            if found:
+                return found
+        return None
+
     def efficiency_inputs(self, data: LmEvalData) -> tuple[list[str], None]:
         return data.prompts, None
 
@@ -291,6 +306,73 @@ def _resolve(spec: LmEvalSpec, paths: tuple[str, ...]) -> bool:
         return True
     raise KdbenchError(f"task {spec.name}: unknown lm-eval task '{spec.lm_eval_task}' (searched lm-eval's "
                        f"built-in tasks and {', '.join(paths)})")
+
+
+# --------------------------------------------------------------------------------------------------
+# code in task folders: lm-eval YAML runs Python through its `!function` tag (a .py file beside the
+# YAML, else any importable function), so a folder of them is code, not data
+# --------------------------------------------------------------------------------------------------
+# kdbench's own mirror loader: data-only tasks name it to read KDBENCH_DATA_DIR
+TRUSTED_FUNCTIONS = ("kdbench.tasks.lm_eval_tasks.mirror_dataset",)
+
+
+def _trusted_dirs() -> list[Path]:
+    """Task folders that ship with installed packages (lm-eval's own, kdbench's): their code is
+    the packages' code."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lm_eval")
+    return [TASKS_DIR] + ([Path(spec.origin).resolve().parent] if spec and spec.origin else [])
+
+
+def _python_in_yaml(path: Path, trusted: list[Path], seen: set[Path]) -> str | None:
+    """``FILE:LINE (what)`` of the first thing in ``path`` (or a file it includes) that makes lm-eval
+    run Python: a ``!function`` tag (but a trusted function no local file shadows) or a PyYAML
+    ``!!python`` tag. Files lm-eval cannot parse are skipped, as lm-eval skips them."""
+    path = path.resolve()
+    if path in seen or any(path.is_relative_to(d) for d in trusted):
+        return None
+    seen.add(path)
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    nodes, includes = [root] if root is not None else [], []
+    while nodes:
+        node = nodes.pop()
+        where = f"{path}:{node.start_mark.line + 1}"
+        if node.tag == "!function":
+            target = str(node.value)
+            module = target.rpartition(".")[0].replace(".", "/")
+            if target not in TRUSTED_FUNCTIONS or (path.parent / f"{module}.py").exists():
+                return f"{where} (!function {target})"
+        elif node.tag.startswith("tag:yaml.org,2002:python/"):
+            return f"{where} ({node.tag.rsplit(':', 1)[-1]})"
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                nodes += [key, value]
+                if node is root and getattr(key, "value", None) == "include":
+                    items = value.value if isinstance(value, yaml.SequenceNode) else [value]
+                    includes += [str(i.value) for i in items if isinstance(i, yaml.ScalarNode)]
+        elif isinstance(node, yaml.SequenceNode):
+            nodes += node.value
+    for inc in includes:  # lm-eval merges included files, relative to the including one
+        found = _python_in_yaml(path.parent / Path(inc).expanduser(), trusted, seen)
+        if found:
+            return found
+    return None
+
+
+def python_in_folder(folder: Path) -> str | None:
+    """The first place in an lm-eval task folder (every YAML under it, as lm-eval indexes them)
+    that runs Python, or None."""
+    trusted, seen = _trusted_dirs(), set()
+    for path in sorted(Path(folder).glob("**/*.yaml")):
+        if "__pycache__" not in path.parts:
+            found = _python_in_yaml(path, trusted, seen)
+            if found:
+                return found
+    return None
 
 
 def _dataset_of(spec: LmEvalSpec, cfg) -> dict:

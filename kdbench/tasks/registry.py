@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from kdbench.tasks.base import Task, TaskSpecBase
 from kdbench.yamlio import key_error, read_yaml, validate
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+ALLOW_CODE_ENV = "KDBENCH_ALLOW_CODE"
 
 # family -> "module:Class"; imported on first use so `kdbench tasks` stays light
 FAMILIES = {
@@ -61,9 +63,20 @@ def list_tasks(include_paths: Sequence[str | Path] = ()) -> list[TaskSpecBase]:
     return [spec for _, spec in sorted(_specs(include_paths).items())]
 
 
-def get_task(name: str, include_paths: Sequence[str | Path] = ()) -> Task:
+def code_allowed(allow_code: bool = False) -> bool:
+    """Whether task files may run Python: ``--allow-code`` (``allow_code``) or ``KDBENCH_ALLOW_CODE=1``,
+    the opt-in ``trust_remote_code`` is for models."""
+    return allow_code or os.environ.get(ALLOW_CODE_ENV) == "1"
+
+
+def get_task(name: str, include_paths: Sequence[str | Path] = (), *, allow_code: bool = False) -> Task:
     specs = _specs(include_paths)
     if name not in specs:
         raise KdbenchError(f"unknown task '{name}' (known: {', '.join(sorted(specs))})")
     spec = specs[name]
-    return family_class(spec.family)(spec)
+    task = family_class(spec.family)(spec)
+    code = task.runs_code()
+    if code and not code_allowed(allow_code):
+        raise KdbenchError(f"task {name}: {code} would run Python from a task folder; task files are data unless "
+                           f"you opt in: --allow-code (or {ALLOW_CODE_ENV}=1)")
+    return task

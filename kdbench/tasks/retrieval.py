@@ -74,6 +74,10 @@ class RetrievalTask(Task):
     def query_max_length(self, settings: RunSettings) -> int:
         return self.spec.query_max_length or settings.max_length
 
+    def token_limits(self, settings: RunSettings) -> dict[str, int]:
+        queries = "the task's query_max_length" if self.spec.query_max_length else "max_length (queries)"
+        return {**super().token_limits(settings), queries: self.query_max_length(settings)}
+
     # models and predictions ----------------------------------------------------------------------
     def load_model(self, model_id: str, revision: str | None = None, device=None) -> LoadedModel:
         return LoadedModel(load_for_head(model_id, self.head, revision, device).eval(), load_tokenizer(model_id, revision), model_id)

@@ -14,13 +14,15 @@ if TYPE_CHECKING:
 
 TEACHER, STUDENT, BASELINE = "teacher", "student", "baseline"
 
-# head -> "module:function(task, suite, run_dir) -> Trained"
+# head -> the recipe's module: ``run(task, suite, run_dir) -> Trained``, and for the pre-flight
+# ``check(task, suite)`` (what the suite alone must say; run calls it first) and
+# ``check_data(task, suite)`` (the training batches fit in the training data)
 RECIPES = {
-    "classification": "kdbench.distill.recipes.classification:run",
-    "regression": "kdbench.distill.recipes.classification:run",
-    "token_classification": "kdbench.distill.recipes.token_classification:run",
-    "embedding": "kdbench.distill.recipes.embedding:run",
-    "causal_lm": "kdbench.distill.recipes.causal_lm:run",
+    "classification": "kdbench.distill.recipes.classification",
+    "regression": "kdbench.distill.recipes.classification",
+    "token_classification": "kdbench.distill.recipes.token_classification",
+    "embedding": "kdbench.distill.recipes.embedding",
+    "causal_lm": "kdbench.distill.recipes.causal_lm",
 }
 
 
@@ -39,6 +41,10 @@ class Trained:
     ensemble: dict[str, float] = field(default_factory=dict)  # multi-teacher: teacher role -> normalised weight
 
 
+def recipe(task: "Task"):
+    """The recipe module of the task's head."""
+    return importlib.import_module(RECIPES[task.head])
+
+
 def run_recipe(task: "Task", suite: "SuiteConfig", run_dir: Path) -> Trained:
-    module, name = RECIPES[task.head].split(":")
-    return getattr(importlib.import_module(module), name)(task, suite, run_dir)
+    return recipe(task).run(task, suite, run_dir)

@@ -35,7 +35,16 @@ from kdbench.config import DistillConfig, SuiteConfig
 from kdbench.data import LoadedSplit
 from kdbench.distill.losses._common import t2
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
-from kdbench.distill.recipes.common import require, require_logit_loss, save_student, timed
+from kdbench.distill.recipes.common import (
+    check_batches,
+    require,
+    require_derived_student,
+    require_logit_loss,
+    require_teacher_layers,
+    save_student,
+    timed,
+    where,
+)
 from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.topk import TopK, bucket_log_probs, cached_topk, teacher_buckets
 from kdbench.distill.trainer import LossFn, kd_term, train
@@ -199,16 +208,19 @@ def _teacher(suite: SuiteConfig, tokenizer) -> tuple[LoadedModel, dict]:
     return LoadedModel(model, tokenizer, spec.model), info
 
 
+def check_vocabularies(suite: SuiteConfig, teacher_vocab: int, student_vocab: int) -> None:
+    """Token-level KD compares distributions over one vocabulary."""
+    if student_vocab != teacher_vocab:
+        raise KdbenchError(f"student.model {suite.student.model}: vocabulary of {student_vocab} tokens, the teacher's "
+                           f"has {teacher_vocab} (token-level KD needs the same tokenizer)")
+
+
 def _student_init(teacher: torch.nn.Module, suite: SuiteConfig) -> tuple[torch.nn.Module, dict]:
     """The student before training and how it was made (builder, layer map)."""
     cfg = suite.student
     if cfg.builder == "pretrained":
         student = load_for_head(cfg.model, "causal_lm", cfg.revision, teacher.device)
-        if student.config.vocab_size != teacher.config.vocab_size:
-            raise KdbenchError(
-                f"student.model {cfg.model}: vocabulary of {student.config.vocab_size} tokens, the teacher's has "
-                f"{teacher.config.vocab_size} (token-level KD needs the same tokenizer)"
-            )
+        check_vocabularies(suite, teacher.config.vocab_size, student.config.vocab_size)
         return student, {"builder": "pretrained", "init_from": cfg.model}
     return build_student(teacher, cfg, suite.seed)
 
@@ -230,11 +242,25 @@ def teacher_answers(task: Task, suite: SuiteConfig, teacher: LoadedModel, pairs:
     return [(prompt, f"{answer}{eos}") for (prompt, _), answer in zip(pairs, answers)]
 
 
-def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
+def check(task: Task, suite: SuiteConfig) -> None:
+    """What the suite alone must say for this recipe (run first, and by the pre-flight for every task)."""
     require(suite, "teacher", "student")
     _check_teacher(task, suite)
     if not suite.distill.sequence_level:
         require_logit_loss(suite, task)
+    require_teacher_layers(suite, task, finetunes=False)
+    require_derived_student(suite, task, pretrained=True)
+
+
+def check_data(task: Task, suite: SuiteConfig) -> None:
+    """The training batches fit in the training texts."""
+    data, _ = train_split(task, suite.data.train_rows, suite.seed)
+    pairs = training_pairs(task, data, load_tokenizer(suite.teacher.model, suite.teacher.revision))
+    check_batches(suite, task, len(pairs), {"distill": suite.distill})
+
+
+def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
+    check(task, suite)
     durations: dict[str, float] = {}
     tokenizer = load_tokenizer(suite.teacher.model, suite.teacher.revision)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -268,7 +294,7 @@ def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
         roles.append((BASELINE, token_loss(loss_masks)))
     models, info, dirs = {TEACHER: teacher}, {TEACHER: teacher_info}, {TEACHER: suite.teacher.model}
     scored = sum(sum(m) for m in loss_masks)
-    fkd = feature_kd(suite, teacher.model, f"suite {suite.name}, task {task.name} ({task.head} head)")
+    fkd = feature_kd(suite, teacher.model, where(suite, task))
     for role, loss_fn in roles:
         student, made = _student_init(teacher.model, suite)
         role_features = seq_features if sequence_level and role == STUDENT else features

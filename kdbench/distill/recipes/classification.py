@@ -23,7 +23,17 @@ from kdbench.backends.hf import HFClassifier
 from kdbench.config import SuiteConfig, TeacherConfig
 from kdbench.distill.ensemble import ENSEMBLE, mean_scores, mixture_logits, normalised, teacher_roles
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
-from kdbench.distill.recipes.common import finetuned_teacher, require, require_logit_loss, save_student, teacher_outputs_key, timed
+from kdbench.distill.recipes.common import (
+    check_batches,
+    finetuned_teacher,
+    require,
+    require_logit_loss,
+    require_teacher_layers,
+    save_student,
+    teacher_outputs_key,
+    timed,
+    where,
+)
 from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.teacher_cache import cached_array
 from kdbench.distill.trainer import kd_objective, label_objective, sequence_loss, train
@@ -52,7 +62,8 @@ def _student(task, suite: SuiteConfig, teacher):
     if not spec.model:
         return (*build_student(teacher.model, spec, suite.seed), teacher.tokenizer)
     torch.manual_seed(suite.seed)
-    model = load_for_head(spec.model, task.head, spec.revision, devices.resolve(suite.device), num_labels=task.num_labels)
+    model = load_for_head(spec.model, task.head, spec.revision, devices.resolve(suite.device), fresh_head=True,
+                          num_labels=task.num_labels)
     tokenizer = load_tokenizer(spec.model, spec.revision)
     if spec.builder == "pretrained":
         return model, {"builder": "pretrained", "init_from": spec.model,
@@ -100,12 +111,29 @@ def _teacher(task, suite: SuiteConfig, spec: TeacherConfig, texts, pairs, loss_f
     return teacher, info, folder, features, logits
 
 
-def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: Path) -> Trained:
+def check(task: ClassificationTask | RegressionTask, suite: SuiteConfig) -> None:
+    """What the suite alone must say for this recipe (run first, and by the pre-flight for every task)."""
     require(suite, "student")
     if suite.teacher is None and suite.teachers is None:
         raise KdbenchError(f"suite {suite.name}: train-and-eval needs a 'teacher' section (or 'teachers')")
     if not isinstance(task, RegressionTask):
         require_logit_loss(suite, task)
+    require_teacher_layers(suite, task, finetunes=True)
+    if suite.distill.features and (suite.student.model or suite.teachers):
+        raise KdbenchError(f"{where(suite, task)}: distill.features match hidden states token by token with one "
+                           "teacher, so they need a single teacher and a student derived from it (student.model unset)")
+
+
+def check_data(task: ClassificationTask | RegressionTask, suite: SuiteConfig) -> None:
+    """The batches of every training (teacher fine-tunes, student, baseline) fit in the training rows."""
+    rows = len(task.train_data(suite.data.train_rows, seed=suite.seed).rows)
+    trainings = {f"{role}.finetune" if suite.teachers is None else f"teachers[{i}].finetune": spec.finetune
+                 for i, (spec, role) in enumerate(_teacher_specs(suite))}
+    check_batches(suite, task, rows, {**trainings, "distill": suite.distill})
+
+
+def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: Path) -> Trained:
+    check(task, suite)
     regression = isinstance(task, RegressionTask)
     durations: dict[str, float] = {}
     train_split = task.train_data(suite.data.train_rows, seed=suite.seed)
@@ -142,11 +170,7 @@ def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: 
         info[ENSEMBLE] = {"id": ENSEMBLE, "revision": None, "params": sum(t.info["params"] for t in teachers),
                           "method": "ensemble", "members": ensemble}
     teacher = teachers[0].model  # a student derived from "the teacher" is derived from the first
-    where = f"suite {suite.name}, task {task.name} ({task.head} head)"
-    if suite.distill.features and (suite.student.model or len(teachers) > 1):
-        raise KdbenchError(f"{where}: distill.features match hidden states token by token with one teacher, so they "
-                           "need a single teacher and a student derived from it (student.model unset)")
-    fkd = feature_kd(suite, teacher.model, where)
+    fkd = feature_kd(suite, teacher.model, where(suite, task))
     student_features = None
     for role, loss_fn in roles:
         student, made, student_tokenizer = _student(task, suite, teacher)  # the same init for both roles

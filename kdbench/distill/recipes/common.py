@@ -10,8 +10,8 @@ import torch
 from accelerate import PartialState
 
 from kdbench import devices
-from kdbench.config import SuiteConfig, TeacherConfig
-from kdbench.distill.trainer import TRAINER_REVISION, LossFn, train
+from kdbench.config import SuiteConfig, TeacherConfig, TrainConfig
+from kdbench.distill.trainer import TRAINER_REVISION, LossFn, effective_batch_size, train
 from kdbench.errors import KdbenchError
 from kdbench.fsio import within
 from kdbench.models import cache
@@ -47,6 +47,56 @@ def require_logit_loss(suite: SuiteConfig, task: Task) -> None:
         raise KdbenchError(f"suite {suite.name}, task {task.name} ({task.head} head): distill.loss: {e}") from None
 
 
+def where(suite: SuiteConfig, task: Task) -> str:
+    return f"suite {suite.name}, task {task.name} ({task.head} head)"
+
+
+def require_teacher_layers(suite: SuiteConfig, task: Task, *, finetunes: bool) -> None:
+    """``teacher.layers`` truncates a teacher before its fine-tune: only a recipe that fine-tunes the
+    teacher (``finetunes``) honours it, and only when the suite fine-tunes it."""
+    for spec in suite.teachers or [suite.teacher]:
+        if not spec.layers:
+            continue
+        if not finetunes:
+            raise KdbenchError(f"{where(suite, task)}: teacher.layers truncates a teacher before fine-tuning; this "
+                               "recipe uses its teacher as published (classification, regression and NER fine-tune)")
+        if spec.finetune is None:
+            raise KdbenchError(f"suite {suite.name}: teacher.layers truncates a teacher before fine-tuning; "
+                               "it needs teacher.finetune")
+
+
+def require_derived_student(suite: SuiteConfig, task: Task, *, pretrained: bool) -> None:
+    """Recipes other than classification's derive the student from the teacher (layer_selection,
+    config) or, when they can (``pretrained``), load ``student.model`` as it is."""
+    spec = suite.student
+    if spec.builder == "pretrained" and not pretrained:
+        raise KdbenchError(f"{where(suite, task)}: student.builder pretrained is not supported here; the student is "
+                           "derived from the teacher (layer_selection or config)")
+    if spec.model and spec.builder != "pretrained":
+        raise KdbenchError(f"{where(suite, task)}: student.model with builder {spec.builder}: only classification and "
+                           "regression tasks derive the student from a model other than the teacher")
+
+
+def check_batches(suite: SuiteConfig, task: Task, rows: int, trainings: dict[str, TrainConfig | None]) -> None:
+    """Each training's examples per optimiser step (``{config key: its TrainConfig}``) fit in its
+    ``rows`` training examples: a larger batch trains on fewer examples than the record says."""
+    if rows == 0:
+        raise KdbenchError(f"{where(suite, task)}: no training examples (data.train_rows, the training split)")
+    for key, cfg in trainings.items():
+        if cfg is None:
+            continue
+        total = effective_batch_size(cfg)
+        if total <= rows:
+            continue
+        if total == cfg.batch_size:
+            raise KdbenchError(f"{where(suite, task)}: {key}.batch_size {total} is more than the {rows} training "
+                               "examples (data.train_rows)")
+        raise KdbenchError(f"{where(suite, task)}: {key}: {total} examples per optimiser step (batch_size "
+                           f"{cfg.batch_size} × grad_accum_steps {cfg.grad_accum_steps} × "
+                           f"{total // (cfg.batch_size * cfg.grad_accum_steps)} processes), more than the {rows} "
+                           "training examples (data.train_rows)")
+
+
 def finetuned_teacher(
     task: Task, suite: SuiteConfig, tokenizer, features: list[dict], loss_fn: LossFn, data_sha: str,
     durations: dict, *, head_config: dict, key_fields: dict, collate_fn: Callable | None = None,
@@ -62,9 +112,6 @@ def finetuned_teacher(
     device = devices.resolve(suite.device)
     revision = model_revision(spec.model, spec.revision)
     info = {"id": spec.model, "revision": revision}
-    if spec.finetune is None and spec.layers:
-        raise KdbenchError(f"suite {suite.name}: teacher.layers truncates a teacher before fine-tuning; "
-                           "it needs teacher.finetune")
     if spec.finetune is None:
         model = load_for_head(spec.model, task.head, spec.revision, device)
         info.update(params=count_parameters(model), finetuned=False)
@@ -86,7 +133,7 @@ def finetuned_teacher(
             torch.manual_seed(suite.seed)  # the fresh head's initialisation must not depend on what ran before
             # teacher.layers: from_pretrained with a smaller num_hidden_layers keeps the first k layers' weights
             depth = {"num_hidden_layers": spec.layers} if spec.layers else {}
-            model = load_for_head(spec.model, task.head, spec.revision, device, **head_config, **depth)
+            model = load_for_head(spec.model, task.head, spec.revision, device, fresh_head=True, **head_config, **depth)
             with timed(durations, "teacher_finetune_s"):
                 stats = train(model, tokenizer, features, spec.finetune, loss_fn, seed=suite.seed, dtype=suite.dtype,
                               desc=f"fine-tune {role} on {task.name}", collate_fn=collate_fn)

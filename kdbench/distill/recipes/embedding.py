@@ -50,7 +50,15 @@ from kdbench.config import SuiteConfig
 from kdbench.distill.losses import LOSSES
 from kdbench.distill.losses.catalog import CATALOG
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
-from kdbench.distill.recipes.common import require, save_student, timed
+from kdbench.distill.recipes.common import (
+    check_batches,
+    require,
+    require_derived_student,
+    require_teacher_layers,
+    save_student,
+    timed,
+    where,
+)
 from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.teacher_cache import cached_array
 from kdbench.distill.trainer import TRAINER_REVISION, train
@@ -196,8 +204,37 @@ def _cosine_setup(task: RetrievalTask, suite: SuiteConfig, teacher: LoadedModel,
     return features, loss_fn, record, reused
 
 
-def run(task: RetrievalTask, suite: SuiteConfig, run_dir: Path) -> Trained:
+def check(task: RetrievalTask, suite: SuiteConfig) -> None:
+    """What the suite alone must say for this recipe (run first, and by the pre-flight for every task)."""
     require(suite, "teacher", "student")
+    _embedding_loss(suite, task)
+    require_teacher_layers(suite, task, finetunes=False)
+    require_derived_student(suite, task, pretrained=True)
+    if suite.distill.features and suite.student.builder == "pretrained":
+        raise KdbenchError(f"suite {suite.name}, task {task.name}: distill.features compare the teacher's and the "
+                           "student's tokens, so the student must share the teacher's tokenizer (not builder pretrained)")
+
+
+def check_data(task: RetrievalTask, suite: SuiteConfig) -> None:
+    """The training batches fit in the training texts (margin_mse: the queries without judgments)."""
+    if CATALOG[suite.distill.loss].level == "ranking":
+        rows = len(task.eval_data(None).unjudged_queries)
+    else:
+        rows = len(training_texts(task, suite.data.train_rows, suite.seed)[0])
+    check_batches(suite, task, rows, {"distill": suite.distill})
+
+
+def check_widths(suite: SuiteConfig, task: RetrievalTask, teacher_width: int, student_width: int) -> None:
+    """Retrieval compares vectors in the student's own space: a projection learnt for training
+    only would not carry over to evaluation, so the widths must match."""
+    if teacher_width != student_width:
+        raise KdbenchError(f"{where(suite, task)}: the student's embeddings have {student_width} dimensions and the "
+                           f"teacher's {teacher_width}; embedding KD needs the same width (choose a student of width "
+                           f"{teacher_width})")
+
+
+def run(task: RetrievalTask, suite: SuiteConfig, run_dir: Path) -> Trained:
+    check(task, suite)
     kd_loss = _embedding_loss(suite, task)
     settings = RunSettings.of(suite)
     doc_len, query_len = task.doc_max_length(settings), task.query_max_length(settings)
@@ -208,10 +245,7 @@ def run(task: RetrievalTask, suite: SuiteConfig, run_dir: Path) -> Trained:
                           load_tokenizer(t_spec.model, t_spec.revision), t_spec.model)
     revision = model_revision(t_spec.model, t_spec.revision)
     student, student_info = _student(suite, teacher)
-    dims = (teacher.model.config.hidden_size, student.model.config.hidden_size)
-    if dims[0] != dims[1]:
-        raise KdbenchError(f"task {task.name}: the student's embeddings have {dims[1]} dimensions and the teacher's "
-                           f"{dims[0]}; embedding KD needs the same width (choose a student of width {dims[0]})")
+    check_widths(suite, task, teacher.model.config.hidden_size, student.model.config.hidden_size)
     baseline = copy.deepcopy(student.model) if suite.baseline else None  # the student before KD
 
     if CATALOG[suite.distill.loss].level == "ranking":
@@ -221,10 +255,7 @@ def run(task: RetrievalTask, suite: SuiteConfig, run_dir: Path) -> Trained:
     else:
         features, loss_fn, train_dataset, reused = _cosine_setup(task, suite, teacher, student, revision, kd_loss,
                                                                  doc_len, query_len, durations)
-    fkd = feature_kd(suite, teacher.model, f"suite {suite.name}, task {task.name} (embedding head)")
-    if fkd is not None and suite.student.builder == "pretrained":
-        raise KdbenchError(f"suite {suite.name}, task {task.name}: distill.features compare the teacher's and the "
-                           "student's tokens, so the student must share the teacher's tokenizer (not builder pretrained)")
+    fkd = feature_kd(suite, teacher.model, where(suite, task))
     with timed(durations, "student_train_s"):
         run_train = lambda model, fn: train(model, student.tokenizer, features, suite.distill, fn,  # noqa: E731
                                             seed=suite.seed, dtype=suite.dtype, desc=f"distil student on {task.name}")

@@ -33,13 +33,45 @@ from kdbench.errors import KdbenchError
 from kdbench.models.students import default_layer_map, layer_stack
 
 
-def _heads(model: nn.Module) -> int:
-    return int(model.config.num_attention_heads)
+def _heads(config) -> int:
+    return int(config.num_attention_heads)
 
 
-def _value_heads(model: nn.Module) -> int:
+def _value_heads(config) -> int:
     """Heads of the value projection: key/value heads for grouped-query attention (Llama family)."""
-    return int(getattr(model.config, "num_key_value_heads", None) or _heads(model))
+    return int(getattr(config, "num_key_value_heads", None) or _heads(config))
+
+
+def check_feature_term(spec: FeatureLossConfig, student_config, teacher_config, student_map: Callable[[], list[int]],
+                       where: str) -> list[tuple[int, int]] | None:
+    """What a feature term needs of the two models' configs (the pre-flight checks it before any
+    work, the trainer again on the models): its (student, teacher) layer pairs in range, the same
+    attention heads for attention maps, value widths that split into MiniLM's relation heads.
+    ``student_map()``: the teacher layer matched to each student layer (the default pairs).
+    Returns the layer pairs (None for minilm_relation, which uses the last layers)."""
+    def error(message: str) -> KdbenchError:
+        return KdbenchError(f"{where}: distill.features {spec.loss}: {message}")
+
+    if spec.loss == "attention_transfer" and _heads(student_config) != _heads(teacher_config):
+        raise error(f"the student has {_heads(student_config)} attention heads and the teacher "
+                    f"{_heads(teacher_config)}; attention maps are compared head by head")
+    if spec.loss == "minilm_relation":
+        heads = _value_heads(teacher_config)
+        for who, config in (("student", student_config), ("teacher", teacher_config)):
+            width = _value_heads(config) * (config.hidden_size // _heads(config))
+            if width % heads:
+                raise error(f"the {who}'s value width {width} does not split into {heads} relation heads")
+        return None
+    hidden = spec.loss == "hidden_mse"  # hidden_states[0] is the embedding output
+    if spec.layer_map is not None:
+        pairs = [tuple(p) for p in spec.layer_map]
+    else:
+        pairs = ([(0, 0)] if hidden else []) + [(i + hidden, t + hidden) for i, t in enumerate(student_map())]
+    top_s, top_t = student_config.num_hidden_layers + hidden, teacher_config.num_hidden_layers + hidden
+    for s, t in pairs:
+        if not (0 <= s < top_s and 0 <= t < top_t):
+            raise error(f"layer pair ({s}, {t}) out of range (student 0..{top_s - 1}, teacher 0..{top_t - 1})")
+    return pairs
 
 
 class FeatureStudent(nn.Module):
@@ -77,46 +109,25 @@ class FeatureKD:
     def attentions(self) -> bool:
         return "attention_transfer" in self.levels
 
-    def _error(self, spec: FeatureLossConfig, message: str) -> KdbenchError:
-        return KdbenchError(f"{self.where}: distill.features {spec.loss}: {message}")
-
-    def _pairs(self, spec: FeatureLossConfig, student: nn.Module) -> list[tuple[int, int]]:
-        n_student = len(layer_stack(student)[1])
-        if spec.layer_map is not None:
-            pairs = [tuple(p) for p in spec.layer_map]
-        else:
-            layers = default_layer_map(student, self.n_teacher)
-            offset = 1 if spec.loss == "hidden_mse" else 0  # hidden_states[0] is the embedding output
-            pairs = ([(0, 0)] if offset else []) + [(i + offset, t + offset) for i, t in enumerate(layers)]
-        top_s, top_t = n_student + (spec.loss == "hidden_mse"), self.n_teacher + (spec.loss == "hidden_mse")
-        for s, t in pairs:
-            if not (0 <= s < top_s and 0 <= t < top_t):
-                raise self._error(spec, f"layer pair ({s}, {t}) out of range (student 0..{top_s - 1}, teacher 0..{top_t - 1})")
-        return pairs
-
-    def _check(self, spec: FeatureLossConfig, student: nn.Module) -> None:
-        if spec.loss == "attention_transfer" and _heads(student) != _heads(self.teacher):
-            raise self._error(spec, f"the student has {_heads(student)} attention heads and the teacher "
-                                    f"{_heads(self.teacher)}; attention maps are compared head by head")
+    def _check(self, spec: FeatureLossConfig, student: nn.Module) -> list[tuple[int, int]] | None:
+        """:func:`check_feature_term` on the models, and that MiniLM can read their value vectors."""
+        pairs = check_feature_term(spec, student.config, self.teacher.config,
+                                   lambda: default_layer_map(student, self.n_teacher), self.where)
         if spec.loss == "minilm_relation":
-            heads = _value_heads(self.teacher)
-            for who, model in (("student", student), ("teacher", self.teacher)):
+            for model in (student, self.teacher):
                 try:
                     with record_values(model):
                         pass
                 except ValueError as e:
-                    raise self._error(spec, str(e)) from None
-                width = _value_heads(model) * (model.config.hidden_size // _heads(model))
-                if width % heads:
-                    raise self._error(spec, f"the {who}'s value width {width} does not split into {heads} relation heads")
+                    raise KdbenchError(f"{self.where}: distill.features {spec.loss}: {e}") from None
+        return pairs
 
     def wrap(self, student: nn.Module, head_loss: LossFn) -> tuple[FeatureStudent, LossFn, list[dict]]:
         """The module to train, its loss (head objective + weighted feature terms) and the record
         of the terms (loss, weight, resolved layer map, args)."""
         terms, projections, record = [], nn.ModuleDict(), []
         for n, spec in enumerate(self.specs):
-            self._check(spec, student)
-            pairs = None if spec.loss == "minilm_relation" else self._pairs(spec, student)
+            pairs = self._check(spec, student)
             if spec.loss == "hidden_mse":
                 projections[str(n)] = HiddenStateMSE(pairs, student.config.hidden_size, self.teacher.config.hidden_size,
                                                      shared=spec.args.get("projection", "shared") == "shared")
@@ -126,7 +137,7 @@ class FeatureKD:
                                hidden="hidden_mse" in self.levels, attentions=self.attentions,
                                values="minilm_relation" in self.levels)
         teacher_kwargs = dict(model._kwargs)
-        value_heads = _value_heads(self.teacher)
+        value_heads = _value_heads(self.teacher.config)
 
         def loss_fn(outputs, idx: np.ndarray, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             total = head_loss(outputs, idx, batch)

@@ -23,7 +23,17 @@ from kdbench.backends.token_classifier import HFTokenClassifier, WordEncoding, e
 from kdbench.config import SuiteConfig
 from kdbench.distill.losses.catalog import check_logit_loss
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
-from kdbench.distill.recipes.common import finetuned_teacher, require, save_student, teacher_outputs_key, timed
+from kdbench.distill.recipes.common import (
+    check_batches,
+    finetuned_teacher,
+    require,
+    require_derived_student,
+    require_teacher_layers,
+    save_student,
+    teacher_outputs_key,
+    timed,
+    where,
+)
 from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.teacher_cache import cached_array
 from kdbench.distill.trainer import LossFn, Objective, kd_objective, label_objective, train
@@ -65,12 +75,25 @@ def _unflatten(flat: np.ndarray, n_words: list[int]) -> list[np.ndarray]:
     return np.split(flat, np.cumsum(n_words)[:-1])
 
 
-def run(task: NerTask, suite: SuiteConfig, run_dir: Path) -> Trained:
+def check(task: NerTask, suite: SuiteConfig) -> None:
+    """What the suite alone must say for this recipe (run first, and by the pre-flight for every task)."""
     require(suite, "teacher", "student")
     try:
         check_logit_loss(suite.distill.loss)
     except ValueError as e:
         raise KdbenchError(f"suite {suite.name}: task {task.name}: {e}") from None
+    require_teacher_layers(suite, task, finetunes=True)
+    require_derived_student(suite, task, pretrained=False)
+
+
+def check_data(task: NerTask, suite: SuiteConfig) -> None:
+    """The batches of every training (teacher fine-tune, student, baseline) fit in the training sentences."""
+    rows = len(task.train_data(suite.data.train_rows, seed=suite.seed).tokens)
+    check_batches(suite, task, rows, {"teacher.finetune": suite.teacher.finetune, "distill": suite.distill})
+
+
+def run(task: NerTask, suite: SuiteConfig, run_dir: Path) -> Trained:
+    check(task, suite)
     durations: dict[str, float] = {}
     data = task.train_data(suite.data.train_rows, seed=suite.seed)
     train_sha = data.split.sha256()
@@ -100,7 +123,7 @@ def run(task: NerTask, suite: SuiteConfig, run_dir: Path) -> Trained:
     if suite.baseline:
         roles.append((BASELINE, word_loss(label_objective(), encoding, data.labels, side)))
     models, info, dirs = {TEACHER: teacher}, {TEACHER: teacher_info}, {TEACHER: teacher_dir}
-    fkd = feature_kd(suite, teacher.model, f"suite {suite.name}, task {task.name} ({task.head} head)")
+    fkd = feature_kd(suite, teacher.model, where(suite, task))
     for role, loss_fn in roles:
         student, made = build_student(teacher.model, suite.student, suite.seed)  # the same init for both roles
         with timed(durations, f"{role}_train_s"):

@@ -355,5 +355,5 @@ def tasks(include_path):
 
     for spec in list_tasks(include_path):
         d = spec.dataset
-        data = f"{d.id}/{d.config or 'default'}:{d.eval_split}"
+        data = f"{d.path or d.id + '/' + (d.config or 'default')}:{d.eval_split}"
         click.echo(f"{spec.name:<18} {spec.family:<17} {data:<44} {', '.join(spec.metrics + spec.pair_metrics)}")

@@ -62,9 +62,7 @@ class _SequenceTask(Task):
         return self.load(self.spec.dataset.eval_split, rows, columns=self._columns())
 
     def dataset_record(self, data: LoadedSplit) -> dict:
-        d = self.spec.dataset
-        return {"id": d.id, "config": d.config, "split": data.spec.split, "rows": len(data.rows),
-                "sha256": data.sha256(), "source": data.source}
+        return {**data.reference(), "rows": len(data.rows)}
 
     def inputs(self, split: LoadedSplit) -> tuple[list[str], list[str] | None]:
         cols = self.spec.columns

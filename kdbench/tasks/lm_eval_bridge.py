@@ -105,6 +105,8 @@ class LmEvalTask(Task):
     def check_spec(cls, spec: LmEvalSpec):
         if spec.include_path is not None and not Path(spec.include_path).is_dir():
             return ("include_path",), f"no folder {spec.include_path}"
+        if spec.dataset is not None and spec.dataset.path is not None:
+            return ("dataset", "path"), "lm-eval loads its task's own data; dataset here only names it (dataset.id)"
         for name in spec.metrics:
             if not _NAME.match(name):
                 return ("metrics",), f"'{name}' is not a metric name (kdbench's, or lm-eval's as it names them: acc, acc_norm...)"

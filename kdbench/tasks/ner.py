@@ -143,10 +143,8 @@ class NerTask(Task):
         return self.load_data(self.spec.dataset.eval_split, rows)
 
     def dataset_record(self, data: NerData) -> dict:
-        d = self.spec.dataset
         gold = [[self.label_names[j] for j in row] for row in data.labels]
-        return {"id": d.id, "config": d.config, "split": data.split.spec.split, "rows": len(data.tokens),
-                "sha256": data.split.sha256(), "source": data.split.source,
+        return {**data.split.reference(), "rows": len(data.tokens),
                 "words": int(sum(len(t) for t in data.tokens)),
                 "entities": int(sum(len(ner_metrics.entities(g)) for g in gold))}
 

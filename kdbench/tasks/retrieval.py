@@ -49,6 +49,8 @@ class RetrievalTask(Task):
 
     @classmethod
     def check_spec(cls, spec: RetrievalSpec) -> tuple[tuple, str] | None:
+        if spec.dataset.path is not None:
+            return ("dataset", "path"), "retrieval reads a BEIR layout (corpus, queries, qrels) by hub id: dataset.id"
         for key, names, parse in (("metrics", spec.metrics, rm.parse_metric),
                                   ("pair_metrics", spec.pair_metrics, rm.parse_pair_metric)):
             for i, name in enumerate(names):

@@ -40,7 +40,11 @@ _device_option = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="kdbench")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def main(debug: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or run chatter: results and errors only.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Every progress redraw, also in a log, and the INFO logs of transformers and datasets. "
+                   "(Default: live bars on a terminal; in a log, a line every 10 % or 30 s.)")
+def main(debug: bool, quiet: bool, verbose: bool) -> None:
     """kdbench: benchmark distilled models alone and against their teachers.
 
     \b
@@ -50,7 +54,13 @@ def main(debug: bool) -> None:
       kdbench leaderboard reports/ -o leaderboards/
       kdbench gate --baseline baselines/quickstart.json --candidate reports/RUN/report.json
       kdbench suites
+      kdbench --quiet train-and-eval             # CI: results and errors only
     """
+    from kdbench import progress
+
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose: choose one")
+    progress.set_verbosity(progress.QUIET if quiet else progress.VERBOSE if verbose else progress.NORMAL)
 
 
 @main.command("train-and-eval")

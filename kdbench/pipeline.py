@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 import kdbench
-from kdbench import devices, environment
+from kdbench import devices, environment, progress
 from kdbench.backends import efficiency, engines
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
@@ -104,8 +102,7 @@ def train_and_eval(
             (run_dir / RESUME_FILE).write_text(json.dumps(
                 {"suite": suite.model_dump(mode="json"), "include_paths": [str(p) for p in include_paths]}))
             if procs.is_main_process:
-                # stdout: stderr is kept for errors, one line each
-                print(f"run folder {run_dir} (if interrupted: kdbench train-and-eval --resume {run_dir})", flush=True)
+                progress.info(f"run folder {run_dir} (if interrupted: kdbench train-and-eval --resume {run_dir})")
         for task in tasks:
             for seed in (first, *others):
                 task_suite = suite.for_task(task.name).model_copy(update={"seed": seed})
@@ -250,7 +247,7 @@ def _efficiency(run: _TaskRun, eval_data, suite: SuiteConfig, settings: RunSetti
     return {role: efficiency.measure(folder, texts, pairs, dtype=suite.dtype, max_length=run.task.max_length(settings),
                                      head=run.task.head, batch_sizes=suite.eval.latency_batches,
                                      throughput_batch=suite.eval.batch_size, device=device)
-            for role, folder in tqdm(run.dirs.items(), desc="efficiency", leave=False)}
+            for role, folder in progress.bar(run.dirs.items(), desc="efficiency", unit="model")}
 
 
 def _aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:

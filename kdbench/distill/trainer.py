@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from kdbench import devices
+from kdbench import devices, progress
 from kdbench.backends.batching import collate, length_grouped_batches
 from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, TrainConfig
@@ -302,7 +301,7 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
     optimizer = accelerator.prepare(optimizer)
     model.train()
     start, micro, window_loss = time.perf_counter(), step * accum, 0.0
-    with tqdm(total=total, initial=step, desc=desc, unit="step", leave=False, disable=not accelerator.is_main_process) as bar:
+    with progress.bar(total=total, initial=step, desc=desc, unit="step", disable=not accelerator.is_main_process) as bar:
         while step < total:
             batches = length_grouped_batches(lengths, global_batch, rng)
             for p in range(pos, len(batches)):
@@ -327,7 +326,7 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
                 loss_value, window_loss = window_loss, 0.0
                 for hook in hooks.hooks:
                     hook.after_step()
-                bar.set_postfix(loss=f"{loss_value:.4f}")
+                bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)  # update() decides when to redraw
                 bar.update()
                 if checkpoint_dir and (step == total or step % cfg.checkpoint_every == 0):
                     state = {"fingerprint": fingerprint, "epoch_rng": epoch_rng, "pos": p + 1, "loss": loss_value,

@@ -71,6 +71,7 @@ def list_tasks(include_paths: Sequence[str | Path] = ()) -> list[TaskSpecBase]:
 def get_task(name: str, include_paths: Sequence[str | Path] = ()) -> Task:
     specs = _specs(include_paths)
     if name not in specs:
-        raise KdbenchError(f"unknown task '{name}' (known: {', '.join(sorted(specs))})")
+        raise KdbenchError(f"unknown task '{name}' (known: {', '.join(sorted(specs))}; "
+                           "a task file of your own: --include-path FOLDER)")
     spec = specs[name]
     return family_class(spec.family)(spec)

@@ -82,11 +82,14 @@ def main(debug: bool, quiet: bool, verbose: bool) -> None:
 @click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
               help="Folder of extra task YAML files (overrides built-ins of the same name).")
+@click.option("--log-with", multiple=True, type=click.Choice(["tensorboard", "wandb", "mlflow"]),
+              help="Log every training's curves to an experiment tracker (repeatable), in the run's logs/ "
+                   "(W&B offline: WANDB_MODE=offline); overrides log_with.")
 @click.option("--resume", type=click.Path(file_okay=False, exists=True),
               help="Continue an interrupted run: its folder REPORTS/.RUN_ID.partial (its own suite and options).")
 @_user_errors
 def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, seeds, dtype, device, backend, overrides,
-                   reports_dir, leaderboard_dir, include_path, resume):
+                   reports_dir, leaderboard_dir, include_path, log_with, resume):
     """Fine-tune a teacher, distil a student, train a no-KD baseline, score all three, write a report.
 
     \b
@@ -100,6 +103,7 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
         "teacher.model": teacher, "student.layers": f"[{layers}]" if layers else None, "data.train_rows": train_rows,
         "data.eval_rows": eval_rows, "distill.epochs": epochs, "seed": seed, "dtype": dtype,
         "seeds": f"[{seeds}]" if seeds else None, "eval.backend": backend, "device": device,
+        "log_with": f"[{','.join(log_with)}]" if log_with else None,
     }
     if resume:
         given = [k for k, v in named.items() if v is not None] + list(overrides) + list(include_path)

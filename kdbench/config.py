@@ -160,6 +160,9 @@ class SuiteConfig(StrictModel):
     device: str = Field("auto", description="where every model runs: auto (a GPU when torch sees one, else the CPU), "
                                             "cpu, cuda (this process's GPU) or cuda:N")
     max_length: int = Field(64, gt=0)
+    log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list, description="experiment trackers every training logs its curves to (loss, its KD and "
+                                          "label terms, learning rate, TAID's t), in the run folder's logs/")
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig | None = Field(None, description="needed by train-and-eval; `kdbench eval` names its models")
     teachers: list[EnsembleTeacherConfig] | None = Field(

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import kdbench
-from kdbench import devices, environment, progress
+from kdbench import devices, environment, progress, tracking
 from kdbench.backends import efficiency, engines
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
@@ -86,6 +86,7 @@ def train_and_eval(
     if resume is not None:
         suite, include_paths, run_id, reports_dir = _resumed(Path(resume))
     device = devices.resolve(suite.device)  # a device that cannot be had fails before any work
+    tracking.check(suite.log_with)  # so does a tracker whose package is missing
     # under `accelerate launch` every process runs the recipes (training is data-parallel) and
     # checkpoints into the main process's run folder; only the main process writes the run
     procs = devices.process_state(device)  # gloo across launched CPU processes, NCCL across GPUs
@@ -108,7 +109,8 @@ def train_and_eval(
                 task_suite = suite.for_task(task.name).model_copy(update={"seed": seed})
                 folder = run_dir if seed == first else run_dir / f"seed-{seed}"
                 ckpt = checkpoints if seed == first else checkpoints / f"seed-{seed}"
-                with checkpoint_scope(ckpt / "checkpoints" / task.name):
+                with checkpoint_scope(ckpt / "checkpoints" / task.name), \
+                        tracking.scope(suite.log_with, ckpt / "logs", run_id):
                     trained = run_recipe(task, task_suite, folder)
                 _record_training(trained.info, task_suite)
                 yield _TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset,
@@ -326,6 +328,8 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
         frame = samples_frame(frames)
         frame.to_parquet(run_dir / SAMPLES_FILE, index=False)
         (run_dir / "report.html").write_text(html.render_run(record, frame))
+        with tracking.scope(suite.log_with, run_dir / "logs", run_id):
+            tracking.log_results(record)
     final_dir = Path(reports_dir) / run_id
     board = leaderboard.build(Path(reports_dir), Path(leaderboard_dir)) if leaderboard_dir is not None else None
     return RunResult(final_dir, record, board)

@@ -18,7 +18,7 @@ from tqdm.autonotebook import tqdm as _notebook
 QUIET, NORMAL, VERBOSE = "quiet", "normal", "verbose"
 LEVELS = (QUIET, NORMAL, VERBOSE)
 LOG_INTERVAL_S = 30.0  # a bar in a log prints at least this often...
-LOG_FRACTION = 0.1  # ...and whenever this much more is done
+LOG_PARTS = 10  # ...and whenever another tenth is done
 
 _level = QUIET  # library use: silent unless asked
 
@@ -50,13 +50,13 @@ def info(message: str) -> None:
 
 class LogBar(std.tqdm):
     """A bar for a log, not a terminal: each redraw is one line, made when another
-    ``LOG_FRACTION`` of the total is done or ``LOG_INTERVAL_S`` have passed since the last one."""
+    1/``LOG_PARTS`` of the total is done or ``LOG_INTERVAL_S`` have passed since the last one."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **{**kwargs, "mininterval": LOG_INTERVAL_S, "miniters": 1})
 
     def _step(self, n: float) -> int:
-        return int(n / (self.total * LOG_FRACTION)) if self.total else 0
+        return int(n * LOG_PARTS // self.total) if self.total else 0  # integer arithmetic: 96 of 96 is 10/10
 
     def update(self, n=1):
         if self.disable:

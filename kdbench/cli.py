@@ -313,6 +313,35 @@ def promote(run, name, baselines_dir, reports_dir, force):
 
 
 @main.command()
+@click.argument("run", metavar="RUN")
+@click.option("--to", "to", required=True, type=click.Path(file_okay=False), help="The folder to write (new or empty).")
+@click.option("--task", help="The task whose model to export (needed when the run saved several).")
+@click.option("--role", default="student", show_default=True, help="Which saved model: student or baseline.")
+@click.option("--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False),
+              help="Where a bare run id is looked up.")
+@click.option("--push-to-hub", "repo_id", metavar="REPO_ID", help="Then upload the folder to this Hub model repo.")
+@click.option("--private", is_flag=True, help="With --push-to-hub: create the repo private.")
+@_user_errors
+def export(run, to, task, role, reports_dir, repo_id, private):
+    """Export a model a run saved as a self-contained folder: weights, tokenizer, model card
+    (README.md in the Hub's format, the run's results in its model-index), the run record.
+    `from_pretrained(DIR)` loads it; --push-to-hub uploads it (needs the Hub: not with HF_HUB_OFFLINE=1).
+
+    \b
+    Example:
+      kdbench export reports/RUN --to my-student
+      kdbench export RUN --task sst2 --role student --to my-student --push-to-hub me/minilm-l2-sst2
+    """
+    from kdbench.models.export import export as export_model
+    from kdbench.models.export import push_to_hub
+
+    folder = export_model(run, to, task=task, role=role, reports_dir=reports_dir)
+    click.echo(f"exported:    {folder}")
+    if repo_id:
+        click.echo(f"pushed:      {push_to_hub(folder, repo_id, private=private)}")
+
+
+@main.command()
 @_user_errors
 def suites():
     """List the suites under suites/ and their tasks.

@@ -27,6 +27,7 @@ from kdbench.distill.recipes.common import timed
 from kdbench.distill.trainer import checkpoint_scope, effective_batch_size
 from kdbench.errors import KdbenchError
 from kdbench.metrics.stats import aggregate_seed_results
+from kdbench.models import card
 from kdbench.models.loading import count_parameters, model_revision
 from kdbench.predictions import samples_frame
 from kdbench.report import html, leaderboard
@@ -328,6 +329,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
         frame = samples_frame(frames)
         frame.to_parquet(run_dir / SAMPLES_FILE, index=False)
         (run_dir / "report.html").write_text(html.render_run(record, frame))
+        card.write_cards(record, run_dir)  # a model card beside every saved student and baseline
         with tracking.scope(suite.log_with, run_dir / "logs", run_id):
             tracking.log_results(record)
     final_dir = Path(reports_dir) / run_id

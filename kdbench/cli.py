@@ -342,16 +342,25 @@ def export(run, to, task, role, reports_dir, repo_id, private):
 
 
 @main.command()
+@click.option("--show", metavar="NAME|FILE", help="Print this suite resolved (every default filled in) as YAML to "
+                                                  "copy and edit.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With --show: override a value first.")
 @_user_errors
-def suites():
-    """List the suites under suites/ and their tasks.
+def suites(show, overrides):
+    """List the suites under suites/ and their tasks, or print one resolved.
 
     \b
-    Example:
+    Examples:
       kdbench suites
+      kdbench suites --show quickstart > my_suite.yaml   # then: kdbench train-and-eval --suite my_suite.yaml
     """
-    from kdbench.config import SUITES_DIR, load_suite
+    from kdbench.config import SUITES_DIR, dump_suite, load_suite
 
+    if show:
+        click.echo(dump_suite(load_suite(show, overrides)), nl=False)
+        return
+    if overrides:
+        raise KdbenchError("suites --set: only with --show NAME")
     for path in sorted(SUITES_DIR.glob("*.yaml")):
         cfg = load_suite(str(path))
         click.echo(f"{cfg.name:<12} {', '.join(cfg.tasks):<44} {cfg.description}")

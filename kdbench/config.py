@@ -263,3 +263,8 @@ def load_suite(name_or_path: str, overrides: list[str] = ()) -> SuiteConfig:
             err = e.errors()[0]
             raise key_error(path, ("per_task", task, *err["loc"]), err["msg"]) from None
     return suite
+
+
+def dump_suite(suite: SuiteConfig) -> str:
+    """The suite as YAML with every default filled in, in the order of its keys: load_suite reads it back as it is."""
+    return yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)

@@ -7,3 +7,8 @@ class KdbenchError(Exception):
     The message is a single line naming what and where; the CLI prints it without a traceback
     and exits with status 2.
     """
+
+
+class ModelHeadError(KdbenchError):
+    """A model without the head a task needs: a plain checkpoint (or another task's model) where one
+    fine-tuned for the task is needed. ``kdbench eval`` adds how to name the right ones."""

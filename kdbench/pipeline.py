@@ -25,7 +25,7 @@ from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
 from kdbench.distill.ensemble import ENSEMBLE, ensemble_predictions, teacher_roles
 from kdbench.distill.recipes.common import timed
 from kdbench.distill.trainer import checkpoint_scope, effective_batch_size
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, ModelHeadError
 from kdbench.metrics.stats import aggregate_seed_results
 from kdbench.models import card
 from kdbench.models.loading import count_parameters, model_revision
@@ -210,7 +210,10 @@ def evaluate(
             for role, template in models.items():
                 model_id = template.replace(TASK_PLACEHOLDER, task.name)
                 with timed(durations, f"{role}_load_s"):
-                    loaded[role] = task.load_model(model_id, revisions.get(role), device)
+                    try:
+                        loaded[role] = task.load_model(model_id, revisions.get(role), device)
+                    except ModelHeadError as e:  # a plain hub model on a classifier task
+                        raise ModelHeadError(f"{e}; {_fine_tuned_hint(task, role, template)}") from None
                 info[role] = {"id": template, "revision": model_revision(model_id, revisions.get(role)),
                               "params": count_parameters(loaded[role].model)}
                 dirs[role] = model_id
@@ -218,6 +221,17 @@ def evaluate(
 
     return _written_by_main(scratch, lambda: _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir,
                                                               device, procs.num_processes))
+
+
+def _fine_tuned_hint(task: Task, role: str, template: str) -> str:
+    """What ``kdbench eval`` needs for a task whose models are fine-tuned per task (GLUE, NER)."""
+    flag = f"--{role}" if role in (TEACHER, STUDENT) else f"--model {role}="
+    if TASK_PLACEHOLDER in template:
+        return f"is {template} fine-tuned for every task of the suite?"
+    return (f"kdbench eval scores {task.head.replace('_', ' ')} models already fine-tuned for each task: name one per "
+            f"task with the {TASK_PLACEHOLDER} placeholder ({flag}{'' if flag.endswith('=') else ' '}"
+            f"DIR/{TASK_PLACEHOLDER}, e.g. the reports/RUN/models/{TASK_PLACEHOLDER}/student that train-and-eval "
+            f"saves), or let kdbench train-and-eval fine-tune {template} as a teacher")
 
 
 def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, dict, dict]:

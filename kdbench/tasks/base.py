@@ -17,7 +17,7 @@ from kdbench.config import EvalConfig
 from kdbench.data import DatasetSpec, LoadedSplit, load_split
 from kdbench.errors import KdbenchError
 from kdbench.predictions import Predictions
-from kdbench.yamlio import StrictModel
+from kdbench.yamlio import StrictModel, beside_file
 
 # Which transformers head a task's models carry (models.loading.AUTO_CLASSES maps these).
 HEADS = ("classification", "regression", "token_classification", "embedding", "causal_lm")
@@ -45,13 +45,10 @@ class DatasetRef(StrictModel):
     def _relative_to_the_task_file(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            source = (info.context or {}).get("path")
-            path = (Path(source).resolve().parent if source else Path.cwd()) / path
+        path = beside_file(value, info.context)
         if not path.exists():
             raise ValueError(f"no such file or folder: {path}")
-        return str(path.resolve())
+        return str(path)
 
     @model_validator(mode="after")
     def _one_source(self) -> "DatasetRef":

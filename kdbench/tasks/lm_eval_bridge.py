@@ -46,6 +46,7 @@ from kdbench.metrics.stats import bootstrap_mean_ci, mcnemar_exact, paired_boots
 from kdbench.predictions.lm_eval import ChoicePredictions, GenerationPredictions
 from kdbench.tasks.base import DatasetRef, LoadedModel, RunSettings, Task, TaskSpecBase
 from kdbench.tasks.lm_eval_tasks import TASKS_DIR
+from kdbench.yamlio import beside_file
 
 OUTPUT_TYPES = ("multiple_choice", "generate_until")
 GENERATION_PAIR_METRICS = ("answer_agreement",)
@@ -67,13 +68,7 @@ class LmEvalSpec(TaskSpecBase):
     @classmethod
     def _resolve_include_path(cls, value: str | None, info: ValidationInfo) -> str | None:
         # relative to the task YAML when the loader passes its path as validation context, else cwd
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            source = (info.context or {}).get("path")
-            path = (Path(source).resolve().parent if source else Path.cwd()) / path
-        return str(path.resolve())
+        return None if value is None else str(beside_file(value, info.context))
 
 
 @dataclass

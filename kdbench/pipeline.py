@@ -197,6 +197,7 @@ def evaluate(
     if not models:
         raise KdbenchError("kdbench eval: name at least one model (--teacher, --student)")
     device = devices.resolve(suite.device)
+    tracking.check(suite.log_with)
     procs = devices.process_state(device)
     suite, reports_dir, leaderboard_dir, scratch = _process_outputs(procs, suite, reports_dir, leaderboard_dir)
     tasks = [get_task(name, include_paths) for name in suite.tasks]

@@ -81,6 +81,7 @@ def test_quiet_and_verbose_flags(tmp_path):
 
 
 def test_importing_kdbench_as_a_library_prints_nothing():
-    code = "import kdbench.pipeline, kdbench.progress as p; assert p.verbosity() == 'quiet'"
+    code = ("import kdbench, kdbench.pipeline, kdbench.progress as p; assert p.verbosity() == 'quiet'; "
+            "kdbench.set_verbosity('normal'); assert p.verbosity() == 'normal'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == "", proc.stderr

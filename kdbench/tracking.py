@@ -60,7 +60,8 @@ def scope(names, logs: str | Path, run_id: str):
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-") or "train"
+    """A training's name as a folder name (checkpoints, tracker runs): ``train-student-on-sst2``."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-.") or "train"
 
 
 def _flat(config: dict, prefix: str = "") -> dict:

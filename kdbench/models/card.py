@@ -26,9 +26,19 @@ PIPELINE_TAGS = {"classification": "text-classification", "regression": "text-cl
 _TEMPLATE = "---\n{{ card_data }}\n---\n\n{{ body }}\n"
 
 
+# How a card shows the record's metrics; the one place that follows the metric registry (display
+# names, which metrics are fractions shown as percentages, the task's main score).
 def metric_name(record: dict, metric: str) -> str:
     """How a card names a metric: the record's display name for it where it has one, else its key."""
     return record.get("metric_names", {}).get(metric, metric)
+
+
+def _percent(metric: str) -> bool:
+    return metric.removesuffix("_difference") in PERCENT_METRICS
+
+
+def _main_score(record: dict, task: str, role: str) -> str:
+    return headline(record["results"][task][role])[0]
 
 
 def task_models(record: dict, task: str) -> dict:
@@ -58,7 +68,7 @@ def _value(v: dict | None, metric: str) -> str:
     if v is None:
         return "–"
     difference = metric.endswith("_difference")
-    pct = metric.removesuffix("_difference") in PERCENT_METRICS
+    pct = _percent(metric)
     scale, spec = (100.0, ".1f") if pct else (1.0, ".4f")
     spec = ("+" if difference else "") + spec
     ci = f" [{format(v['ci'][0] * scale, spec)}, {format(v['ci'][1] * scale, spec)}]" if v.get("ci") else ""
@@ -155,7 +165,7 @@ def model_card(record: dict, task: str, role: str) -> ModelCard:
         data.base_model = data.base_model[0]
     results, pairs = record["results"][task], record["pairs"].get(task, {})
     d = record["datasets"][task]
-    main, _ = headline(results[role])
+    main = _main_score(record, task, role)
     body = [f"# {name}", "",
             f"A {ROLE_LABELS.get(role, role)} ({head.replace('_', ' ')} head) made by "
             f"kdbench {record['kdbench_version']} in run `{record['run_id']}` "

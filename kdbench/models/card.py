@@ -38,7 +38,8 @@ def _percent(metric: str) -> bool:
 
 
 def _main_score(record: dict, task: str, role: str) -> str:
-    return headline(record["results"][task][role])[0]
+    """The task spec's ``main_score`` where the record has one, else the headline (its first metric)."""
+    return record["config"]["task_specs"][task].get("main_score") or headline(record["results"][task][role])[0]
 
 
 def task_models(record: dict, task: str) -> dict:

@@ -27,7 +27,11 @@ def __getattr__(name):
         from kdbench.config import load_suite
 
         return load_suite
+    if name == "set_verbosity":  # progress bars in library use: "quiet" (the default), "normal", "verbose"
+        from kdbench.progress import set_verbosity
+
+        return set_verbosity
     raise AttributeError(name)
 
 
-__all__ = ["__version__", "evaluate", "load_suite", "train_and_eval"]
+__all__ = ["__version__", "evaluate", "load_suite", "set_verbosity", "train_and_eval"]

@@ -83,7 +83,11 @@ class _Kdbench(click.Group):
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("--threads", type=click.IntRange(1),
               help="Threads per process (default: OMP_NUM_THREADS if set, else the CPUs this process may use).")
-def main(debug: bool, threads: int | None) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or run chatter: results and errors only.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Every progress redraw, also in a log, and the INFO logs of transformers and datasets. "
+                   "(Default: live bars on a terminal; in a log, a line every 10 % or 30 s.)")
+def main(debug: bool, threads: int | None, quiet: bool, verbose: bool) -> None:
     """kdbench: benchmark distilled models alone and against their teachers.
 
     \b
@@ -93,11 +97,16 @@ def main(debug: bool, threads: int | None) -> None:
       kdbench leaderboard reports/ -o leaderboards/
       kdbench gate --baseline baselines/quickstart.json --candidate reports/RUN/report.json
       kdbench suites
+      kdbench --quiet train-and-eval             # CI: results and errors only
     """
+    from kdbench import progress
     from kdbench import threads as thread_policy
 
     thread_policy.apply(threads)  # before any subcommand imports torch (libgomp reads it once)
     warnings.showwarning = _show_warning
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose: choose one")
+    progress.set_verbosity(progress.QUIET if quiet else progress.VERBOSE if verbose else progress.NORMAL)
 
 
 @main.command("train-and-eval")
@@ -120,11 +129,14 @@ def main(debug: bool, threads: int | None) -> None:
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
               help="Folder of extra task YAML files (overrides built-ins of the same name).")
 @click.option("--allow-code", is_flag=True, help=ALLOW_CODE_HELP)
+@click.option("--log-with", multiple=True, type=click.Choice(["tensorboard", "wandb", "mlflow"]),
+              help="Log every training's curves to an experiment tracker (repeatable), in the run's logs/ "
+                   "(W&B offline: WANDB_MODE=offline); overrides log_with.")
 @click.option("--resume", type=click.Path(file_okay=False, exists=True),
               help="Continue an interrupted run: its folder REPORTS/.RUN_ID.partial (its own suite and options).")
 @_user_errors
 def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, seeds, dtype, device, backend, overrides,
-                   reports_dir, leaderboard_dir, include_path, allow_code, resume):
+                   reports_dir, leaderboard_dir, include_path, allow_code, log_with, resume):
     """Fine-tune a teacher, distil a student, train a no-KD baseline, score all three, write a report.
 
     \b
@@ -139,7 +151,7 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
         "data.train_rows": ("--train-rows", train_rows), "data.eval_rows": ("--eval-rows", eval_rows),
         "distill.epochs": ("--epochs", epochs), "seed": ("--seed", seed), "dtype": ("--dtype", dtype),
         "seeds": ("--seeds", seeds and int_list("--seeds", seeds)), "eval.backend": ("--backend", backend),
-        "device": ("--device", device),
+        "device": ("--device", device), "log_with": ("--log-with", list(log_with) or None),
     })
     if resume:
         ctx = click.get_current_context()
@@ -393,16 +405,54 @@ def make(suite, name, overrides, baselines_dir):
 
 
 @main.command()
+@click.argument("run", metavar="RUN")
+@click.option("--to", "to", required=True, type=click.Path(file_okay=False), help="The folder to write (new or empty).")
+@click.option("--task", help="The task whose model to export (needed when the run saved several).")
+@click.option("--role", default="student", show_default=True, help="Which saved model: student or baseline.")
+@click.option("--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False),
+              help="Where a bare run id is looked up.")
+@click.option("--push-to-hub", "repo_id", metavar="REPO_ID", help="Then upload the folder to this Hub model repo.")
+@click.option("--private", is_flag=True, help="With --push-to-hub: create the repo private.")
 @_user_errors
-def suites():
-    """List the suites under suites/ and their tasks.
+def export(run, to, task, role, reports_dir, repo_id, private):
+    """Export a model a run saved as a self-contained folder: weights, tokenizer, model card
+    (README.md in the Hub's format, the run's results in its model-index), the run record.
+    `from_pretrained(DIR)` loads it; --push-to-hub uploads it (needs the Hub: not with HF_HUB_OFFLINE=1).
 
     \b
     Example:
-      kdbench suites
+      kdbench export reports/RUN --to my-student
+      kdbench export RUN --task sst2 --role student --to my-student --push-to-hub me/minilm-l2-sst2
     """
-    from kdbench.config import SUITES_DIR, load_suite
+    from kdbench.models.export import export as export_model
+    from kdbench.models.export import push_to_hub
 
+    folder = export_model(run, to, task=task, role=role, reports_dir=reports_dir)
+    click.echo(f"exported:    {folder}")
+    if repo_id:
+        click.echo(f"pushed:      {push_to_hub(folder, repo_id, private=private)}")
+
+
+@main.command()
+@click.option("--show", metavar="NAME|FILE", help="Print this suite resolved (every default filled in) as YAML to "
+                                                  "copy and edit.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With --show: override a value first.")
+@_user_errors
+def suites(show, overrides):
+    """List the suites under suites/ and their tasks, or print one resolved.
+
+    \b
+    Examples:
+      kdbench suites
+      kdbench suites --show quickstart > my_suite.yaml   # then: kdbench train-and-eval --suite my_suite.yaml
+    """
+    from kdbench.config import SUITES_DIR, dump_suite, load_suite
+
+    if show:
+        click.echo(dump_suite(load_suite(show, overrides)), nl=False)
+        return
+    if overrides:
+        raise KdbenchError("suites --set: only with --show NAME")
     for path in sorted(SUITES_DIR.glob("*.yaml")):
         cfg = load_suite(str(path))
         click.echo(f"{cfg.name:<12} {', '.join(cfg.tasks):<44} {cfg.description}")

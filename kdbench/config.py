@@ -174,6 +174,9 @@ class SuiteConfig(StrictModel):
     device: str = Field("auto", description="where every model runs: auto (a GPU when torch sees one, else the CPU), "
                                             "cpu, cuda (this process's GPU) or cuda:N")
     max_length: int = Field(64, gt=0)
+    log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list, description="experiment trackers every training logs its curves to (loss, its KD and "
+                                          "label terms, learning rate, TAID's t), in the run folder's logs/")
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig | None = Field(None, description="needed by train-and-eval; `kdbench eval` names its models")
     teachers: list[EnsembleTeacherConfig] | None = Field(
@@ -335,3 +338,8 @@ def load_suite(name_or_path: str, overrides: Sequence[str] = (),
             err = e.errors()[0]
             raise _error(path, ("per_task", task, *err["loc"]), err["msg"], sources) from None
     return suite
+
+
+def dump_suite(suite: SuiteConfig) -> str:
+    """The suite as YAML with every default filled in, in the order of its keys: load_suite reads it back as it is."""
+    return yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)

@@ -12,3 +12,8 @@ class KdbenchError(Exception):
 class KdbenchWarning(UserWarning):
     """Something skipped or doubtful that does not stop the command (e.g. an unreadable run record
     left out of a leaderboard); the CLI prints it as one ``kdbench: warning:`` line."""
+
+
+class ModelHeadError(KdbenchError):
+    """A model without the head a task needs: a plain checkpoint (or another task's model) where one
+    fine-tuned for the task is needed. ``kdbench eval`` adds how to name the right ones."""

@@ -17,19 +17,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 import kdbench
-from kdbench import devices, environment, names, preflight
+from kdbench import devices, environment, names, preflight, progress, tracking
 from kdbench.backends import efficiency, engines
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
 from kdbench.distill.ensemble import ENSEMBLE, ensemble_predictions, teacher_roles
 from kdbench.distill.recipes.common import timed
 from kdbench.distill.trainer import checkpoint_scope, effective_batch_size
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, ModelHeadError
 from kdbench.fsio import within, write_atomic
 from kdbench.metrics.stats import aggregate_seed_results
+from kdbench.models import card
 from kdbench.models.loading import count_parameters, model_revision
 from kdbench.predictions import samples_frame
 from kdbench.report import html, leaderboard
@@ -92,6 +91,7 @@ def train_and_eval(
     if resume is not None:
         suite, include_paths, run_id, reports_dir, leaderboard_dir = _resumed(Path(resume))
     device = devices.resolve(suite.device)  # a device that cannot be had fails before any work
+    tracking.check(suite.log_with)  # so does a tracker whose package is missing
     # under `accelerate launch` every process runs the recipes (training is data-parallel) and
     # checkpoints into the main process's run folder; only the main process writes the run
     procs = devices.process_state(device)  # gloo across launched CPU processes, NCCL across GPUs
@@ -115,14 +115,14 @@ def train_and_eval(
                 "suite": suite.model_dump(mode="json"), "include_paths": [str(Path(p).resolve()) for p in include_paths],
                 "leaderboard_dir": None if leaderboard_dir is None else str(Path(leaderboard_dir).resolve())}))
             if procs.is_main_process:
-                # stdout: stderr is kept for errors, one line each
-                print(f"run folder {run_dir} (if interrupted: kdbench train-and-eval --resume {run_dir})", flush=True)
+                progress.info(f"run folder {run_dir} (if interrupted: kdbench train-and-eval --resume {run_dir})")
         for task in tasks:
             for seed in (first, *others):
                 task_suite = suite.for_task(task.name).model_copy(update={"seed": seed})
                 folder = run_dir if seed == first else within(run_dir, f"seed-{seed}")
                 ckpt = checkpoints if seed == first else within(checkpoints, f"seed-{seed}")
-                with checkpoint_scope(within(ckpt, CHECKPOINTS, task.name)):
+                with checkpoint_scope(within(ckpt, CHECKPOINTS, task.name)), \
+                        tracking.scope(suite.log_with, within(ckpt, "logs"), run_id):
                     trained = run_recipe(task, task_suite, folder)
                 _record_training(trained.info, task_suite)
                 yield _TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset,
@@ -234,6 +234,7 @@ def evaluate(
     for role in models:
         names.check(role, "role")
     device = devices.resolve(suite.device)
+    tracking.check(suite.log_with)
     procs = devices.process_state(device)
     suite, reports_dir, leaderboard_dir, scratch = _process_outputs(procs, suite, reports_dir, leaderboard_dir)
     tasks = [get_task(name, include_paths, allow_code=allow_code) for name in suite.tasks]
@@ -252,7 +253,10 @@ def evaluate(
             for role, template in models.items():
                 model_id = model_ids[task.name][role]
                 with timed(durations, f"{role}_load_s"):
-                    loaded[role] = task.load_model(model_id, revisions.get(role), device)
+                    try:
+                        loaded[role] = task.load_model(model_id, revisions.get(role), device)
+                    except ModelHeadError as e:  # a plain hub model on a classifier task
+                        raise ModelHeadError(f"{e}; {_fine_tuned_hint(task, role, template)}") from None
                 info[role] = {"id": template, "revision": model_revision(model_id, revisions.get(role)),
                               "params": count_parameters(loaded[role].model)}
                 dirs[role] = model_id
@@ -260,6 +264,17 @@ def evaluate(
 
     return _written_by_main(scratch, lambda: _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir,
                                                               device, procs.num_processes))
+
+
+def _fine_tuned_hint(task: Task, role: str, template: str) -> str:
+    """What ``kdbench eval`` needs for a task whose models are fine-tuned per task (GLUE, NER)."""
+    flag = f"--{role}" if role in (TEACHER, STUDENT) else f"--model {role}="
+    if TASK_PLACEHOLDER in template:
+        return f"is {template} fine-tuned for every task of the suite?"
+    return (f"kdbench eval scores {task.head.replace('_', ' ')} models already fine-tuned for each task: name one per "
+            f"task with the {TASK_PLACEHOLDER} placeholder ({flag}{'' if flag.endswith('=') else ' '}"
+            f"DIR/{TASK_PLACEHOLDER}, e.g. the reports/RUN/models/{TASK_PLACEHOLDER}/student that train-and-eval "
+            f"saves), or let kdbench train-and-eval fine-tune {template} as a teacher")
 
 
 def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, dict, dict, list]:
@@ -300,7 +315,7 @@ def _efficiency(run: _TaskRun, eval_data, suite: SuiteConfig, settings: RunSetti
     return {role: efficiency.measure(folder, texts, pairs, dtype=suite.dtype, max_length=run.task.max_length(settings),
                                      head=run.task.head, batch_sizes=suite.eval.latency_batches,
                                      throughput_batch=suite.eval.batch_size, device=device)
-            for role, folder in tqdm(run.dirs.items(), desc="efficiency", leave=False)}
+            for role, folder in progress.bar(run.dirs.items(), desc="efficiency", unit="model")}
 
 
 def _aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:
@@ -384,6 +399,9 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
         record["warnings"] = run_warnings(record, frame)
         frame.to_parquet(run_dir / SAMPLES_FILE, index=False)
         write_atomic(run_dir / "report.html", html.render_run(record, frame))
+        card.write_cards(record, run_dir)  # a model card beside every saved student and baseline
+        with tracking.scope(suite.log_with, within(run_dir, "logs"), run_id):
+            tracking.log_results(record)
         write_record(run_dir / RECORD_FILE, record)
         if finish is not None:
             finish(run_dir)

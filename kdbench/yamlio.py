@@ -71,6 +71,16 @@ def key_error(path: Path, loc: tuple, message: str) -> KdbenchError:
     return KdbenchError(f"{where}: key '{key}': {message}")
 
 
+def beside_file(value: str, context: dict | None) -> Path:
+    """A path from a YAML file, resolved against that file's folder (``validate`` passes the file as
+    validation context), else against the working directory."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        source = (context or {}).get("path")
+        path = (Path(source).resolve().parent if source else Path.cwd()) / path
+    return path.resolve()
+
+
 def validate(model: type[M], raw: dict[str, Any], path: Path) -> M:
     try:
         return model.model_validate(raw, context={"path": path})  # e.g. to resolve paths relative to the file

@@ -62,15 +62,16 @@ def tokenizer():
 def small_runs(tmp_path_factory, data_dir):
     """Three real quickstart runs on a small SST-2 slice, shared by the slow tests (each costs a
     minute or more on 2 cores): ``first`` fine-tunes the teacher and trains the KD student and the
-    baseline; ``rerun`` is the same config (teacher from the cache, same seed); ``degraded`` keeps
-    one teacher layer instead of two."""
+    baseline; ``rerun`` is the same config (teacher from the cache, same seed) logging its curves to
+    TensorBoard (which must not change a number); ``degraded`` keeps one teacher layer instead of two."""
     root = tmp_path_factory.mktemp("small-runs")
     reports = root / "reports"
     env = {"KDBENCH_CACHE_DIR": str(root / "cache")}
     runs, procs = {}, {}
-    for name, layers in (("first", "0,5"), ("rerun", "0,5"), ("degraded", "0")):
+    for name, layers, extra in (("first", "0,5", ()), ("rerun", "0,5", ("--log-with", "tensorboard")),
+                                ("degraded", "0", ())):
         before = set(reports.iterdir()) if reports.exists() else set()
-        proc = run_kdbench("train-and-eval", *SMALL, "--layers", layers, "--reports-dir", reports,
+        proc = run_kdbench("train-and-eval", *SMALL, "--layers", layers, *extra, "--reports-dir", reports,
                            "--leaderboard-dir", root / "leaderboards", env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         (runs[name],) = set(reports.iterdir()) - before

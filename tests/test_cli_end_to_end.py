@@ -82,3 +82,12 @@ def test_unloadable_model_exits_2_and_writes_nothing(tmp_path, data_dir):
                    str(tmp_path / "reports"), env={"HF_HUB_OFFLINE": "1"})
     assert "model 'nobody/no-such-model'" in _one_line_error(proc)
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.slow
+def test_a_small_quickstart_in_a_log_prints_fewer_than_300_lines(small_runs):
+    # the CLI in a subprocess, stdout and stderr pipes: not a terminal, as in a CI job
+    proc = small_runs["procs"]["first"]
+    lines = (proc.stdout + proc.stderr).splitlines()  # "\r" redraws count as lines, as a CI log shows them
+    assert len(lines) < 300, "\n".join(lines[:40])
+    assert any(line.startswith("train student on sst2: 100%") for line in lines)  # progress is still shown

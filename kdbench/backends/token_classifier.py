@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from kdbench import devices
+from kdbench import devices, progress
 from kdbench.backends import sharding
 from kdbench.backends.batching import collate, run_with_backoff, sorted_batches
 from kdbench.backends.hf import autocast
@@ -117,7 +116,7 @@ class HFTokenClassifier:
 
         batches = sorted_batches(lengths, self.batch_size)
         with torch.inference_mode(), autocast(self.dtype, self.model.device):
-            for idx in tqdm(sharding.mine(batches), desc=desc, disable=desc is None, leave=False, unit="batch"):
+            for idx in progress.bar(sharding.mine(batches), desc=desc, disable=desc is None, unit="batch"):
                 self.batch_size = run_with_backoff(idx, self.batch_size, run)
         sharding.gather(out, batches)
         return out

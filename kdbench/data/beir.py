@@ -21,7 +21,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from kdbench.data.loading import DatasetSpec, LoadedSplit, load_split, mirror_dir
+from kdbench.data.loading import DatasetSpec, LoadedSplit, load_split, mirror_dir, mirror_holds
 from kdbench.errors import KdbenchError
 
 _COLUMNS = {
@@ -73,7 +73,7 @@ class BeirData:
 
 def _part(dataset_id: str, kind: str, split: str) -> LoadedSplit:
     if kind == "qrels":
-        spec = DatasetSpec(dataset_id, "qrels", split) if mirror_dir() is not None else DatasetSpec(f"{dataset_id}-qrels", None, split)
+        spec = DatasetSpec(dataset_id, "qrels", split) if mirror_holds(dataset_id) else DatasetSpec(f"{dataset_id}-qrels", None, split)
     else:
         spec = DatasetSpec(dataset_id, kind, kind)
     loaded = load_split(spec)
@@ -128,12 +128,11 @@ def load_beir(dataset_id: str, split: str = "test", *, corpus_rows: int | None =
     if not evaluated:
         raise KdbenchError(f"BEIR dataset {dataset_id}: no query has a relevant judgment in qrels/{split} on this corpus")
     texts = [str(x) for x in queries["text"]]
-    root = mirror_dir()
     return BeirData(
         id=dataset_id, split=split, doc_ids=doc_ids,
         titles=[str(t or "") for t in corpus["title"]], texts=[str(t or "") for t in corpus["text"]],
         query_ids=[query_ids[i] for i in evaluated], queries=[texts[i] for i in evaluated],
         qrels={query_ids[i]: judged[query_ids[i]] for i in evaluated},
         unjudged_queries=[(q, t) for q, t in zip(query_ids, texts) if q not in seen_queries],
-        source=str(root / dataset_id) if root is not None else "hub", skipped_queries=skipped,
+        source=str(mirror_dir() / dataset_id) if mirror_holds(dataset_id) else "hub", skipped_queries=skipped,
     )

@@ -12,7 +12,6 @@ import contextvars
 import hashlib
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,10 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from kdbench import devices
+from kdbench import devices, progress, tracking
 from kdbench.backends.batching import collate, length_grouped_batches
 from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, TrainConfig
@@ -87,6 +85,20 @@ def register_step_hook(hook) -> None:
     hooks = _HOOKS.get()
     if hooks is not None:
         hooks.register(hook)
+
+
+# The parts of the loss of the optimiser step in progress, for the experiment trackers
+# (``report_terms``); None outside a tracked training, so an untracked one pays nothing.
+_TERMS: contextvars.ContextVar[dict[str, list[float]] | None] = contextvars.ContextVar("kdbench_loss_terms", default=None)
+
+
+def report_terms(**terms: torch.Tensor) -> None:
+    """A loss's parts (``kd``, ``label``, a feature loss by name), each a scalar tensor of one
+    micro-batch: the trackers get their mean per optimiser step as ``train/<name>_loss``."""
+    acc = _TERMS.get()
+    if acc is not None:
+        for name, value in terms.items():
+            acc.setdefault(name, []).append(float(value.detach()))
 
 
 @dataclass
@@ -165,7 +177,9 @@ def kd_objective(cfg: DistillConfig) -> Objective:
     kd = kd_term(cfg)
 
     def objective(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
-        return cfg.alpha * kd(logits, teacher) + (1.0 - cfg.alpha) * F.cross_entropy(logits.float(), labels)
+        soft, hard = kd(logits, teacher), F.cross_entropy(logits.float(), labels)
+        report_terms(kd=soft, label=hard)
+        return cfg.alpha * soft + (1.0 - cfg.alpha) * hard
 
     objective.taid = kd.taid
     return objective
@@ -242,7 +256,7 @@ def train(
     processes launched by ``accelerate launch`` / ``torchrun`` each take their own GPU (NCCL) or
     share the CPU (gloo) and train data-parallel (DDP)."""
     if checkpoint_dir is None and _SCOPE.get() is not None:
-        checkpoint_dir = within(_SCOPE.get(), re.sub(r"[^A-Za-z0-9_.]+", "-", desc).strip("-.") or "train")
+        checkpoint_dir = within(_SCOPE.get(), tracking.slug(desc))
     accelerator = devices.accelerator(model.device if device is None else device)
     deterministic, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     if devices.deterministic_training(accelerator.device):
@@ -251,17 +265,25 @@ def train(
         torch.use_deterministic_algorithms(True, warn_only=True)
     hooks = _StepHooks(0, [])
     token = _HOOKS.set(hooks)
+    # experiment trackers (kdbench.tracking), when the run names some: one tracker run per training
+    curves = tracking.open_curves(desc, {"training": desc, "seed": seed, "dtype": dtype,
+                                         "processes": accelerator.num_processes, **cfg.model_dump(mode="json")}
+                                  ) if accelerator.is_main_process else None
+    terms = _TERMS.set({} if curves is not None else None)
     try:
-        return _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks, seed=seed, dtype=dtype, desc=desc,
-                      collate_fn=collate_fn, forward_kwargs=forward_kwargs or {},
+        return _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks, curves, seed=seed, dtype=dtype,
+                      desc=desc, collate_fn=collate_fn, forward_kwargs=forward_kwargs or {},
                       checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir))
     finally:
+        _TERMS.reset(terms)
+        if curves is not None:
+            curves.finish()
         _HOOKS.reset(token)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
-def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHooks, *, seed, dtype, desc, collate_fn, forward_kwargs,
-           checkpoint_dir) -> TrainStats:
+def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHooks, curves, *, seed, dtype, desc, collate_fn,
+           forward_kwargs, checkpoint_dir) -> TrainStats:
     rank, world, accum = accelerator.process_index, accelerator.num_processes, cfg.grad_accum_steps
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -303,7 +325,7 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
     optimizer = accelerator.prepare(optimizer)
     model.train()
     start, micro, window_loss = time.perf_counter(), step * accum, 0.0
-    with tqdm(total=total, initial=step, desc=desc, unit="step", leave=False, disable=not accelerator.is_main_process) as bar:
+    with progress.bar(total=total, initial=step, desc=desc, unit="step", disable=not accelerator.is_main_process) as bar:
         while step < total:
             batches = length_grouped_batches(lengths, global_batch, rng)
             for p in range(pos, len(batches)):
@@ -321,6 +343,7 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
                 window_loss += loss.item() / window
                 if not last:
                     continue
+                lr = schedule.get_last_lr()[0]  # the rate this step uses (for the trackers)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -331,7 +354,9 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
                                        f"(lr {cfg.lr:g}; a lower one?)")
                 for hook in hooks.hooks:
                     hook.after_step()
-                bar.set_postfix(loss=f"{loss_value:.4f}")
+                if curves is not None:
+                    curves.log(_step_curves(loss_value, lr, hooks), step=step)
+                bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)  # update() decides when to redraw
                 bar.update()
                 if checkpoint_dir and (step == total or step % cfg.checkpoint_every == 0):
                     state = {"fingerprint": fingerprint, "epoch_rng": epoch_rng, "pos": p + 1, "loss": loss_value,
@@ -343,6 +368,18 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
     model.eval()
     return TrainStats(steps=total, seconds=time.perf_counter() - start, final_loss=loss_value,
                       effective_batch_size=effective_batch_size(cfg, world), resumed_from_step=resumed)
+
+
+def _step_curves(loss: float, lr: float, hooks: _StepHooks) -> dict[str, float]:
+    """What the trackers get after an optimiser step: the loss, the mean of each of its reported
+    terms over the step's micro-batches (on the main process), the learning rate the step used and
+    TAID's t after it."""
+    terms = _TERMS.get()
+    values = {"train/loss": loss, "train/lr": lr}
+    values.update({f"train/{name}_loss": sum(v) / len(v) for name, v in terms.items() if v})
+    terms.clear()
+    values.update({"train/taid_t": h.t for h in hooks.hooks if isinstance(h, TAIDDriver)})
+    return values
 
 
 def _checkpoint(accelerator, folder: Path, step: int, model, optimizer, state: dict) -> None:

@@ -20,7 +20,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from kdbench import devices
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, ModelHeadError
 
 
 def _offline_hint() -> str:
@@ -106,7 +106,7 @@ def check_loaded(model_id: str, head: str, model: PreTrainedModel, report: dict,
             hint = "give a model fine-tuned with this head (train-and-eval fine-tunes a plain checkpoint: teacher.finetune)"
         else:
             hint = f"give a {head} checkpoint"
-        raise KdbenchError(f"model '{model_id}' as a {head} model ({type(model).__name__}): weights {what} would be "
+        raise ModelHeadError(f"model '{model_id}' as a {head} model ({type(model).__name__}): weights {what} would be "
                            f"random: {shown}; {hint}")
 
 

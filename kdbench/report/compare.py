@@ -3,7 +3,8 @@ hash of its evaluation data match. Every consumer (leaderboard, gate, :func:`loa
 module and says so when runs are not comparable.
 
 *Task configuration* is what defines the evaluation, not the model: the task spec of the run record
-(``config.task_specs[TASK]``: dataset id, config and evaluation split, column map, label names,
+(``config.task_specs[TASK]``: dataset id, config, pinned revision and evaluation split (not where a
+local dataset's files lie: its content hash says what it is), column map, label names,
 family) plus the evaluation settings that change the reported numbers (``eval.ece_bins``,
 ``eval.confidence``, ``max_length``). The metric lists and the description are left out (adding a
 metric does not change the others), and so are the GLUE-average weights, the headline (`main_score`) and unset optional keys,
@@ -25,6 +26,7 @@ from kdbench.devices import CPU, CUDA
 
 _SPEC_DROPPED = ("description", "metrics", "pair_metrics", "glue_score", "main_score")
 _EVAL_KEYS = ("ece_bins", "confidence")
+_DATASET_DROPPED = ("train_split", "path", "data_files")
 
 
 def task_config(record: dict, task: str) -> dict:
@@ -38,7 +40,9 @@ def task_config(record: dict, task: str) -> dict:
         # unset optional keys are left out, so a key added to the spec schema later (null by
         # default) keeps older records comparable
         spec = {k: v for k, v in spec.items() if k not in _SPEC_DROPPED and v is not None}
-        spec["dataset"] = {k: v for k, v in spec.get("dataset", {}).items() if k != "train_split"}
+        # your own data is identified by its content hash, wherever its files lie
+        spec["dataset"] = {k: v for k, v in spec.get("dataset", {}).items()
+                           if k not in _DATASET_DROPPED and v is not None}
     override = cfg.get("per_task", {}).get(task, {})  # a mixed suite's settings for this task
     ev = {**cfg.get("eval", {}), **override.get("eval", {})}
     max_length = override.get("max_length", cfg.get("max_length"))

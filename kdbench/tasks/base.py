@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from kdbench.config import EvalConfig, TaskName
 from kdbench.data import DatasetSpec, LoadedSplit, load_split
@@ -18,17 +19,53 @@ from kdbench.errors import KdbenchError
 from kdbench.metrics import spec as metric_spec
 from kdbench.predictions import Predictions
 from kdbench.registry import unknown_name
-from kdbench.yamlio import StrictModel
+from kdbench.yamlio import StrictModel, beside_file
 
 # Which transformers head a task's models carry (models.loading.AUTO_CLASSES maps these).
 HEADS = ("classification", "regression", "token_classification", "embedding", "causal_lm")
 
 
 class DatasetRef(StrictModel):
-    id: str
+    """Where a task's rows come from: a hub dataset (``id``, ``config``, a pinned ``revision``; the
+    mirror serves it when it holds it) or your own files (``path``, always loaded locally)."""
+
+    id: str | None = Field(None, description="hub dataset id")
+    path: str | None = Field(None, description="your own data: a CSV / JSON Lines / Parquet file (its one split is "
+                                               "'train') or a folder datasets.load_dataset understands; relative to "
+                                               "the task file")
+    data_files: dict[str, str | list[str]] | None = Field(
+        None, description="path is a folder: split -> file name(s) or glob(s) in it (else datasets infers the splits "
+                          "from the file names: train, validation, test)")
     config: str | None = None
+    revision: str | None = Field(None, description="hub datasets: the commit, tag or branch to load (recorded; part of "
+                                                   "comparability)")
     train_split: str | None = "train"
     eval_split: str = "validation"
+
+    @field_validator("path")
+    @classmethod
+    def _relative_to_the_task_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        path = beside_file(value, info.context)
+        if not path.exists():
+            raise ValueError(f"no such file or folder: {path}")
+        return str(path)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DatasetRef":
+        if (self.id is None) == (self.path is None):
+            raise ValueError("give dataset.id (a hub dataset) or dataset.path (your own file or folder)"
+                             + (", not both" if self.id else ""))
+        if self.path is not None and self.revision is not None:
+            raise ValueError("dataset.revision pins a hub dataset; a local dataset.path has none")
+        if self.data_files is not None and (self.path is None or not Path(self.path).is_dir()):
+            raise ValueError("dataset.data_files names files in a folder: dataset.path must be a folder")
+        return self
+
+    def spec(self, split: str) -> DatasetSpec:
+        return DatasetSpec(self.id, self.config, split, revision=self.revision, path=self.path,
+                           data_files=self.data_files)
 
 
 class TaskSpecBase(StrictModel):
@@ -48,7 +85,7 @@ class TaskSpecBase(StrictModel):
     def data_label(self) -> str:
         """Where the evaluation data comes from, for listings (``kdbench tasks``)."""
         d = self.dataset
-        return f"{d.id}/{d.config or 'default'}:{d.eval_split}"
+        return f"{d.path or d.id + '/' + (d.config or 'default')}:{d.eval_split}"
 
 
 def unknown_metric(spec: TaskSpecBase, kind_name: str) -> tuple[tuple, str] | None:
@@ -125,12 +162,11 @@ class Task(ABC):
     def load(self, split: str, rows: int | None = None, shuffle_seed: int | None = None,
              columns: list[str] = ()) -> LoadedSplit:
         """One split of the task's dataset, checked to have ``columns``."""
-        d = self.spec.dataset
-        loaded = load_split(DatasetSpec(d.id, d.config, split), rows=rows, shuffle_seed=shuffle_seed)
+        loaded = load_split(self.spec.dataset.spec(split), rows=rows, shuffle_seed=shuffle_seed)
         missing = [c for c in columns if c and c not in loaded.rows.column_names]
         if missing:
             raise KdbenchError(
-                f"task {self.name}: dataset {d.id}/{d.config}/{split} has no column {missing[0]!r} "
+                f"task {self.name}: dataset {loaded.where}: no column {missing[0]!r} "
                 f"(columns: {', '.join(loaded.rows.column_names)})"
             )
         return loaded

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from kdbench.backends.hf import HFClassifier
 from kdbench.data import LoadedSplit
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, ModelHeadError
 from scipy.special import softmax
 
 from kdbench.models.loading import load_for_head, load_tokenizer
@@ -67,9 +67,7 @@ class _SequenceTask(Task):
         return self.load(self.spec.dataset.eval_split, rows, columns=self._columns())
 
     def dataset_record(self, data: LoadedSplit) -> dict:
-        d = self.spec.dataset
-        return {"id": d.id, "config": d.config, "split": data.spec.split, "rows": len(data.rows),
-                "sha256": data.sha256(), "source": data.source}
+        return {**data.reference(), "rows": len(data.rows)}
 
     def inputs(self, split: LoadedSplit) -> tuple[list[str], list[str] | None]:
         cols = self.spec.columns
@@ -86,7 +84,7 @@ class _SequenceTask(Task):
         """A model fine-tuned for this task, head included (an evaluation never adds a fresh head)."""
         model = load_for_head(model_id, self.head, revision, device)
         if model.config.num_labels != self.num_labels:
-            raise KdbenchError(f"model '{model_id}' has {model.config.num_labels} outputs; task {self.name} needs "
+            raise ModelHeadError(f"model '{model_id}' has {model.config.num_labels} outputs; task {self.name} needs "
                                f"{self.num_labels} (is it fine-tuned for {self.name}?)")
         return LoadedModel(model.eval(), load_tokenizer(model_id, revision), model_id)
 

@@ -121,8 +121,7 @@ class GenerationTask(Task):
 
     def dataset_record(self, data: GenerationData) -> dict:
         d = self.spec.dataset
-        record = {"id": d.id, "config": d.config, "split": data.split.spec.split, "rows": len(data.questions),
-                  "sha256": data.split.sha256(), "source": data.split.source}
+        record = {**data.split.reference(), "rows": len(data.questions)}
         if data.shots:
             record["shots"] = {"split": d.train_split, "seed": self.spec.prompt.shot_seed, "ids": data.shot_ids}
         return record

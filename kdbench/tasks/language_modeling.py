@@ -78,9 +78,7 @@ class LanguageModelingTask(Task):
         return [t for t in split.texts if t.strip()]
 
     def dataset_record(self, data: TextData) -> dict:
-        d = self.spec.dataset
-        return {"id": d.id, "config": d.config, "split": data.split.spec.split, "rows": len(data.texts),
-                "sha256": data.split.sha256(), "source": data.split.source,
+        return {**data.split.reference(), "rows": len(data.texts),
                 "bytes": int(sum(len(t.encode("utf-8")) for t in data.texts))}
 
     # models and predictions ----------------------------------------------------------------------

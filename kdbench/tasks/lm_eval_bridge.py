@@ -44,6 +44,7 @@ from kdbench.predictions.lm_eval import ChoicePredictions, GenerationPredictions
 from kdbench.registry import unknown_name
 from kdbench.tasks.base import DatasetRef, LoadedModel, RunSettings, Task, TaskSpecBase
 from kdbench.tasks.lm_eval_tasks import TASKS_DIR
+from kdbench.yamlio import beside_file
 
 OUTPUT_TYPES = ("multiple_choice", "generate_until")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -67,13 +68,7 @@ class LmEvalSpec(TaskSpecBase):
     @classmethod
     def _resolve_include_path(cls, value: str | None, info: ValidationInfo) -> str | None:
         # relative to the task YAML when the loader passes its path as validation context, else cwd
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            source = (info.context or {}).get("path")
-            path = (Path(source).resolve().parent if source else Path.cwd()) / path
-        return str(path.resolve())
+        return None if value is None else str(beside_file(value, info.context))
 
 
 @dataclass
@@ -105,6 +100,8 @@ class LmEvalTask(Task):
     def check_spec(cls, spec: LmEvalSpec):
         if spec.include_path is not None and not Path(spec.include_path).is_dir():
             return ("include_path",), f"no folder {spec.include_path}"
+        if spec.dataset is not None and spec.dataset.path is not None:
+            return ("dataset", "path"), "lm-eval loads its task's own data; dataset here only names it (dataset.id)"
         for name in spec.metrics:
             if not _NAME.match(name):
                 return ("metrics",), f"'{name}' is not a metric name (kdbench's, or lm-eval's as it names them: acc, acc_norm...)"

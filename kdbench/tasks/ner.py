@@ -29,7 +29,7 @@ from transformers import AutoTokenizer
 
 from kdbench.backends.token_classifier import HFTokenClassifier
 from kdbench.data import LoadedSplit
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, ModelHeadError
 from kdbench.metrics import ner as ner_metrics
 from kdbench.metrics.ner import entity_types
 from kdbench.models.loading import load_for_head, load_tokenizer
@@ -136,10 +136,8 @@ class NerTask(Task):
         return self.load_data(self.spec.dataset.eval_split, rows)
 
     def dataset_record(self, data: NerData) -> dict:
-        d = self.spec.dataset
         gold = [[self.label_names[j] for j in row] for row in data.labels]
-        return {"id": d.id, "config": d.config, "split": data.split.spec.split, "rows": len(data.tokens),
-                "sha256": data.split.sha256(), "source": data.split.source,
+        return {**data.split.reference(), "rows": len(data.tokens),
                 "words": int(sum(len(t) for t in data.tokens)),
                 "entities": int(sum(len(ner_metrics.entities(g)) for g in gold))}
 
@@ -160,13 +158,13 @@ class NerTask(Task):
         are taken in ``label_names`` order."""
         k = len(self.label_names)
         if config.num_labels != k:
-            raise KdbenchError(f"task {self.name}: model has {config.num_labels} output classes, "
-                               f"label_names has {k}")
+            raise ModelHeadError(f"task {self.name}: model has {config.num_labels} output classes, "
+                                 f"label_names has {k}")
         names = [str(config.id2label[i]) for i in range(k)]
         if names == self.label_names or all(n == f"LABEL_{i}" for i, n in enumerate(names)):
             return np.arange(k)
         if sorted(names) != sorted(self.label_names):
-            raise KdbenchError(f"task {self.name}: model labels {names} are not label_names {self.label_names}")
+            raise ModelHeadError(f"task {self.name}: model labels {names} are not label_names {self.label_names}")
         return np.array([names.index(t) for t in self.label_names])
 
     def backend(self, model: LoadedModel, settings: RunSettings) -> HFTokenClassifier:

@@ -34,8 +34,13 @@ def family_class(family: str) -> type[Task]:
     return getattr(importlib.import_module(module), name)
 
 
-def load_spec(path: Path) -> TaskSpecBase:
-    raw = read_yaml(path)
+def is_suite(raw: dict) -> bool:
+    """A suite file (``tasks`` and no ``family``) may sit in a task folder; it is not a task."""
+    return "family" not in raw and "tasks" in raw
+
+
+def load_spec(path: Path, raw: dict | None = None) -> TaskSpecBase:
+    raw = read_yaml(path) if raw is None else raw
     family = raw.get("family")
     if family not in FAMILIES:
         raise key_error(path, ("family",), f"unknown family {family!r} (known: {', '.join(FAMILIES)})")
@@ -54,8 +59,10 @@ def _specs(include_paths: Sequence[str | Path] = ()) -> dict[str, TaskSpecBase]:
         if not folder.is_dir():
             raise KdbenchError(f"include path {folder}: not a folder")
         for path in sorted(folder.glob("*.yaml")):
-            spec = load_spec(path)
-            specs[spec.name] = spec
+            raw = read_yaml(path)
+            if not is_suite(raw):
+                spec = load_spec(path, raw)
+                specs[spec.name] = spec
     return specs
 
 
@@ -72,7 +79,8 @@ def code_allowed(allow_code: bool = False) -> bool:
 def get_task(name: str, include_paths: Sequence[str | Path] = (), *, allow_code: bool = False) -> Task:
     specs = _specs(include_paths)
     if name not in specs:
-        raise KdbenchError(f"unknown task '{name}' (known: {', '.join(sorted(specs))})")
+        raise KdbenchError(f"unknown task '{name}' (known: {', '.join(sorted(specs))}; "
+                           "a task file of your own: --include-path FOLDER)")
     spec = specs[name]
     task = family_class(spec.family)(spec)
     code = task.runs_code()

@@ -46,6 +46,8 @@ class RetrievalTask(Task):
 
     @classmethod
     def check_spec(cls, spec: RetrievalSpec) -> tuple[tuple, str] | None:
+        if spec.dataset.path is not None:
+            return ("dataset", "path"), "retrieval reads a BEIR layout (corpus, queries, qrels) by hub id: dataset.id"
         problem = unknown_metric(spec, "ranking")
         if problem:
             return problem

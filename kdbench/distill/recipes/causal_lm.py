@@ -47,7 +47,7 @@ from kdbench.distill.recipes.common import (
 )
 from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.topk import TopK, bucket_log_probs, cached_topk, teacher_buckets
-from kdbench.distill.trainer import LossFn, kd_term, train
+from kdbench.distill.trainer import LossFn, kd_term, report_terms, train
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer, model_revision
 from kdbench.models.students import build_student
@@ -183,7 +183,9 @@ def token_loss(
         ce = F.cross_entropy(logits.float(), batch["input_ids"][:, 1:][keep])
         if distill is None:
             return ce
-        return distill.alpha * soft_loss(logits, keep, idx, batch) + (1.0 - distill.alpha) * ce
+        soft = soft_loss(logits, keep, idx, batch)
+        report_terms(kd=soft, label=ce)
+        return distill.alpha * soft + (1.0 - distill.alpha) * ce
 
     loss_fn.taid = None if kd is None else kd.taid
     return loss_fn

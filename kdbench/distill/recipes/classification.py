@@ -36,7 +36,7 @@ from kdbench.distill.recipes.common import (
 )
 from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.teacher_cache import cached_array
-from kdbench.distill.trainer import kd_objective, label_objective, sequence_loss, train
+from kdbench.distill.trainer import kd_objective, label_objective, report_terms, sequence_loss, train
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer, model_revision
 from kdbench.models.students import build_student
@@ -50,7 +50,11 @@ def _regression_objective(alpha: float):
     def objective(out, labels, teacher):
         pred = out.float().squeeze(-1)
         gold = F.mse_loss(pred, labels.float())
-        return gold if teacher is None else alpha * F.mse_loss(pred, teacher.squeeze(-1)) + (1 - alpha) * gold
+        if teacher is None:
+            return gold
+        soft = F.mse_loss(pred, teacher.squeeze(-1))
+        report_terms(kd=soft, label=gold)
+        return alpha * soft + (1 - alpha) * gold
     return objective
 
 

@@ -28,7 +28,7 @@ from torch import nn
 from kdbench.backends.hf import autocast
 from kdbench.config import FeatureLossConfig, SuiteConfig
 from kdbench.distill.losses import HiddenStateMSE, attention_transfer, minilm_relation, record_values
-from kdbench.distill.trainer import LossFn
+from kdbench.distill.trainer import LossFn, report_terms
 from kdbench.errors import KdbenchError
 from kdbench.models.students import default_layer_map, layer_stack
 
@@ -153,6 +153,7 @@ class FeatureKD:
                                               spec.args.get("kind", "kl"), mask=mask)
                 else:
                     term = minilm_relation(model.values, rec["values"], value_heads, mask=mask)
+                report_terms(**{spec.loss: term})
                 total = total + spec.weight * term
             return total
 

@@ -29,6 +29,6 @@ def test_eval_of_plain_hub_models_on_glue_says_what_it_needs(tmp_path, data_dir)
                        "--reports-dir", tmp_path / "reports")
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
-    assert "task stsb needs 1" in line and "fine-tuned for each task" in line
+    assert "as a regression model" in line and "would be random" in line and "fine-tuned for each task" in line
     assert "with the {task} placeholder (--teacher DIR/{task}" in line and "train-and-eval" in line
     assert not any((tmp_path / "reports").iterdir())  # nothing half-written

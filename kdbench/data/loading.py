@@ -146,7 +146,8 @@ def load_split(spec: DatasetSpec, rows: int | None = None, shuffle_seed: int | N
     except KdbenchError:
         raise
     except Exception as e:  # datasets raises many types for missing/unreachable data (StopIteration on an empty file)
-        held = f" (not in {MIRROR_ENV}={mirror_dir()})" if spec.path is None and mirror_dir() is not None else ""
+        held = (f" (not in {MIRROR_ENV}={mirror_dir()})"
+                if spec.path is None and mirror_dir() is not None and not mirror_holds(spec.id) else "")
         lines = str(e).strip().splitlines()
         detail = f"{type(e).__name__}: {lines[0]}" if lines else f"{type(e).__name__}; is the file empty?"
         raise KdbenchError(f"dataset {spec.where()}{held}: cannot load ({detail})") from None

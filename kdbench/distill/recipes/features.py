@@ -28,7 +28,7 @@ from torch import nn
 from kdbench.backends.hf import autocast
 from kdbench.config import FeatureLossConfig, SuiteConfig
 from kdbench.distill.losses import HiddenStateMSE, attention_transfer, minilm_relation, record_values
-from kdbench.distill.trainer import LossFn
+from kdbench.distill.trainer import LossFn, model_inputs
 from kdbench.errors import KdbenchError
 from kdbench.models.students import default_layer_map, layer_stack
 
@@ -132,7 +132,7 @@ class FeatureKD:
             total = head_loss(outputs, idx, batch)
             with torch.no_grad(), autocast(self.dtype, self.teacher.device), \
                     (record_values(self.teacher) if model._values else contextlib.nullcontext({})) as rec:
-                t_out = self.teacher(**batch, **teacher_kwargs)
+                t_out = self.teacher(**model_inputs(batch), **teacher_kwargs)
             mask = batch["attention_mask"]
             for n, spec, pairs in terms:
                 if spec.loss == "hidden_mse":

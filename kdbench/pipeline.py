@@ -36,7 +36,7 @@ from kdbench.report import html, leaderboard
 from kdbench.report.record import RECORD_FILE, SAMPLES_FILE, SCHEMA_VERSION, read_record, write_record
 from kdbench.report.rundir import CHECKPOINTS, RESUME_FILE, run_id_of_staging, staged_run_dir, staging_dir
 from kdbench.report.glue import glue_average
-from kdbench.tasks import get_task
+from kdbench.tasks import generated_text, get_task
 from kdbench.tasks.base import RunSettings, Task
 
 TASK_PLACEHOLDER = "{task}"
@@ -267,6 +267,8 @@ def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, 
         members = {r: predictions.pop(r) for r in run.ensemble}  # the ensemble listed right after its teachers
         predictions = {**members, ENSEMBLE: ensemble, **predictions}
         references = [*run.ensemble, ENSEMBLE]
+    if settings.eval.generated_text is not None:
+        generated_text.cross_score(task, run.models, predictions, references, settings)
     results = {role: task.score(p, settings) for role, p in predictions.items()}
     pairs = {f"{role}|{ref}": task.score_pair(p, predictions[ref], settings)
              for ref in references for role, p in predictions.items() if role not in references}

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 import kdbench
 from kdbench import devices, environment, names
-from kdbench.backends import efficiency, engines
+from kdbench.backends import efficiency, engines, speculative
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
 from kdbench.distill.ensemble import ENSEMBLE, ensemble_predictions, teacher_roles
@@ -100,6 +100,7 @@ def train_and_eval(
     tasks = [get_task(name, include_paths) for name in suite.tasks]  # fail on a bad name before any work
     engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
                   tensor_parallel_size=suite.eval.tensor_parallel_size)
+    speculative.check_setup(suite, tasks, device)
     if leaderboard_dir is not None:
         leaderboard.check_output(Path(leaderboard_dir))
     first, *others = suite.run_seeds
@@ -233,6 +234,7 @@ def evaluate(
     tasks = [get_task(name, include_paths) for name in suite.tasks]
     engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
                   tensor_parallel_size=suite.eval.tensor_parallel_size)
+    speculative.check_setup(suite, tasks, device, roles=list(models))
     if leaderboard_dir is not None:
         leaderboard.check_output(Path(leaderboard_dir))
     revisions = revisions or {}
@@ -259,6 +261,10 @@ def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, 
     pseudo-model whose outputs are the weighted mean of theirs), and the student against the
     baseline (what KD bought)."""
     task = run.task
+    if settings.eval.speculative is not None:  # a draft the target cannot use fails before any prediction
+        for role, model in run.models.items():
+            if role != TEACHER:
+                speculative.check(f"task {task.name}", run.models[TEACHER], model, role)
     with timed(run.durations, "eval_s"):
         predictions = {role: task.predict(model, eval_data, role, settings) for role, model in run.models.items()}
     references = [TEACHER] if TEACHER in predictions else []
@@ -277,6 +283,19 @@ def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, 
         if compared:
             pairs[f"{STUDENT}|{BASELINE}"] = compared
     return predictions, results, {k: v for k, v in pairs.items() if v}
+
+
+def _speculative(run: _TaskRun, eval_data, suite: SuiteConfig) -> dict:
+    """``eval.speculative``: the teacher as target, every other model as its draft (record section
+    ``speculative``; kdbench.backends.speculative)."""
+    cfg = suite.eval.speculative
+    teacher = run.models[TEACHER]
+    prompts = run.task.speculative_prompts(teacher, eval_data, cfg.rows)
+    drafts = {role: m for role, m in run.models.items() if role != TEACHER}
+    with timed(run.durations, "speculative_s"):
+        measured = speculative.measure(teacher, drafts, prompts, cfg, suite.dtype, f"task {run.task.name}")
+    return {"target": TEACHER, "rows": len(prompts), "max_new_tokens": cfg.max_new_tokens,
+            "draft_tokens": cfg.draft_tokens, "decoding": speculative.DECODING, "engines": measured}
 
 
 def _efficiency(run: _TaskRun, eval_data, suite: SuiteConfig, settings: RunSettings, device) -> dict:
@@ -308,7 +327,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
     started = time.perf_counter()
     run_id = run_id or new_run_id(suite.name)
     results, pairs, datasets, durations, frames, models, models_by_task = {}, {}, {}, {}, [], {}, {}
-    eff, eff_task, per_seed = {}, None, {}
+    eff, eff_task, per_seed, spec = {}, None, {}, {}
     with staged_run_dir(Path(reports_dir), run_id, resume=resume) as run_dir:
         for run in runs(run_dir):
             task = run.task
@@ -332,6 +351,8 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             models_by_task[task.name] = run.info
             if eff_task is None and task_suite.eval.efficiency:  # on the first task's evaluation inputs
                 eff, eff_task = _efficiency(run, eval_data, task_suite, settings, device), task.name
+            if task_suite.eval.speculative is not None:
+                spec[task.name] = _speculative(run, eval_data, task_suite)
             durations[task.name] = run.durations
             run.models.clear()  # free this task's models before the next task loads its own
 
@@ -356,6 +377,8 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
             **({"efficiency_task": eff_task} if eff_task else {}),
             "durations": {**durations, "total_s": round(time.perf_counter() - started, 2)},
         }
+        if spec:
+            record["speculative"] = spec
         if len(suite.run_seeds) > 1:
             record["seed_results"] = _aggregate_seeds(per_seed)
         summary = glue_average(record)

@@ -193,6 +193,12 @@ class GenerationTask(Task):
                                             [np.asarray(g.ids, dtype=np.int64) for g in outputs[:rows]])
         return preds
 
+    def speculative_prompts(self, model: LoadedModel, data: GenerationData, rows: int | None) -> list[list[int]]:
+        """``eval.speculative``: the first ``rows`` evaluation prompts as token ids (as generation encodes them)."""
+        tok = model.tokenizer
+        return [tok(self.prompt(tok, q, data.shots), add_special_tokens=False)["input_ids"]
+                for q in data.questions[:rows]]
+
     def efficiency_inputs(self, data: GenerationData) -> tuple[list[str], list[str] | None]:
         """The questions (the prompt pass, not generation, is what the efficiency figures time)."""
         return data.questions, None

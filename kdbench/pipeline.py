@@ -24,6 +24,7 @@ from kdbench import devices, environment, names
 from kdbench.backends import efficiency, engines, speculative
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
+from kdbench.distill import curves
 from kdbench.distill.ensemble import ENSEMBLE, ensemble_predictions, teacher_roles
 from kdbench.distill.recipes.common import timed
 from kdbench.distill.trainer import checkpoint_scope, effective_batch_size
@@ -62,6 +63,38 @@ class _TaskRun:
     durations: dict
     seed: int | None = None  # set for every seed after the first of a multi-seed run
     ensemble: dict | None = None  # multi-teacher: teacher role -> weight (the ensemble pseudo-model)
+    curves: dict | None = None  # eval.during_training: the record's curves entry of this task
+
+
+class _CurveEvaluator:
+    """``eval.during_training``: scores a model in training on the first ``rows`` evaluation
+    examples (its own metrics, and its pair metrics against the teacher, whose predictions are made
+    once), with the hf engine and without the costly extras (generated text, speculative decoding)."""
+
+    def __init__(self, task: Task, suite: SuiteConfig):
+        cfg = suite.eval.during_training
+        self.every, self.rows, self.task = cfg.every, cfg.rows, task
+        quiet = suite.eval.model_copy(update={"backend": "hf", "bootstrap_samples": 100, "generated_text": None,
+                                              "speculative": None, "tensor_parallel_size": 1})
+        self.settings = RunSettings.of(suite.model_copy(update={"eval": quiet}))
+        self.data = task.eval_data(cfg.rows)
+        self.reference = None
+
+    def __call__(self, role: str, model, tokenizer, teacher) -> dict:
+        from kdbench.tasks.base import LoadedModel
+
+        if self.reference is None and teacher is not None:
+            self.reference = self.task.predict(teacher, self.data, TEACHER, self.settings)
+        preds = self.task.predict(LoadedModel(model, tokenizer, f"{role} in training"), self.data, role, self.settings)
+        point = {"metrics": {m: v["value"] for m, v in self.task.score(preds, self.settings).items()}}
+        if self.reference is not None:
+            point["pairs"] = {m: v["value"] for m, v in self.task.score_pair(preds, self.reference, self.settings).items()}
+        return point
+
+    def record(self, points: dict[str, list[dict]]) -> dict:
+        """The run record's ``curves`` entry of the task."""
+        data = self.task.dataset_record(self.data)
+        return {"every": self.every, "rows": data["rows"], "split": data["split"], "roles": points}
 
 
 def new_run_id(suite: str) -> str:
@@ -118,11 +151,14 @@ def train_and_eval(
                 task_suite = suite.for_task(task.name).model_copy(update={"seed": seed})
                 folder = run_dir if seed == first else within(run_dir, f"seed-{seed}")
                 ckpt = checkpoints if seed == first else within(checkpoints, f"seed-{seed}")
-                with checkpoint_scope(within(ckpt, CHECKPOINTS, task.name)):
+                evaluator = _CurveEvaluator(task, task_suite) if task_suite.eval.during_training else None
+                with checkpoint_scope(within(ckpt, CHECKPOINTS, task.name)), curves.scope(evaluator):
                     trained = run_recipe(task, task_suite, folder)
+
                 _record_training(trained.info, task_suite)
                 yield _TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset,
-                               trained.durations, None if seed == first else seed, trained.ensemble)
+                               trained.durations, None if seed == first else seed, trained.ensemble,
+                               evaluator.record(trained.curves) if evaluator is not None and trained.curves else None)
         procs.wait_for_everyone()
 
     def finish(run_dir: Path) -> None:
@@ -327,7 +363,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
     started = time.perf_counter()
     run_id = run_id or new_run_id(suite.name)
     results, pairs, datasets, durations, frames, models, models_by_task = {}, {}, {}, {}, [], {}, {}
-    eff, eff_task, per_seed, spec = {}, None, {}, {}
+    eff, eff_task, per_seed, spec, curve_records = {}, None, {}, {}, {}
     with staged_run_dir(Path(reports_dir), run_id, resume=resume) as run_dir:
         for run in runs(run_dir):
             task = run.task
@@ -353,6 +389,8 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
                 eff, eff_task = _efficiency(run, eval_data, task_suite, settings, device), task.name
             if task_suite.eval.speculative is not None:
                 spec[task.name] = _speculative(run, eval_data, task_suite)
+            if run.curves:
+                curve_records[task.name] = run.curves
             durations[task.name] = run.durations
             run.models.clear()  # free this task's models before the next task loads its own
 
@@ -379,6 +417,8 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
         }
         if spec:
             record["speculative"] = spec
+        if curve_records:
+            record["curves"] = curve_records
         if len(suite.run_seeds) > 1:
             record["seed_results"] = _aggregate_seeds(per_seed)
         summary = glue_average(record)

@@ -81,12 +81,16 @@ def _task_view(record: dict, task: str, samples: pd.DataFrame) -> dict:
         bins[role] = reliability_bins(probs, part["label"].to_numpy(dtype=np.int64), cfg["eval"]["ece_bins"])
     headline = view_rows[0]["metric"] if view_rows else "score"
     spec = record.get("speculative", {}).get(task)
+    curve = record.get("curves", {}).get(task)
+    # the headline as the curves have it (the task's first metric)
+    curve_metric = curve and next(iter(next(iter(curve["roles"].values()))[0]["metrics"]), headline)
     return {
         "name": task, "dataset": record["datasets"][task], "headline": headline, "rows": view_rows, "roles": roles,
         "all_metrics": all_metrics, "kd_vs_baseline": _kd_vs_baseline(pairs.get("student|baseline", {})),
         "reliability_svg": plots.reliability_diagram(bins, f"Reliability — {task}") if bins else "",
         "latency_svg": plots.score_vs_latency(points, headline, f"{headline} vs latency — {task}") if points else "",
         "speculative": spec and {**spec, "rows_view": _speculative_rows(spec)},
+        "curves": curve and {**curve, "svg": plots.training_curves(curve, curve_metric, f"Training curves — {task}")},
     }
 
 

@@ -43,6 +43,7 @@ from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
 from kdbench.distill.recipes.common import require, require_logit_loss, save_student, timed
 from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.topk import TopK, bucket_log_probs, cached_topk, teacher_buckets
+from kdbench.distill import curves
 from kdbench.distill.on_policy import OnPolicy, prompts_of
 from kdbench.distill.trainer import LossFn, kd_term, model_inputs, train
 from kdbench.errors import KdbenchError
@@ -307,14 +308,19 @@ def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
     models, info, dirs = {TEACHER: teacher}, {TEACHER: teacher_info}, {TEACHER: suite.teacher.model}
     scored = sum(sum(m) for m in loss_masks)
     fkd = feature_kd(suite, teacher.model, f"suite {suite.name}, task {task.name} ({task.head} head)")
+    trained_curves = {}
     for role, loss_fn in roles:
         student, made = _student_init(teacher.model, suite)
         role_features = seq_features if sequence_level and role == STUDENT else features
+        curve = curves.for_role(role, student, tokenizer, teacher)
         with timed(durations, f"{role}_train_s"):
             run = lambda model, fn: train(model, tokenizer, role_features, suite.distill, fn, seed=suite.seed,  # noqa: E731
                                           dtype=suite.dtype, desc=f"train {role} on {task.name}",
-                                          collate_fn=right_pad(pad_id), batch_fn=on_policy if role == STUDENT else None)
+                                          collate_fn=right_pad(pad_id), batch_fn=on_policy if role == STUDENT else None,
+                                          step_hooks=[curve])
             stats, extra = train_student(fkd if role == STUDENT else None, student, loss_fn, run)
+        if curve is not None:
+            trained_curves[role] = curve.points
         models[role], record_id = save_student(student, tokenizer, run_dir, task, role)
         dirs[role] = models[role].source
         d = suite.distill
@@ -334,4 +340,4 @@ def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
                       "train_steps": stats.steps, "train_final_loss": stats.final_loss}
     record = {"split": split.spec.split, "rows": len(split.rows), "sha256": split.sha256(),
               "tokens": sum(len(f["input_ids"]) for f in features), "scored_tokens": scored}
-    return Trained(models, info, dirs, record, durations)
+    return Trained(models, info, dirs, record, durations, curves=trained_curves)

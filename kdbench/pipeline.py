@@ -23,8 +23,8 @@ import kdbench
 from kdbench import devices, environment, names
 from kdbench.backends import efficiency, engines, speculative
 from kdbench.config import SuiteConfig
-from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
 from kdbench.distill import curves
+from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
 from kdbench.distill.ensemble import ENSEMBLE, ensemble_predictions, teacher_roles
 from kdbench.distill.recipes.common import timed
 from kdbench.distill.trainer import checkpoint_scope, effective_batch_size

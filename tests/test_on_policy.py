@@ -95,6 +95,17 @@ def test_an_on_policy_batch_is_the_prompt_and_the_students_sample(lm, tok, reaso
     assert sampler.state_dict() == {"batches": 3, "tokens": sampler.tokens} and sampler.tokens > 0
 
 
+def test_a_student_trained_with_feature_terms_samples_the_same_tokens(lm, reasoning):
+    """With distill.features the trainer trains a FeatureStudent wrapper; sampling goes to the student."""
+    from kdbench.distill.recipes.features import FeatureStudent
+
+    feats, masks = reasoning
+    student = layer_selection(lm, [0, 29]).eval()
+    prompts = prompts_of(feats, masks, 32)
+    wrapped = FeatureStudent(student, torch.nn.ModuleDict(), hidden=True, attentions=False, values=False)
+    assert _sampler(prompts).sample(wrapped, prompts[:2], seed=5) == _sampler(prompts).sample(student, prompts[:2], seed=5)
+
+
 def test_greedy_sampling_at_temperature_zero_is_the_students_greedy_answer(lm, reasoning):
     feats, masks = reasoning
     student = layer_selection(lm, [0, 29]).eval()
@@ -131,6 +142,33 @@ def test_the_loss_on_a_sampled_batch_is_alpha_times_kd_on_the_sampled_tokens(lm,
     assert ours.item() == pytest.approx(0.7 * 4.0 * np.mean(kls), rel=1e-4)
     with pytest.raises(ValueError, match="on-policy batch needs KD"):
         token_loss(masks)(student(input_ids=batch["input_ids"]), np.array([0, 1]), batch)
+
+
+def test_with_the_top_k_cache_only_the_sampled_batches_run_the_teacher(lm, reasoning):
+    """distill.teacher_topk: the fixed texts' batches read the cache, the student's samples (not in
+    it) are scored by the teacher online."""
+    from kdbench.distill.topk import compute_topk
+
+    feats, masks = reasoning
+    student = layer_selection(lm, [0, 29]).eval()
+    cfg = DistillConfig(loss="forward_kl", temperature=1.0, alpha=0.5)
+    topk = compute_topk(lm, feats[:2], masks[:2], right_pad(PAD), k=8, temperature=1.0, dtype="fp32", batch_size=2)
+    mixed = token_loss(masks, lm, cfg, dtype="fp32", topk=topk)
+    gold = right_pad(PAD)(feats[:2])
+    sampled = _sampler(prompts_of(feats, masks, 32))(student, np.array([0, 1]), gold, micro=0)
+    with torch.no_grad():
+        for batch, reference in ((gold, token_loss(masks, distill=cfg, dtype="fp32", topk=topk)),
+                                 (sampled, token_loss(masks, lm, cfg, dtype="fp32"))):
+            out = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            assert mixed(out, np.array([0, 1]), batch).item() == pytest.approx(reference(out, np.array([0, 1]), batch).item())
+
+
+def test_the_leaderboard_names_the_on_policy_fraction():
+    from kdbench.report.leaderboard import _method
+
+    model = {"method": "kd", "loss": "generalized_jsd", "on_policy": {"fraction": 0.5}}
+    assert _method(model, "student") == "kd on-policy λ=0.5 (generalized_jsd)"
+    assert _method({"method": "kd", "loss": "forward_kl"}, "student") == "kd (forward_kl)"
 
 
 # --- bad values: one line before any work --------------------------------------------------------

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 
 import torch
 from transformers import GenerationConfig
+from transformers.utils import logging as hf_logging
 
 from kdbench import devices
 from kdbench.backends.hf import autocast
@@ -174,6 +175,9 @@ def _hf(target, drafts: dict, prompts: list[list[int]], cfg: SpeculativeConfig, 
             seconds += clock() - start
         return outputs, seconds, calls[0] - start_calls
 
+    verbosity = hf_logging.get_verbosity()
+    # transformers' own candidate generator passes a config and generation arguments together, and says so
+    hf_logging.set_verbosity_error()
     try:
         with torch.no_grad(), autocast(dtype, model.device):
             alone_outputs, seconds, _ = decode()
@@ -187,6 +191,7 @@ def _hf(target, drafts: dict, prompts: list[list[int]], cfg: SpeculativeConfig, 
                                          accepted=tokens - n, drafted=cfg.draft_tokens * n)
     finally:
         hook.remove()
+        hf_logging.set_verbosity(verbosity)
     return {"target_alone": alone, "drafts": rows}
 
 

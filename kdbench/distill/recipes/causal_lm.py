@@ -38,13 +38,13 @@ from kdbench import devices
 from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, SuiteConfig
 from kdbench.data import LoadedSplit
+from kdbench.distill import curves
 from kdbench.distill.losses._common import t2
+from kdbench.distill.on_policy import OnPolicy, prompts_of
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
 from kdbench.distill.recipes.common import require, require_logit_loss, save_student, timed
 from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.topk import TopK, bucket_log_probs, cached_topk, teacher_buckets
-from kdbench.distill import curves
-from kdbench.distill.on_policy import OnPolicy, prompts_of
 from kdbench.distill.trainer import LossFn, kd_term, model_inputs, train
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer, model_revision

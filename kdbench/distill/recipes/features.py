@@ -58,6 +58,10 @@ class FeatureStudent(nn.Module):
     def device(self) -> torch.device:
         return self.student.device
 
+    def generate(self, **kwargs):
+        """On-policy KD (``distill.on_policy``) samples from the student itself."""
+        return self.student.generate(**kwargs)
+
     def forward(self, **batch):
         with record_values(self.student) if self._values else contextlib.nullcontext({}) as rec:
             out = self.student(**batch, **self._kwargs)

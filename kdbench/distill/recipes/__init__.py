@@ -30,8 +30,9 @@ RECIPES = {
 class Trained:
     """What a recipe hands back: models by role (teacher, student, baseline), each role's run-record
     ``models`` entry (id, revision, params, + how it was made), each role's folder or hub id (the
-    efficiency figures load it in a fresh process), the training data's record, timings, and for a
-    multi-teacher run the teachers' ensemble weights (the pipeline scores the ensemble from them)."""
+    efficiency figures load it in a fresh process), the training data's record, timings, for a
+    multi-teacher run the teachers' ensemble weights (the pipeline scores the ensemble from them), and
+    each trained role's training curve (``kdbench.distill.curves``) where the pipeline asked for one."""
 
     models: dict[str, "LoadedModel"]
     info: dict[str, dict]
@@ -39,6 +40,7 @@ class Trained:
     train_dataset: dict | None = None
     durations: dict[str, float] = field(default_factory=dict)
     ensemble: dict[str, float] = field(default_factory=dict)  # multi-teacher: teacher role -> normalised weight
+    curves: dict[str, list[dict]] = field(default_factory=dict)  # eval.during_training: role -> points
 
 
 def recipe(task: "Task"):

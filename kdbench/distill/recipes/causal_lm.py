@@ -14,6 +14,11 @@ loss, without gradients, under the suite's autocast. With ``distill.teacher_topk
 runs once and its softened top-k (plus the leftover mass) is cached on disk instead
 (:mod:`kdbench.distill.topk`): cheaper for several epochs or a sweep, exact on the top k only.
 
+On-policy and mixed KD (GKD, Agarwal et al. 2024), ``distill.on_policy: {fraction: λ, ...}``: on a
+share λ of the micro-batches the student samples continuations of the training prompts and the KD
+term is taken on its own tokens, the teacher scoring them online (:mod:`kdbench.distill.on_policy`);
+the other micro-batches are off-policy as above (online teacher or top-k cache).
+
 Sequence-level KD (Kim & Rush 2016), ``distill.sequence_level: true``: the teacher answers each
 training prompt greedily (at most ``distill.sequence_max_new_tokens`` tokens, the task's stop
 strings) and the student is trained with the LM loss on those answers instead of the gold ones.
@@ -33,7 +38,9 @@ from kdbench import devices
 from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, SuiteConfig
 from kdbench.data import LoadedSplit
+from kdbench.distill import curves
 from kdbench.distill.losses._common import t2
+from kdbench.distill.on_policy import OnPolicy, prompts_of
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
 from kdbench.distill.recipes.common import (
     check_batches,
@@ -47,7 +54,7 @@ from kdbench.distill.recipes.common import (
 )
 from kdbench.distill.recipes.features import feature_kd, train_student
 from kdbench.distill.topk import TopK, bucket_log_probs, cached_topk, teacher_buckets
-from kdbench.distill.trainer import LossFn, kd_term, report_terms, train
+from kdbench.distill.trainer import LossFn, kd_term, model_inputs, report_terms, train
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer, model_revision
 from kdbench.models.students import build_student
@@ -139,13 +146,17 @@ def right_pad(pad_id: int):
 # --------------------------------------------------------------------------------------------------
 # the loss
 # --------------------------------------------------------------------------------------------------
-def scored_positions(batch: dict[str, torch.Tensor], loss_masks: Sequence[Sequence[int]]) -> torch.Tensor:
+def scored_positions(batch: dict[str, torch.Tensor], loss_masks: Sequence[Sequence[int]] | None) -> torch.Tensor:
     """(B, L−1) bool: position t predicts token t+1, scored when token t+1 is a completion token
-    and not padding. ``loss_masks`` are the batch's per-example masks, in batch order."""
+    and not padding. ``loss_masks`` are the batch's per-example masks, in batch order; None: the
+    batch's own ``loss_mask`` (an on-policy batch, whose completions the student sampled)."""
     ids = batch["input_ids"]
-    target = torch.zeros_like(ids, dtype=torch.bool)
-    for row, mask in enumerate(loss_masks):
-        target[row, : len(mask)] = torch.as_tensor(mask, dtype=torch.bool)
+    if loss_masks is None:
+        target = batch["loss_mask"].bool()
+    else:
+        target = torch.zeros_like(ids, dtype=torch.bool)
+        for row, mask in enumerate(loss_masks):
+            target[row, : len(mask)] = torch.as_tensor(mask, dtype=torch.bool)
     return target[:, 1:] & batch["attention_mask"][:, 1:].bool()
 
 
@@ -157,17 +168,24 @@ def token_loss(
     (a model run on each batch, or a :class:`~kdbench.distill.topk.TopK` cache) and a ``distill``
     config α · KD + (1 − α) · CE, KD the registry loss on the same positions.
 
+    An on-policy batch (it carries ``loss_mask``: the student sampled its completions) has no gold
+    tokens: its loss is α · KD with the teacher run on it, which needs ``teacher`` also when a
+    top-k cache serves the off-policy batches.
+
     Scored positions are gathered before any softmax, so padding and prompt positions cost nothing
     and cannot leak into either term."""
     if ((teacher is None) and (topk is None)) != (distill is None):
         raise ValueError("token_loss: KD needs a teacher (or its top-k cache) and a distill config")
     kd = None if distill is None else kd_term(distill)  # TAID's t is driven per step, as for classifiers
 
+    def online(logits: torch.Tensor, keep: torch.Tensor, batch: dict) -> torch.Tensor:
+        with torch.no_grad(), autocast(dtype, logits.device):
+            teacher_logits = teacher(**model_inputs(batch)).logits[:, :-1][keep]
+        return kd(logits, teacher_logits)
+
     def soft_loss(logits: torch.Tensor, keep: torch.Tensor, idx: np.ndarray, batch: dict) -> torch.Tensor:
         if topk is None:
-            with torch.no_grad(), autocast(dtype, logits.device):
-                teacher_logits = teacher(**batch).logits[:, :-1][keep]
-            return kd(logits, teacher_logits)
+            return online(logits, keep, batch)
         rows = topk.rows(idx)
         if len(rows) != logits.shape[0]:
             raise KdbenchError(f"teacher top-k cache: {len(rows)} cached positions for {logits.shape[0]} scored ones")
@@ -176,10 +194,15 @@ def token_loss(
         return kd(log_q, log_p, temperature=1.0, t2_scaling=False) * t2(distill.temperature, distill.t2_scaling)
 
     def loss_fn(outputs, idx: np.ndarray, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        keep = scored_positions(batch, [loss_masks[i] for i in idx]).to(outputs.logits.device)
+        sampled = "loss_mask" in batch
+        if sampled and (distill is None or teacher is None):
+            raise ValueError("token_loss: an on-policy batch needs KD with the teacher run online")
+        keep = scored_positions(batch, None if sampled else [loss_masks[i] for i in idx]).to(outputs.logits.device)
         logits = outputs.logits[:, :-1][keep]  # (P, V): only the scored positions
         if logits.shape[0] == 0:  # a batch of prompts cut before their answers: nothing to learn
             return outputs.logits.sum() * 0.0
+        if sampled:
+            return distill.alpha * online(logits, keep, batch)
         ce = F.cross_entropy(logits.float(), batch["input_ids"][:, 1:][keep])
         if distill is None:
             return ce
@@ -244,6 +267,20 @@ def teacher_answers(task: Task, suite: SuiteConfig, teacher: LoadedModel, pairs:
     return [(prompt, f"{answer}{eos}") for (prompt, _), answer in zip(pairs, answers)]
 
 
+def _on_policy(suite: SuiteConfig, teacher: torch.nn.Module, features: list[dict], loss_masks: list[list[int]],
+               pad_id: int, max_length: int) -> OnPolicy | None:
+    """The student's sampler for on-policy KD, or None (no ``distill.on_policy``, or λ = 0: off-policy)."""
+    cfg = suite.distill.on_policy
+    if cfg is None or cfg.fraction == 0:
+        return None
+    from accelerate import PartialState
+
+    eos = teacher.generation_config.eos_token_id
+    return OnPolicy(cfg, prompts_of(features, loss_masks, cfg.prompt_tokens), pad_id=pad_id,
+                    eos_ids=eos if isinstance(eos, list) else [eos], max_length=max_length,
+                    seed=suite.seed, dtype=suite.dtype, rank=PartialState().process_index)
+
+
 def check(task: Task, suite: SuiteConfig) -> None:
     """What the suite alone must say for this recipe (run first, and by the pre-flight for every task)."""
     require(suite, "teacher", "student")
@@ -279,7 +316,8 @@ def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
         with timed(durations, "teacher_generation_s"):
             seq_features, seq_masks = encode_pairs(tokenizer, teacher_answers(task, suite, teacher, pairs), max_length)
 
-    k = getattr(suite.distill, "teacher_topk", None)  # proposed DistillConfig field; online teacher without it
+    k = suite.distill.teacher_topk
+    on_policy = _on_policy(suite, teacher.model, features, loss_masks, pad_id, max_length)
     if sequence_level:
         kd_loss = token_loss(seq_masks)
     elif k:
@@ -288,7 +326,8 @@ def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
                                             loss_masks, right_pad(pad_id), k=k, temperature=suite.distill.temperature,
                                             dtype=suite.dtype, batch_size=suite.eval.batch_size)
         teacher_info.update(topk_cache_key=key, topk_reused=reused, topk=k)
-        kd_loss = token_loss(loss_masks, distill=suite.distill, topk=topk)
+        # on-policy batches are scored by the teacher online: their tokens are not in the cache
+        kd_loss = token_loss(loss_masks, teacher.model if on_policy else None, suite.distill, suite.dtype, topk=topk)
     else:
         kd_loss = token_loss(loss_masks, teacher.model, suite.distill, suite.dtype)
     roles = [(STUDENT, kd_loss)]
@@ -297,14 +336,19 @@ def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
     models, info, dirs = {TEACHER: teacher}, {TEACHER: teacher_info}, {TEACHER: suite.teacher.model}
     scored = sum(sum(m) for m in loss_masks)
     fkd = feature_kd(suite, teacher.model, where(suite, task))
+    trained_curves = {}
     for role, loss_fn in roles:
         student, made = _student_init(teacher.model, suite)
         role_features = seq_features if sequence_level and role == STUDENT else features
+        curve = curves.for_role(role, student, tokenizer, teacher)
         with timed(durations, f"{role}_train_s"):
             run = lambda model, fn: train(model, tokenizer, role_features, suite.distill, fn, seed=suite.seed,  # noqa: E731
                                           dtype=suite.dtype, desc=f"train {role} on {task.name}",
-                                          collate_fn=right_pad(pad_id))
+                                          collate_fn=right_pad(pad_id), batch_fn=on_policy if role == STUDENT else None,
+                                          step_hooks=[curve])
             stats, extra = train_student(fkd if role == STUDENT else None, student, loss_fn, run)
+        if curve is not None:
+            trained_curves[role] = curve.points
         models[role], record_id = save_student(student, tokenizer, run_dir, task, role)
         dirs[role] = models[role].source
         d = suite.distill
@@ -318,8 +362,10 @@ def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
             method = {"method": "kd", "kd_level": "token", "loss": d.loss, "loss_args": d.loss_args,
                       "temperature": d.temperature, "t2_scaling": d.t2_scaling, "alpha": d.alpha,
                       "teacher": f"top-{k} cache" if k else "online", **extra}
+            if on_policy is not None:
+                method["on_policy"] = on_policy.record()
         info[role] = {"id": record_id, "revision": None, "params": count_parameters(student), **made, **method,
                       "train_steps": stats.steps, "train_final_loss": stats.final_loss}
     record = {"split": split.spec.split, "rows": len(split.rows), "sha256": split.sha256(),
               "tokens": sum(len(f["input_ids"]) for f in features), "scored_tokens": scored}
-    return Trained(models, info, dirs, record, durations)
+    return Trained(models, info, dirs, record, durations, curves=trained_curves)

@@ -21,6 +21,7 @@ from kdbench import devices
 from kdbench.backends.batching import encode
 from kdbench.backends.hf import HFClassifier
 from kdbench.config import SuiteConfig, TeacherConfig
+from kdbench.distill import curves
 from kdbench.distill.ensemble import ENSEMBLE, mean_scores, mixture_logits, normalised, teacher_roles
 from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
 from kdbench.distill.recipes.common import (
@@ -175,16 +176,20 @@ def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: 
                           "method": "ensemble", "members": ensemble}
     teacher = teachers[0].model  # a student derived from "the teacher" is derived from the first
     fkd = feature_kd(suite, teacher.model, where(suite, task))
-    student_features = None
+    student_features, trained_curves = None, {}
     for role, loss_fn in roles:
         student, made, student_tokenizer = _student(task, suite, teacher)  # the same init for both roles
         if student_features is None:
             student_features = (teachers[0].features if student_tokenizer is teacher.tokenizer
                                 else encode(student_tokenizer, texts, pairs, max_length))
+        curve = curves.for_role(role, student, student_tokenizer, teacher)  # against the (first) teacher
         with timed(durations, f"{role}_train_s"):
             run = lambda model, fn, tok=student_tokenizer, feats=student_features, desc=f"train {role} on {task.name}": \
-                train(model, tok, feats, suite.distill, fn, seed=suite.seed, dtype=suite.dtype, desc=desc)  # noqa: E731
+                train(model, tok, feats, suite.distill, fn, seed=suite.seed, dtype=suite.dtype, desc=desc,  # noqa: E731
+                      step_hooks=[curve])
             stats, extra = train_student(fkd if role == STUDENT else None, student, loss_fn, run)
+        if curve is not None:
+            trained_curves[role] = curve.points
         models[role], record_id = save_student(student, student_tokenizer, run_dir, task, role)
         dirs[role] = models[role].source
         method = ({"method": "kd", "loss": "logit_mse" if regression else suite.distill.loss,
@@ -192,5 +197,5 @@ def run(task: ClassificationTask | RegressionTask, suite: SuiteConfig, run_dir: 
         info[role] = {"id": record_id, "revision": None, "params": count_parameters(student), **made, **method,
                       "train_steps": stats.steps, "train_final_loss": stats.final_loss}
     train_record = {"split": train_split.spec.split, "rows": len(train_split.rows), "sha256": train_sha}
-    return Trained(models, info, dirs, train_record, durations, ensemble)
+    return Trained(models, info, dirs, train_record, durations, ensemble, trained_curves)
 

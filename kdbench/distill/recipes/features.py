@@ -28,7 +28,7 @@ from torch import nn
 from kdbench.backends.hf import autocast
 from kdbench.config import FeatureLossConfig, SuiteConfig
 from kdbench.distill.losses import HiddenStateMSE, attention_transfer, minilm_relation, record_values
-from kdbench.distill.trainer import LossFn, report_terms
+from kdbench.distill.trainer import LossFn, model_inputs, report_terms
 from kdbench.errors import KdbenchError
 from kdbench.models.students import default_layer_map, layer_stack
 
@@ -90,6 +90,10 @@ class FeatureStudent(nn.Module):
     def device(self) -> torch.device:
         return self.student.device
 
+    def generate(self, **kwargs):
+        """On-policy KD (``distill.on_policy``) samples from the student itself."""
+        return self.student.generate(**kwargs)
+
     def forward(self, **batch):
         with record_values(self.student) if self._values else contextlib.nullcontext({}) as rec:
             out = self.student(**batch, **self._kwargs)
@@ -143,7 +147,7 @@ class FeatureKD:
             total = head_loss(outputs, idx, batch)
             with torch.no_grad(), autocast(self.dtype, self.teacher.device), \
                     (record_values(self.teacher) if model._values else contextlib.nullcontext({})) as rec:
-                t_out = self.teacher(**batch, **teacher_kwargs)
+                t_out = self.teacher(**model_inputs(batch), **teacher_kwargs)
             mask = batch["attention_mask"]
             for n, spec, pairs in terms:
                 if spec.loss == "hidden_mse":

@@ -44,7 +44,7 @@ from kdbench.models.tokenizers import tokenizer_difference
 from kdbench.predictions.generated import GeneratedText
 from kdbench.tasks.base import RunSettings
 
-TEXTS = ("own_text", "teacher_text")
+TEXTS = lm.GENERATED_TEXTS
 MAX_GAMMA = 8  # draft lengths γ = 1..8, as the language-modelling family reports them
 # the language-modelling family's teacher-forced pair metrics, here on generated text
 PAIR_METRICS = [*lm.TOKEN_KEYS, *(f"expected_tokens_gamma_{g}" for g in range(1, MAX_GAMMA + 1))]

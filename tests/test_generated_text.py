@@ -65,6 +65,23 @@ def test_generations_are_greedy_token_ids_and_their_text(models, tok, prompts):
         assert g.text == tok.decode(g.ids, skip_special_tokens=True)
 
 
+def test_scoring_two_models_side_by_side_leaves_gradients_on(models, tok, prompts):
+    # generated_text.compare zips two continuation generators and never finishes the second: a yield
+    # inside its no_grad block left gradients off for the next training in the same process
+    teacher, student = models
+    target, draft = (HFCausalLM(m, tok, "fp32", batch_size=1, max_length=512) for m in (teacher, student))
+    prompt_ids = [target.encode(p) for p in prompts[:2]]
+    pairs = zip(target.continuation_log_probs(prompt_ids, [[28, 29], [1536]]),
+                draft.continuation_log_probs(prompt_ids, [[28, 29], [1536]]))
+    next(pairs)
+    assert torch.is_grad_enabled()
+    del pairs
+    import gc
+
+    gc.collect()  # the unfinished generators close here
+    assert torch.is_grad_enabled()
+
+
 def test_continuation_rows_are_the_models_full_next_token_distributions(models, tok, prompts):
     teacher, _ = models
     backend = HFCausalLM(teacher, tok, "fp32", batch_size=3, max_length=512)

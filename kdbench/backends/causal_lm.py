@@ -294,17 +294,19 @@ class HFCausalLM(CausalLMBackend):
                    for p, c in zip(prompt_ids, continuations)]
         keep_rows = [i for i, (_, t) in enumerate(windows) if t]
         batches = self._batches([len(windows[i][0]) for i in keep_rows], [len(windows[i][1]) for i in keep_rows])
-        with torch.no_grad(), autocast(self.dtype, self.device):
-            for batch in batches:
+        for batch in batches:
+            # yield outside the no_grad block: a generator suspended inside it would leave gradients off
+            # for its caller, and one never finished would restore the wrong state when collected
+            with torch.no_grad(), autocast(self.dtype, self.device):
                 idx = [keep_rows[b] for b in batch]
                 keep = max(len(windows[i][1]) for i in idx)
                 ids, mask = self._left_pad([windows[i][0] for i in idx])
                 kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
                 logits = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
                                     use_cache=False, **kwargs).logits[:, -keep:]
-                for row, i in enumerate(idx):
-                    n = len(windows[i][1])
-                    yield i, torch.log_softmax(logits[row, keep - n:].float(), dim=-1).cpu()
+                rows = [(i, torch.log_softmax(logits[row, keep - len(windows[i][1]):].float(), dim=-1).cpu())
+                        for row, i in enumerate(idx)]
+            yield from rows
 
     def _batches(self, lengths: Sequence[int], kept: Sequence[int]) -> list[np.ndarray]:
         """Length-sorted batches of at most ``batch_size`` rows, cut further so one batch's kept

@@ -12,10 +12,10 @@ Shots are drawn once from the shuffled train split with ``shot_seed`` (the same 
 Answers (:mod:`kdbench.metrics.answers`): gold = the number after ``####``; prediction = the
 number after the last ``####`` / "the answer is", else the last number of the generation.
 
-Metrics: ``exact_match`` = mean 1[pred = gold]; ``extraction_rate`` = share of generations with a
-number at all. Pair metric ``answer_agreement`` = mean 1[student and teacher extracted the same
-answer] (an unextracted answer agrees with nothing). ``compare``: ``exact_match_difference``
-(paired bootstrap) and the exact McNemar test. Every CI is a percentile bootstrap over questions.
+Metrics (:mod:`kdbench.metrics.generation`): ``exact_match`` = mean 1[pred = gold];
+``extraction_rate`` = share of generations with a number at all. Pair metric ``answer_agreement`` =
+mean 1[student and teacher extracted the same answer] (an unextracted answer agrees with nothing).
+Every CI is a percentile bootstrap over questions.
 
 With ``eval.generated_text``, the pair metrics on generated text (:mod:`kdbench.tasks.generated_text`)
 are added from the first ``rows`` generations of each model.
@@ -35,7 +35,6 @@ from kdbench.metrics.answers import extract_answer, gold_answer
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.generated import GeneratedText
 from kdbench.predictions.generation import GenerationPredictions
-from kdbench.tasks import generated_text
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
@@ -196,10 +195,3 @@ class GenerationTask(Task):
     def efficiency_inputs(self, data: GenerationData) -> tuple[list[str], list[str] | None]:
         """The questions (the prompt pass, not generation, is what the efficiency figures time)."""
         return data.questions, None
-
-    def evaluate_pair(self, student: GenerationPredictions, teacher: GenerationPredictions, settings: RunSettings,
-                      key: str | None = None):
-        scores, frame = super().evaluate_pair(student, teacher, settings, key)
-        if student.generated is not None and teacher.generated is not None:
-            scores.update(generated_text.pair_metrics(student.generated, teacher.generated, settings))
-        return scores, frame

@@ -31,7 +31,6 @@ from kdbench.errors import KdbenchError
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.generated import GeneratedText
 from kdbench.predictions.language_modeling import LanguageModelingPredictions
-from kdbench.tasks import generated_text
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
@@ -128,10 +127,3 @@ class LanguageModelingTask(Task):
 
     def efficiency_inputs(self, data: TextData) -> tuple[list[str], list[str] | None]:
         return data.texts, None
-
-    def evaluate_pair(self, student: LanguageModelingPredictions, teacher: LanguageModelingPredictions,
-                      settings: RunSettings, key: str | None = None):
-        scores, frame = super().evaluate_pair(student, teacher, settings, key)
-        if student.generated is not None and teacher.generated is not None:
-            scores.update(generated_text.pair_metrics(student.generated, teacher.generated, settings))
-        return scores, frame

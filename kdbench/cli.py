@@ -52,6 +52,22 @@ _device_option = click.option(
          "auto (the suite default): a GPU when torch sees one, else the CPU.")
 
 
+def _executor_options(fn):
+    """Where the points of a sweep (capacity-gap; a suite's task × seed points) run: kdbench.sweeps.executors."""
+    for option in reversed([
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Run the points here, or as Ray tasks on a Ray cluster (the ray extra; outputs on shared storage)."),
+        click.option("--ray-address", metavar="ADDR", help="With --executor ray: the cluster to join (default: RAY_ADDRESS, "
+                                                           "else a local cluster started for the run)."),
+        click.option("--cpus-per-point", type=click.FloatRange(min=0, min_open=True), default=1, show_default=True,
+                     help="With --executor ray: CPUs each point asks for (and its thread count)."),
+        click.option("--gpus-per-point", type=click.FloatRange(min=0),
+                     help="With --executor ray: GPUs each point asks for (default: 1 when the suite's device is cuda, else 0)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 
 
 class _Kdbench(click.Group):
@@ -206,9 +222,10 @@ def _print_run(result) -> None:
 @click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
 @click.option("--resume", type=click.Path(file_okay=False, exists=True),
               help="Continue an interrupted sweep (REPORTS/capacity-gap-ID) with its own plan; finished points are skipped.")
+@_executor_options
 @_user_errors
 def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, overrides, device, reports_dir,
-                 leaderboard_dir, resume):
+                 leaderboard_dir, resume, executor, ray_address, cpus_per_point, gpus_per_point):
     """Distil one fixed student from each teacher (same budget, several seeds): student and teacher
     score against teacher size with CIs, the best teacher, the size ratio there; a curve record,
     SVG/PNG plot and page in the sweep folder, and the curve on the leaderboard.
@@ -217,9 +234,12 @@ def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, ove
     Example:
       kdbench capacity-gap --suite quickstart --student config:num_hidden_layers=1 \\
           --teacher-layers sentence-transformers/all-MiniLM-L6-v2:1,2,4,6 --seeds 0,1,2 --jobs 2
+      kdbench capacity-gap ... --executor ray --ray-address HEAD:6379 --gpus-per-point 1   # on a Ray cluster
     """
     from kdbench.sweeps import capacity_gap as sweep
+    from kdbench.sweeps import executors
 
+    points = executors.make(executor, jobs=jobs, ray_address=ray_address, num_cpus=cpus_per_point, num_gpus=gpus_per_point)
     if resume:
         given = [n for n, v in (("--suite", suite), ("--student", student_spec), ("--teachers", teachers),
                                 ("--teacher-layers", teacher_layers), ("--set", overrides), ("--device", device)) if v]
@@ -231,7 +251,7 @@ def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, ove
             raise KdbenchError("capacity-gap: --suite is required (or --resume SWEEP_DIR)")
         plan = sweep.new_plan(suite, [*overrides, *([f"device={device}"] if device else []), *sweep.student_override(student_spec)],
                               sweep.parse_teachers(teachers, teacher_layers), sweep.parse_seeds(seeds))
-    result = sweep.run_sweep(plan, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, jobs=jobs, resume=resume)
+    result = sweep.run_sweep(plan, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, resume=resume, executor=points)
     for task, c in result.curve["tasks"].items():
         click.echo(f"{task} ({c['metric']}, student mean over seeds, {result.curve['ci_method']}):")
         for p in c["points"]:

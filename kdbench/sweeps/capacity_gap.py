@@ -4,8 +4,9 @@ Each point (teacher, seed) is an ordinary ``train-and-eval`` of the suite with `
 (and ``teacher.layers`` for a truncated family member) overridden and the student's own seed
 ``distill.seed`` set; the suite's ``seed`` stays fixed, so the training slice, the fine-tuned
 teacher and its cached logits are the same for every seed: each teacher is fine-tuned and run once
-per sweep (first seed of every teacher first, the other seeds after, so parallel points never
-fine-tune the same teacher twice).
+per sweep (its other seeds wait for its first seed's point in the job graph, so points running side
+by side never fine-tune the same teacher twice). The points run locally or on a Ray cluster
+(:mod:`kdbench.sweeps.executors`); the records, the curve and resume are the same either way.
 
 Layout of a sweep folder ``REPORTS/capacity-gap-<id>/``::
 
@@ -28,7 +29,6 @@ import secrets
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -182,14 +182,6 @@ def finished_run(folder: Path, suite: dict) -> Path | None:
     return None
 
 
-def _pin_one_thread() -> None:
-    """A worker process uses one thread (points run side by side, not threads fighting over cores),
-    under kdbench's thread policy otherwise (kdbench.threads)."""
-    from kdbench import threads
-
-    threads.apply(1)
-
-
 def run_point(suite: dict, folder: str) -> tuple[str, float]:
     """Train-and-eval one point into ``folder`` (anything unfinished there is removed first)."""
     from kdbench.config import SuiteConfig
@@ -210,9 +202,12 @@ class SweepResult:
 
 
 def run_sweep(plan: dict | None, *, reports_dir: str | Path = "reports", leaderboard_dir: str | Path | None = "leaderboards",
-              jobs: int = 1, resume: str | Path | None = None, log=lambda msg: print(msg, file=sys.stderr)) -> SweepResult:
-    """Run (or, with ``resume``, continue) a sweep; returns its folder and curve record."""
+              jobs: int = 1, resume: str | Path | None = None, log=lambda msg: print(msg, file=sys.stderr),
+              executor=None) -> SweepResult:
+    """Run (or, with ``resume``, continue) a sweep; returns its folder and curve record. ``executor``
+    (:mod:`kdbench.sweeps.executors`) runs the points; default: ``jobs`` local processes."""
     from kdbench.report import leaderboard
+    from kdbench.sweeps.executors import LocalExecutor
 
     if resume is not None:
         sweep_dir = Path(resume)
@@ -239,11 +234,7 @@ def run_sweep(plan: dict | None, *, reports_dir: str | Path = "reports", leaderb
                 log(f"point {p.name}: skipped (finished: run {done.name})")
             else:
                 todo.append(p)
-        first_seed = plan["seeds"][0]
-        # the first seed of every teacher fine-tunes and caches it; later seeds then reuse it
-        waves = [[p for p in todo if p.seed == first_seed], [p for p in todo if p.seed != first_seed]]
-        for wave in waves:
-            _run_wave(wave, sweep_dir, jobs, status, log)
+        _run_points(todo, plan["seeds"][0], sweep_dir, executor or LocalExecutor(jobs), status, log)
         return _write_outputs(plan, points, status, sweep_dir, reports_dir, leaderboard_dir)
 
 
@@ -263,27 +254,31 @@ def _read_plan(sweep_dir: Path) -> dict:
     return plan
 
 
-def _run_wave(wave: list[Point], sweep_dir: Path, jobs: int, status: dict, log) -> None:
-    if not wave:
-        return
-    folders = {p.name: str(within(sweep_dir, "points", p.name)) for p in wave}
-    if jobs == 1:  # in this process (already pinned by the caller's environment)
-        for p in wave:
-            log(f"point {p.name}: running")
-            run_dir, wall = run_point(p.suite, folders[p.name])
-            status[p.name] = {"status": "ran", "run_dir": Path(run_dir), "wall_s": wall}
-            log(f"point {p.name}: done in {wall:.0f} s")
-        return
-    import multiprocessing
+def _run_points(todo: list[Point], first_seed: int, sweep_dir: Path, executor, status: dict, log) -> None:
+    """Run the unfinished points. The first seed of every teacher fine-tunes it and caches its
+    outputs; the teacher's later seeds wait for that point in the job graph, then reuse them."""
+    from kdbench.sweeps.executors import Job, Tracker
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_pin_one_thread) as pool:
-        futures = {p.name: pool.submit(run_point, p.suite, folders[p.name]) for p in wave}
-        log(f"points running ({jobs} processes): {', '.join(futures)}")
-        for name, future in futures.items():
-            run_dir, wall = future.result()
-            status[name] = {"status": "ran", "run_dir": Path(run_dir), "wall_s": wall}
-            log(f"point {name}: done in {wall:.0f} s")
+    if not todo:
+        return
+    firsts = {p.teacher: p.name for p in todo if p.seed == first_seed}
+    folder = sweep_dir.resolve()  # absolute: a worker elsewhere (a Ray node) has its own working folder
+    jobs = [Job(p.name, run_point, (p.suite, str(within(folder, "points", p.name))),
+                (firsts[p.teacher],) if p.seed != first_seed and p.teacher in firsts else (),
+                gpu=p.suite["device"].startswith("cuda"))
+            for p in todo]
+
+    def done(job, result) -> None:
+        run_dir, wall = result
+        status[job.name] = {"status": "ran", "run_dir": Path(run_dir), "wall_s": wall}
+        tracker.done(job.name, wall)
+
+    log(f"{len(jobs)} points to run ({executor.describe()})")
+    tracker = Tracker(jobs, log)
+    try:
+        executor.run(jobs, done, tracker)
+    finally:
+        tracker.close()
 
 
 def curve_of(points: list[Point], records: dict[str, dict], status: dict, sweep_dir: Path) -> dict:

@@ -1,0 +1,130 @@
+"""capacity-gap points as Ray tasks on a real local Ray cluster (2 CPUs, no dashboard), on the tiny
+real sweep of test_capacity_gap.py (two truncations of all-MiniLM-L6-v2, a 1-layer student, two
+seeds): the curve equals the local executor's, a worker killed mid-point is retried and the curve is
+complete, and a resumed sweep skips its finished points. Skipped where Ray is not installed."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from kdbench.sweeps import capacity_gap as sweep
+from kdbench.sweeps.executors import Job, LocalExecutor, RayExecutor
+from tests.cli_helpers import run_kdbench
+from tests.ray_jobs import crash_once
+from tests.test_capacity_gap import MINILM, TINY
+
+ray = pytest.importorskip("ray")
+
+PLAN = sweep.new_plan("quickstart", [*TINY[1::2], *sweep.student_override("config:num_hidden_layers=1")],
+                      sweep.parse_teachers(None, (f"{MINILM}:1,2",)), [0, 1])
+CURVE_KEYS = ("teacher", "teacher_params", "value", "ci", "std", "n_seeds", "per_seed", "teacher_value",
+              "teacher_finetuned_once")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster for the module, sized to this machine's 2 cores."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+class KillsFirstPoint(RayExecutor):
+    """Ray, with the sweep's first point (a teacher stage: its later seed waits for it) killing its
+    worker process on the first attempt."""
+
+    def __init__(self, marker):
+        super().__init__(num_cpus=1)
+        self.marker = str(marker)
+
+    def run(self, jobs, on_done, tracker):
+        victim, *others = jobs
+        super().run([Job(victim.name, crash_once, (self.marker, victim.fn, victim.args), victim.after), *others],
+                    on_done, tracker)
+
+
+def _sweep(tmp_path_factory, name, executor):
+    root = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KDBENCH_CACHE_DIR", str(root / "cache"))  # each sweep fine-tunes its own teachers
+        result = sweep.run_sweep(PLAN, reports_dir=root / "reports", leaderboard_dir=root / "leaderboards",
+                                 executor=executor, log=lambda msg: None)
+    return root, result
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    return _sweep(tmp_path_factory, "local", LocalExecutor(2))
+
+
+@pytest.fixture(scope="module")
+def ray_sweep(tmp_path_factory, cluster):
+    marker = tmp_path_factory.mktemp("marker") / "killed-pid"
+    return (*_sweep(tmp_path_factory, "ray", KillsFirstPoint(marker)), marker)
+
+
+def _curve(result) -> list[dict]:
+    return [{k: p[k] for k in CURVE_KEYS} for p in result.curve["tasks"]["sst2"]["points"]]
+
+
+def _point_results(result) -> list[dict]:
+    """Every point's per-task results and pairs (continuous metrics too: NLL, Brier, loyalty...)."""
+    return [{k: json.loads((result.sweep_dir / run["path"] / "report.json").read_text())[k] for k in ("results", "pairs")}
+            for p in result.curve["tasks"]["sst2"]["points"] for run in p["runs"]]
+
+
+def test_ray_curve_equals_local(local_sweep, ray_sweep):
+    (_, local), (_, on_ray, _) = local_sweep, ray_sweep
+    assert _curve(on_ray) == _curve(local)
+    assert _point_results(on_ray) == _point_results(local)  # not just accuracy: every metric of every point
+    assert on_ray.curve["tasks"]["sst2"]["best_teacher"] == local.curve["tasks"]["sst2"]["best_teacher"]
+    for p in on_ray.curve["tasks"]["sst2"]["points"]:
+        assert p["teacher_finetuned_once"]
+        for run in p["runs"]:
+            record = json.loads((on_ray.sweep_dir / run["path"] / "report.json").read_text())
+            assert record["environment"]["thread_policy"]["OMP_NUM_THREADS"] == "1"  # pinned to its 1-CPU share
+            assert record["environment"]["torch_threads"] == 1
+    assert on_ray.leaderboard is not None and on_ray.leaderboard.is_file()
+
+
+def test_killed_worker_is_retried(ray_sweep):
+    _, result, marker = ray_sweep
+    assert marker.read_text().isdigit()  # the first point's worker did die (os._exit) on its first attempt
+    points = result.curve["tasks"]["sst2"]["points"]
+    assert [p["n_seeds"] for p in points] == [2, 2]
+    assert [r["status"] for p in points for r in p["runs"]] == ["ran"] * 4
+    later = json.loads((result.sweep_dir / points[0]["runs"][1]["path"] / "report.json").read_text())
+    # the killed teacher stage ran again before its later seed, which reused its cache
+    assert later["models"]["teacher"]["reused_from_cache"] and later["models"]["teacher"]["train_logits_reused"]
+
+
+def test_resume_on_ray_skips_finished_points(ray_sweep):
+    root, result, _ = ray_sweep
+    points = result.curve["tasks"]["sst2"]["points"]
+    kept = result.sweep_dir / points[0]["runs"][0]["path"] / "report.json"
+    kept_mtime = kept.stat().st_mtime_ns
+    shutil.rmtree(result.sweep_dir / points[1]["runs"][1]["path"])
+    logs = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KDBENCH_CACHE_DIR", str(root / "cache"))
+        resumed = sweep.run_sweep(None, resume=result.sweep_dir, leaderboard_dir=None, executor=RayExecutor(),
+                                  log=logs.append)
+    assert sum("skipped (finished" in m for m in logs) == 3
+    assert "point all-MiniLM-L6-v2-L2-seed1: running" in logs
+    assert kept.stat().st_mtime_ns == kept_mtime
+    again = resumed.curve["tasks"]["sst2"]["points"]
+    assert [r["status"] for p in again for r in p["runs"]] == ["skipped", "skipped", "skipped", "ran"]
+    assert _curve(resumed) == _curve(result)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--executor", "ray", "--jobs", "2"], "--jobs: only with --executor local"),
+    (["--ray-address", "127.0.0.1:1"], "--ray-address: only with --executor ray"),
+])
+def test_executor_flags_bad_input(tmp_path, args, message):
+    out = run_kdbench("capacity-gap", "--suite", "quickstart", "--teacher-layers", f"{MINILM}:1",
+                      "--student", "config:num_hidden_layers=1", *args, "--reports-dir", tmp_path / "reports")
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "reports").exists()

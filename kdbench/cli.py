@@ -150,14 +150,17 @@ def main(debug: bool, threads: int | None, quiet: bool, verbose: bool) -> None:
                    "(W&B offline: WANDB_MODE=offline); overrides log_with.")
 @click.option("--resume", type=click.Path(file_okay=False, exists=True),
               help="Continue an interrupted run: its folder REPORTS/.RUN_ID.partial (its own suite and options).")
+@_executor_options
 @_user_errors
 def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, seeds, dtype, device, backend, overrides,
-                   reports_dir, leaderboard_dir, include_path, allow_code, log_with, resume):
+                   reports_dir, leaderboard_dir, include_path, allow_code, log_with, resume, executor, ray_address,
+                   cpus_per_point, gpus_per_point):
     """Fine-tune a teacher, distil a student, train a no-KD baseline, score all three, write a report.
 
     \b
-    Example:
+    Examples:
       kdbench train-and-eval --suite quickstart --layers 0,3,5 --set distill.alpha=0.8
+      kdbench train-and-eval --suite glue --seeds 0,1,2 --executor ray   # each task × seed one Ray task
     """
     from kdbench.config import int_list, load_suite
     from kdbench.pipeline import train_and_eval as run
@@ -176,11 +179,26 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
                   if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise KdbenchError(f"--resume continues the run with its own suite, options and folders; drop {given}")
+        if executor != "local":
+            raise KdbenchError("--resume: a run of the local executor only (a run on Ray is made again)")
         _print_run(run(None, resume=resume, allow_code=allow_code))
         return
     cfg = load_suite(suite, overrides, flags)
+    points = _points(executor, ray_address, cpus_per_point, gpus_per_point)
+    if points is not None:
+        from kdbench.sweeps import suite_points
+
+        run = functools.partial(suite_points.run, executor=points)
     _print_run(run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path,
                    allow_code=allow_code))
+
+
+def _points(executor, ray_address, cpus_per_point, gpus_per_point):
+    """The executor of a suite's task × seed points, or None for one process (``--executor local``)."""
+    from kdbench.sweeps import executors
+
+    chosen = executors.make(executor, ray_address=ray_address, num_cpus=cpus_per_point, num_gpus=gpus_per_point)
+    return None if isinstance(chosen, executors.LocalExecutor) else chosen
 
 
 def _flags(options: dict) -> dict:
@@ -283,9 +301,10 @@ def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, ove
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False),
               help="Folder of extra task YAML files (overrides built-ins of the same name).")
 @click.option("--allow-code", is_flag=True, help=ALLOW_CODE_HELP)
+@_executor_options
 @_user_errors
 def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, device, backend, overrides, reports_dir, leaderboard_dir,
-          include_path, allow_code):
+          include_path, allow_code, executor, ray_address, cpus_per_point, gpus_per_point):
     """Score existing models on a suite: each alone, and each against the teacher (loyalty,
     agreement); the same run record, report and leaderboard as train-and-eval.
 
@@ -309,6 +328,13 @@ def eval_(suite, teacher, student, extra, eval_rows, seed, dtype, device, backen
     flags = _flags({"data.eval_rows": ("--eval-rows", eval_rows), "seed": ("--seed", seed), "dtype": ("--dtype", dtype),
                     "eval.backend": ("--backend", backend), "device": ("--device", device)})
     cfg = load_suite(suite, overrides, flags)
+    points = _points(executor, ray_address, cpus_per_point, gpus_per_point)
+    if points is not None:  # each task one point
+        from kdbench.sweeps import suite_points
+
+        _print_run(suite_points.run(cfg, points, models=models, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir,
+                                    include_paths=include_path, allow_code=allow_code))
+        return
     _print_run(evaluate(cfg, models, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir,
                         include_paths=include_path, allow_code=allow_code))
 

@@ -182,14 +182,15 @@ def finished_run(folder: Path, suite: dict) -> Path | None:
     return None
 
 
-def run_point(suite: dict, folder: str) -> tuple[str, float]:
+def run_point(suite: dict, folder: str, include_paths=(), allow_code: bool = False) -> tuple[str, float]:
     """Train-and-eval one point into ``folder`` (anything unfinished there is removed first)."""
     from kdbench.config import SuiteConfig
     from kdbench.pipeline import train_and_eval
 
     shutil.rmtree(folder, ignore_errors=True)
     start = time.perf_counter()
-    result = train_and_eval(SuiteConfig.model_validate(suite), reports_dir=folder, leaderboard_dir=None)
+    result = train_and_eval(SuiteConfig.model_validate(suite), reports_dir=folder, leaderboard_dir=None,
+                            include_paths=include_paths, allow_code=allow_code)
     return str(result.run_dir), round(time.perf_counter() - start, 2)
 
 

@@ -128,3 +128,43 @@ def test_executor_flags_bad_input(tmp_path, args, message):
                       "--student", "config:num_hidden_layers=1", *args, "--reports-dir", tmp_path / "reports")
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not (tmp_path / "reports").exists()
+
+
+SUITE_TINY = ["tasks=[sst2,rte]", "seeds=[0,1]", "data.train_rows=64", "data.eval_rows=64", "distill.epochs=1",
+              "teacher.finetune.epochs=1", "max_length=32", "eval.efficiency=false", "eval.bootstrap_samples=200"]
+
+
+def test_suite_of_two_tasks_and_two_seeds_on_ray_is_one_run_like_one_process(tmp_path, cluster, monkeypatch):
+    """train-and-eval of 2 tasks × 2 seeds as 4 Ray tasks: one run record equal to the one-process
+    run's (every result, pair, seed aggregate, dataset, model entry and sample), the models where one
+    process puts them, and one leaderboard with that one run."""
+    import pandas as pd
+
+    from kdbench.config import load_suite
+    from kdbench.pipeline import train_and_eval
+    from kdbench.report.record import validate_record
+    from kdbench.report.runs import scan
+    from kdbench.sweeps import suite_points
+
+    suite = load_suite("glue", SUITE_TINY)
+    monkeypatch.setenv("KDBENCH_CACHE_DIR", str(tmp_path / "cache-local"))
+    local = train_and_eval(suite, reports_dir=tmp_path / "local", leaderboard_dir=None)
+    monkeypatch.setenv("KDBENCH_CACHE_DIR", str(tmp_path / "cache-ray"))
+    board = tmp_path / "leaderboards"
+    on_ray = suite_points.run(suite, RayExecutor(), reports_dir=tmp_path / "reports", leaderboard_dir=board,
+                              log=lambda msg: None)
+    validate_record(on_ray.record)
+    differs = {"run_id", "created", "durations", "environment"}
+    assert {k: v for k, v in on_ray.record.items() if k not in differs} == \
+           {k: v for k, v in local.record.items() if k not in differs}
+    assert on_ray.record["environment"] == {**local.record["environment"], "executor": "ray, 1 CPU per point"}
+    assert set(on_ray.record["durations"]) == set(local.record["durations"])
+    assert on_ray.record["seed_results"]["rte"]["results"]["student"]["accuracy"]["n_seeds"] == 2
+    assert pd.read_parquet(on_ray.run_dir / "samples.parquet").equals(pd.read_parquet(local.run_dir / "samples.parquet"))
+    for folder in ("models/sst2/student", "models/rte/baseline", "seed-1/models/rte/student"):
+        assert (on_ray.run_dir / folder / "config.json").is_file(), folder
+    assert not (on_ray.run_dir / suite_points.POINTS).exists()
+    runs, skipped = scan(tmp_path / "reports")
+    assert [r["run_id"] for _, r in runs] == [on_ray.record["run_id"]] and not skipped
+    assert on_ray.leaderboard == board / "index.html"
+    assert [p.name for p in (board / "runs").glob("*.html")] == [f"{on_ray.record['run_id']}.html"]

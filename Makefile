@@ -11,7 +11,7 @@ OFFLINE := KDBENCH_DATA_DIR=$(abspath $(MIRROR)/data) HF_HUB_OFFLINE=1 HF_DATASE
 endif
 SEED_TOOL := $(wildcard $(MIRROR)/tools/seed-hf-cache)
 
-.PHONY: quickstart test models vllm docs baselines clean
+.PHONY: quickstart test models vllm ray docs baselines clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ $(BIN)/.vllm: $(BIN)/.installed
 	touch $@
 
 vllm: $(BIN)/.vllm
+
+# The ray extra (--executor ray; its tests start a local Ray cluster and skip without it).
+$(BIN)/.ray: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[dev,ray]'
+	touch $@
+
+ray: $(BIN)/.ray
 
 # Real weights into the standard HF cache (idempotent; a no-op without the mirror's tool).
 models: $(BIN)/.installed

@@ -8,7 +8,7 @@ of the suite's run. When every point is done their records are merged: each task
 pairs, datasets and models from its first seed, mean ± std over seeds in ``seed_results``, the
 efficiency figures of the first task that measures them (only that point measures), the samples
 of every first seed; the saved models are moved to where one process puts them (``models/TASK/``,
-``seed-N/models/TASK/``), and the points' folders are removed. The run folder, HTML report,
+``seed-N/models/TASK/``), tracker logs to ``logs/points/``, and the points' folders are removed. The run folder, HTML report,
 model cards and leaderboard are then those of a run made in one process.
 
 The points share no trained models (a later seed fine-tunes its own teacher, as in one process),
@@ -164,7 +164,7 @@ def merge(suite: SuiteConfig, seeds: list[int], point_dirs: dict, run_dir: Path,
             rec = records[task, seed]
             record["durations"][task if seed == seeds[0] else f"{task}/seed-{seed}"] = rec["durations"][task]
             per_seed.setdefault(task, []).append((rec["results"][task], rec["pairs"][task]))
-            _move_models(point_dirs[task, seed], run_dir if seed == seeds[0] else within(run_dir, f"seed-{seed}"), task)
+            _move_outputs(point_dirs[task, seed], run_dir, task, seed, seeds[0])
     record["durations"]["total_s"] = round(wall_s, 2)
     for key in ("speculative", "curves"):
         if not record[key]:
@@ -174,12 +174,15 @@ def merge(suite: SuiteConfig, seeds: list[int], point_dirs: dict, run_dir: Path,
     return record
 
 
-def _move_models(point_dir: Path, run_dir: Path, task: str) -> None:
-    saved = point_dir / "models" / task
-    if saved.is_dir():
-        target = within(run_dir, "models", task)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(saved), target)
+def _move_outputs(point_dir: Path, run_dir: Path, task: str, seed: int, first_seed: int) -> None:
+    """A point's saved models to where one process saves them; its tracker logs (one store per point:
+    two are not merged) to ``logs/points/TASK-seedN/``."""
+    moves = {point_dir / "models" / task: within(run_dir, *([] if seed == first_seed else [f"seed-{seed}"]), "models", task),
+             point_dir / "logs": within(run_dir, "logs", POINTS, f"{task}-seed{seed}")}
+    for source, target in moves.items():
+        if source.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(source), target)
 
 
 def _write(record: dict, first_seeds: list[Path], run_dir: Path) -> None:

@@ -137,7 +137,8 @@ SUITE_TINY = ["tasks=[sst2,rte]", "seeds=[0,1]", "data.train_rows=64", "data.eva
 def test_suite_of_two_tasks_and_two_seeds_on_ray_is_one_run_like_one_process(tmp_path, cluster, monkeypatch):
     """train-and-eval of 2 tasks × 2 seeds as 4 Ray tasks: one run record equal to the one-process
     run's (every result, pair, seed aggregate, dataset, model entry and sample), the models where one
-    process puts them, and one leaderboard with that one run."""
+    process puts them, and one leaderboard with that one run; then eval of the saved models, a Ray
+    task per task, equal to the one-process eval."""
     import pandas as pd
 
     from kdbench.config import load_suite
@@ -168,3 +169,14 @@ def test_suite_of_two_tasks_and_two_seeds_on_ray_is_one_run_like_one_process(tmp
     assert [r["run_id"] for _, r in runs] == [on_ray.record["run_id"]] and not skipped
     assert on_ray.leaderboard == board / "index.html"
     assert [p.name for p in (board / "runs").glob("*.html")] == [f"{on_ray.record['run_id']}.html"]
+
+    # eval of the two tasks' saved models, each task one Ray task: the record one process makes
+    from kdbench.pipeline import evaluate
+
+    models = {"teacher": str(local.run_dir / "models/{task}/student"), "student": str(local.run_dir / "models/{task}/baseline")}
+    one = evaluate(suite, models, reports_dir=tmp_path / "eval-local", leaderboard_dir=None)
+    scored = suite_points.run(suite, RayExecutor(), models=models, reports_dir=tmp_path / "eval-ray", leaderboard_dir=None,
+                              log=lambda msg: None)
+    assert {k: v for k, v in scored.record.items() if k not in differs} == \
+           {k: v for k, v in one.record.items() if k not in differs}
+    assert set(scored.record["results"]) == {"sst2", "rte"} and "seed_results" not in scored.record

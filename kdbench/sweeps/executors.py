@@ -121,18 +121,22 @@ class LocalExecutor:
                                  initializer=_pin_threads, initargs=(1,)) as pool:
             running: dict = {}
             waiting = list(jobs)
-            while waiting or running:
-                for job in [j for j in waiting if set(j.after) <= done]:
-                    running[pool.submit(job.fn, *job.args)] = job
-                    waiting.remove(job)
-                finished, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
-                for future, job in running.items():
-                    if future.running() or future.done():
-                        tracker.start(job.name)
-                for future in finished:
-                    job = running.pop(future)
-                    on_done(job, future.result())  # a point's error ends the sweep (resume re-queues it)
-                    done.add(job.name)
+            try:
+                while waiting or running:
+                    for job in [j for j in waiting if set(j.after) <= done]:
+                        running[pool.submit(job.fn, *job.args)] = job
+                        waiting.remove(job)
+                    finished, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                    for future, job in running.items():
+                        if future.running() or future.done():
+                            tracker.start(job.name)
+                    for future in finished:
+                        job = running.pop(future)
+                        on_done(job, future.result())  # a point's error ends the sweep (resume re-queues it)
+                        done.add(job.name)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # the queued points do not start; running ones finish
+                raise
 
 
 def _pin_threads(threads: int) -> None:

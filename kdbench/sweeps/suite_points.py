@@ -24,7 +24,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kdbench.config import SuiteConfig
-from kdbench.errors import KdbenchError
 from kdbench.fsio import within, write_atomic
 from kdbench.sweeps.executors import Job, Tracker
 

@@ -14,7 +14,8 @@ teacher fine-tuned once per sweep):
 
 N (``--workers``) defaults to the CPUs this process may use. The wall times include everything the
 user waits for (process start, Ray's cluster start and shutdown). Prints both, the ratio (b)/(a)
-(target <= 1.2), whether the two curves are equal, and ``/proc/loadavg`` before and after each.
+(target <= 1.2), whether the two curves and every point's metrics are equal, and ``/proc/loadavg``
+before and after each.
 Exit status 0 either way (a measurement, not a test); other work on the machine makes both slower.
 """
 from __future__ import annotations
@@ -54,7 +55,7 @@ def main() -> None:
     common = ["--suite", "quickstart", "--teacher-layers", f"{MODEL}:{args.teachers}", "--student",
               "config:num_hidden_layers=1", "--seeds", args.seeds, *[a for s in sets for a in ("--set", s)]]
     executors = {"local": ["--executor", "local", "--jobs", str(args.workers)], "ray": ["--executor", "ray"]}
-    walls, curves = {}, {}
+    walls, curves, points = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="kdbench-bench-executors-") as tmp:
         for name, flags in executors.items():
             out = Path(tmp) / name
@@ -72,14 +73,16 @@ def main() -> None:
             (curve_file,) = (out / "reports").glob("capacity-gap-*/capacity_gap.json")
             tasks = json.loads(curve_file.read_text())["tasks"]
             curves[name] = {t: [{k: p[k] for k in CURVE_KEYS} for p in c["points"]] for t, c in tasks.items()}
+            points[name] = {path.parent.parent.name: {k: json.loads(path.read_text())[k] for k in ("results", "pairs")}
+                            for path in curve_file.parent.glob("points/*/*/report.json")}
 
-    points = len(args.teachers.split(",")) * len(args.seeds.split(","))
-    print(f"capacity-gap sweep: {points} points, {args.train_rows} train rows, {args.eval_rows} eval rows, "
+    print(f"capacity-gap sweep: {len(points['local'])} points, {args.train_rows} train rows, {args.eval_rows} eval rows, "
           f"{args.epochs} epochs, {args.workers} at once")
     print(f"  --executor local --jobs {args.workers}: {walls['local']:7.1f} s")
     print(f"  --executor ray:            {walls['ray']:7.1f} s")
     print(f"  ratio ray / local:         {walls['ray'] / walls['local']:7.2f}x (target <= 1.2)")
-    print(f"  curves equal: {curves['ray'] == curves['local']}")
+    print(f"  curves equal: {curves['ray'] == curves['local']}; every point's metrics (NLL, Brier, loyalty...) "
+          f"equal: {points['ray'] == points['local']}")
     for task, rows in curves["local"].items():
         for p in rows:
             print(f"    {task} {p['teacher']:<44} student {p['value']:.4f} ± {p['std']:.4f}  teacher {p['teacher_value']:.4f}")

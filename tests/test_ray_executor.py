@@ -1,11 +1,13 @@
 """capacity-gap points as Ray tasks on a real local Ray cluster (2 CPUs, no dashboard), on the tiny
 real sweep of test_capacity_gap.py (two truncations of all-MiniLM-L6-v2, a 1-layer student, two
 seeds): the curve equals the local executor's, a worker killed mid-point is retried and the curve is
-complete, and a resumed sweep skips its finished points. Skipped where Ray is not installed."""
+complete, and a resumed sweep skips its finished points; a suite's task × seed points through Ray
+make the record one process makes. Skipped where Ray is not installed (the bad-input tests run)."""
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import pytest
 
@@ -15,7 +17,11 @@ from tests.cli_helpers import run_kdbench
 from tests.ray_jobs import crash_once
 from tests.test_capacity_gap import MINILM, TINY
 
-ray = pytest.importorskip("ray")
+try:
+    import ray
+except ImportError:
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="needs Ray: pip install 'kdbench[ray]' (make ray)")
 
 PLAN = sweep.new_plan("quickstart", [*TINY[1::2], *sweep.student_override("config:num_hidden_layers=1")],
                       sweep.parse_teachers(None, (f"{MINILM}:1,2",)), [0, 1])
@@ -75,6 +81,7 @@ def _point_results(result) -> list[dict]:
             for p in result.curve["tasks"]["sst2"]["points"] for run in p["runs"]]
 
 
+@needs_ray
 def test_ray_curve_equals_local(local_sweep, ray_sweep):
     (_, local), (_, on_ray, _) = local_sweep, ray_sweep
     assert _curve(on_ray) == _curve(local)
@@ -89,6 +96,7 @@ def test_ray_curve_equals_local(local_sweep, ray_sweep):
     assert on_ray.leaderboard is not None and on_ray.leaderboard.is_file()
 
 
+@needs_ray
 def test_killed_worker_is_retried(ray_sweep):
     _, result, marker = ray_sweep
     assert marker.read_text().isdigit()  # the first point's worker did die (os._exit) on its first attempt
@@ -100,6 +108,7 @@ def test_killed_worker_is_retried(ray_sweep):
     assert later["models"]["teacher"]["reused_from_cache"] and later["models"]["teacher"]["train_logits_reused"]
 
 
+@needs_ray
 def test_resume_on_ray_skips_finished_points(ray_sweep):
     root, result, _ = ray_sweep
     points = result.curve["tasks"]["sst2"]["points"]
@@ -130,10 +139,20 @@ def test_executor_flags_bad_input(tmp_path, args, message):
     assert not (tmp_path / "reports").exists()
 
 
+def test_ray_executor_without_ray_is_one_line(monkeypatch):
+    from kdbench.errors import KdbenchError
+    from kdbench.sweeps import executors
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as where the extra is not installed
+    with pytest.raises(KdbenchError, match=r"--executor ray needs Ray: pip install 'kdbench\[ray\]'"):
+        executors.make("ray")
+
+
 SUITE_TINY = ["tasks=[sst2,rte]", "seeds=[0,1]", "data.train_rows=64", "data.eval_rows=64", "distill.epochs=1",
               "teacher.finetune.epochs=1", "max_length=32", "eval.efficiency=false", "eval.bootstrap_samples=200"]
 
 
+@needs_ray
 def test_suite_of_two_tasks_and_two_seeds_on_ray_is_one_run_like_one_process(tmp_path, cluster, monkeypatch):
     """train-and-eval of 2 tasks × 2 seeds as 4 Ray tasks: one run record equal to the one-process
     run's (every result, pair, seed aggregate, dataset, model entry and sample), the models where one

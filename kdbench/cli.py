@@ -185,10 +185,12 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
         return
     cfg = load_suite(suite, overrides, flags)
     points = _points(executor, ray_address, cpus_per_point, gpus_per_point)
-    if points is not None:
+    if points is not None:  # each task × seed one point
         from kdbench.sweeps import suite_points
 
-        run = functools.partial(suite_points.run, executor=points)
+        _print_run(suite_points.run(cfg, points, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir,
+                                    include_paths=include_path, allow_code=allow_code))
+        return
     _print_run(run(cfg, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, include_paths=include_path,
                    allow_code=allow_code))
 

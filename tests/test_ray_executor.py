@@ -203,3 +203,12 @@ def test_suite_of_two_tasks_and_two_seeds_on_ray_is_one_run_like_one_process(tmp
     assert {k: v for k, v in scored.record.items() if k not in differs} == \
            {k: v for k, v in one.record.items() if k not in differs}
     assert set(scored.record["results"]) == {"sst2", "rte"}
+
+
+@needs_ray
+def test_suite_on_ray_bad_input_fails_before_any_point(tmp_path):
+    out = run_kdbench("train-and-eval", "--suite", "quickstart", "--set", "teacher.layers=9", "--executor", "ray",
+                      "--reports-dir", tmp_path / "reports", "--leaderboard-dir", tmp_path / "lb")
+    assert out.returncode == 2 and "teacher.layers 9" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "lb").exists()

@@ -71,7 +71,7 @@ def run(suite: SuiteConfig, executor, *, models: dict[str, str] | None = None, r
     """``train-and-eval`` of ``suite`` (or, with ``models``, ``eval`` of them) as points on ``executor``;
     returns the merged run as :class:`kdbench.pipeline.RunResult`."""
     from kdbench import progress
-    from kdbench.pipeline import RunResult, new_run_id
+    from kdbench.pipeline import TASK_PLACEHOLDER, RunResult, new_run_id
     from kdbench.report import leaderboard
     from kdbench.report.rundir import staged_run_dir
 
@@ -81,6 +81,9 @@ def run(suite: SuiteConfig, executor, *, models: dict[str, str] | None = None, r
     seeds = suite.run_seeds if models is None else suite.run_seeds[:1]  # eval scores once per task
     suites = point_suites(suite, seeds)
     includes = [str(Path(p).resolve()) for p in include_paths]  # a worker has its own working folder
+    if models is not None:  # so a model folder given relative to here is found there (hub ids stay as they are)
+        models = {role: str(Path(m).absolute()) if any(Path(m.replace(TASK_PLACEHOLDER, t)).exists() for t in suite.tasks)
+                  else m for role, m in models.items()}
     _check_points(suites, models, revisions, includes, allow_code)
     started = time.perf_counter()
     run_id = new_run_id(suite.name)
@@ -117,6 +120,7 @@ def run(suite: SuiteConfig, executor, *, models: dict[str, str] | None = None, r
 def _check_points(suites, models, revisions, includes, allow_code) -> None:
     """Bad input fails here, before any point runs: every point's suite against its task, models and data."""
     from kdbench import preflight
+    from kdbench.pipeline import TASK_PLACEHOLDER
     from kdbench.tasks import get_task
 
     for (task_name, seed), suite_json in suites.items():
@@ -126,7 +130,7 @@ def _check_points(suites, models, revisions, includes, allow_code) -> None:
             if seed == next(s for t, s in suites if t == task_name):
                 preflight.check_training(cfg, [task])
         else:
-            ids = {task_name: {role: m.replace("{task}", task_name) for role, m in models.items()}}
+            ids = {task_name: {role: m.replace(TASK_PLACEHOLDER, task_name) for role, m in models.items()}}
             preflight.check_evaluation(cfg, [task], ids, revisions or {})
 
 

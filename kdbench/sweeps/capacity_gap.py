@@ -258,7 +258,7 @@ def _read_plan(sweep_dir: Path) -> dict:
 def _run_points(todo: list[Point], first_seed: int, sweep_dir: Path, executor, status: dict, log) -> None:
     """Run the unfinished points. The first seed of every teacher fine-tunes it and caches its
     outputs; the teacher's later seeds wait for that point in the job graph, then reuse them."""
-    from kdbench.sweeps.executors import Job, Tracker
+    from kdbench.sweeps.executors import Job, run_points
 
     if not todo:
         return
@@ -270,16 +270,9 @@ def _run_points(todo: list[Point], first_seed: int, sweep_dir: Path, executor, s
             for p in todo]
 
     def done(job, result) -> None:
-        run_dir, wall = result
-        status[job.name] = {"status": "ran", "run_dir": Path(run_dir), "wall_s": wall}
-        tracker.done(job.name, wall)
+        status[job.name] = {"status": "ran", "run_dir": Path(result[0]), "wall_s": result[1]}
 
-    log(f"{len(jobs)} points to run ({executor.describe()})")
-    tracker = Tracker(jobs, log)
-    try:
-        executor.run(jobs, done, tracker)
-    finally:
-        tracker.close()
+    run_points(executor, jobs, done, log)
 
 
 def curve_of(points: list[Point], records: dict[str, dict], status: dict, sweep_dir: Path) -> dict:

@@ -258,6 +258,22 @@ class _Started:
         return self._names
 
 
+def run_points(executor, jobs: list[Job], on_done: Callable[[Job, tuple[str, float]], None], log) -> None:
+    """Run the points ``jobs`` on ``executor`` under the sweep's one progress bar; a point's function
+    returns ``(its run folder, its wall seconds)``, handed to ``on_done`` as each finishes."""
+    log(f"{len(jobs)} points to run ({executor.describe()})")
+    tracker = Tracker(jobs, log)
+
+    def done(job: Job, result) -> None:
+        on_done(job, result)
+        tracker.done(job.name, result[1])
+
+    try:
+        executor.run(jobs, done, tracker)
+    finally:
+        tracker.close()
+
+
 def make(executor: str, *, jobs: int = 1, ray_address: str | None = None, num_cpus: float = 1,
          num_gpus: float | None = None):
     """The executor the command line names: ``local`` (``--jobs``) or ``ray``."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from kdbench.config import SuiteConfig
 from kdbench.fsio import within, write_atomic
-from kdbench.sweeps.executors import Job, Tracker
+from kdbench.sweeps.executors import Job, run_points
 
 POINTS = "points"  # in the suite run's staging folder, while its points run
 
@@ -103,14 +103,8 @@ def run(suite: SuiteConfig, executor, *, models: dict[str, str] | None = None, r
 
         def done(j: Job, result) -> None:
             point_dirs[keys[j.name]] = Path(result[0])
-            tracker.done(j.name, result[1])
 
-        log(f"{len(jobs)} points to run ({executor.describe()})")
-        tracker = Tracker(list(jobs.values()), log)
-        try:
-            executor.run(list(jobs.values()), done, tracker)
-        finally:
-            tracker.close()
+        run_points(executor, list(jobs.values()), done, log)
         record = merge(suite, seeds, point_dirs, staging, run_id, executor.describe(), time.perf_counter() - started)
         _write(record, [point_dirs[t, seeds[0]] for t in suite.tasks], staging)
     board = leaderboard.build(Path(reports_dir), Path(leaderboard_dir)) if leaderboard_dir is not None else None

@@ -41,7 +41,7 @@ def _rescored(pinned: dict):
     task.predict = lambda model, data, role, settings: predictions[role]
     s = pinned["settings"]
     settings = RunSettings(dtype=s["dtype"], max_length=s["max_length"], seed=s["seed"], eval=EvalConfig(**s["eval"]))
-    run = pipeline._TaskRun(task, {role: None for role in predictions if role != "ensemble"}, {}, {}, None, {},
+    run = pipeline.TaskRun(task, {role: None for role in predictions if role != "ensemble"}, {}, {}, None, {},
                             ensemble=pinned["ensemble"])
     _, results, pairs, _ = pipeline._score_task(run, None, settings)
     return results, pairs

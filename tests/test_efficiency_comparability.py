@@ -44,7 +44,7 @@ def test_leaderboard_ranks_both_and_keeps_latency_apart(tmp_path):
     out = tmp_path / "lb"
     leaderboard.build(reports, out)
     page = (out / "suite-quickstart.html").read_text()
-    assert page.count('title="not comparable: measured on cuda: NVIDIA H200') == 2 * 2  # two roles × b1 and b32
+    assert page.count('title="not comparable: measured on cuda: NVIDIA H200') == 2 * 3  # two roles × b1, b32 and speed-up as a draft (all timings)
     assert page.count("not comparable: sst2") == 0  # quality: every run is comparable
     plots = sorted(p.name for p in (out / "plots").glob("*latency*"))
     assert len(plots) == 2 and any("cuda" in p for p in plots)  # one latency plot per hardware

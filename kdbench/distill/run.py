@@ -9,14 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kdbench import devices, progress, tracking
+from kdbench.backends import engines, speculative
 from kdbench.config import SuiteConfig
-from kdbench.distill import preflight
+from kdbench.distill import curves, preflight
 from kdbench.distill.recipes import run_recipe
 from kdbench.distill.trainer import checkpoint_scope, effective_batch_size
 from kdbench.errors import KdbenchError
 from kdbench.fsio import within, write_atomic
-from kdbench.backends import engines
 from kdbench.pipeline import (
+    CurveEvaluator,
     RunResult,
     TaskRun,
     build_leaderboard,
@@ -68,6 +69,7 @@ def train_and_eval(
     engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
                   tensor_parallel_size=suite.eval.tensor_parallel_size)
     preflight.check_training(suite, tasks)  # ... and on a value the models or the data cannot take
+    speculative.check_setup(suite, tasks, device)
     if leaderboard_dir is not None:
         leaderboard.check_output(Path(leaderboard_dir))
     first, *others = suite.run_seeds
@@ -84,12 +86,14 @@ def train_and_eval(
                 task_suite = suite.for_task(task.name).model_copy(update={"seed": seed})
                 folder = run_dir if seed == first else within(run_dir, f"seed-{seed}")
                 ckpt = checkpoints if seed == first else within(checkpoints, f"seed-{seed}")
-                with checkpoint_scope(within(ckpt, CHECKPOINTS, task.name)), \
+                evaluator = CurveEvaluator(task, task_suite) if task_suite.eval.during_training else None
+                with checkpoint_scope(within(ckpt, CHECKPOINTS, task.name)), curves.scope(evaluator), \
                         tracking.scope(suite.log_with, within(ckpt, "logs"), run_id):
                     trained = run_recipe(task, task_suite, folder)
                 _record_training(trained.info, task_suite)
                 yield TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset,
-                               trained.durations, None if seed == first else seed, trained.ensemble)
+                              trained.durations, None if seed == first else seed, trained.ensemble,
+                              evaluator.record(trained.curves) if evaluator is not None and trained.curves else None)
         procs.wait_for_everyone()
 
     def finish(run_dir: Path) -> None:

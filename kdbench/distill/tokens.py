@@ -50,11 +50,15 @@ def right_pad(pad_id: int):
     return collate
 
 
-def scored_positions(batch: dict[str, torch.Tensor], loss_masks: Sequence[Sequence[int]]) -> torch.Tensor:
+def scored_positions(batch: dict[str, torch.Tensor], loss_masks: Sequence[Sequence[int]] | None) -> torch.Tensor:
     """(B, L−1) bool: position t predicts token t+1, scored when token t+1 is a completion token
-    and not padding. ``loss_masks`` are the batch's per-example masks, in batch order."""
+    and not padding. ``loss_masks`` are the batch's per-example masks, in batch order; None: the
+    batch's own ``loss_mask`` (an on-policy batch, whose completions the student sampled)."""
     ids = batch["input_ids"]
-    target = torch.zeros_like(ids, dtype=torch.bool)
-    for row, mask in enumerate(loss_masks):
-        target[row, : len(mask)] = torch.as_tensor(mask, dtype=torch.bool)
+    if loss_masks is None:
+        target = batch["loss_mask"].bool()
+    else:
+        target = torch.zeros_like(ids, dtype=torch.bool)
+        for row, mask in enumerate(loss_masks):
+            target[row, : len(mask)] = torch.as_tensor(mask, dtype=torch.bool)
     return target[:, 1:] & batch["attention_mask"][:, 1:].bool()

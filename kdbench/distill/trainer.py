@@ -40,6 +40,16 @@ TRAINER_REVISION = 3
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 # (model outputs, example indices of the batch, the padded batch) -> scalar loss
 LossFn = Callable[[Any, np.ndarray, dict[str, torch.Tensor]], torch.Tensor]
+# (the model being trained, unwrapped; example indices; the padded batch on the device; the
+# micro-batch's index in the run) -> the batch to train on (on-policy KD: the student's samples)
+BatchFn = Callable[[torch.nn.Module, np.ndarray, dict[str, torch.Tensor], int], dict[str, torch.Tensor]]
+# keys a batch may carry for the loss that are not model inputs: (B, L) 0/1, the tokens the loss scores
+LOSS_ONLY_KEYS = ("loss_mask",)
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch without the keys only the loss reads (``LOSS_ONLY_KEYS``)."""
+    return {k: v for k, v in batch.items() if k not in LOSS_ONLY_KEYS}
 
 
 # Where training checkpoints go while a pipeline run is in progress (see ``checkpoint_scope``).
@@ -63,7 +73,8 @@ class _StepHooks:
     """The step hooks of the training in progress: objects with ``start(total_steps)``,
     ``after_step()``, ``state_dict()`` and ``load_state_dict(state)``, which register themselves
     (``register_step_hook``) the first time the loss uses them, so any recipe's loss gets them run
-    (and checkpointed) without passing them to ``train``."""
+    (and checkpointed) without passing them to ``train``; or given to ``train(step_hooks=...)``, which
+    registers them before the first step and then calls their optional ``before_training()``."""
 
     def __init__(self, total: int, saved: list[dict]) -> None:
         self.total, self.saved, self.hooks = total, list(saved), []
@@ -252,6 +263,8 @@ def train(
     forward_kwargs: dict | None = None,
     checkpoint_dir: str | Path | None = None,
     device: torch.device | None = None,
+    batch_fn: BatchFn | None = None,
+    step_hooks: Sequence[object] = (),
 ) -> TrainStats:
     """Train ``model`` in place for ``cfg.epochs`` over ``features`` (one dict of token lists per
     example, padded per batch by ``collate_fn``, the tokenizer's ``pad`` by default).
@@ -263,7 +276,12 @@ def train(
     ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_every`` optimiser steps and at
     the end, and training continues from the latest one found there: an interrupted run resumed
     this way ends on the same weights as an uninterrupted one (CPU). Step hooks the loss registers
-    (``register_step_hook``, e.g. TAID's t) are told after every optimiser step and checkpointed.
+    (``register_step_hook``, e.g. TAID's t) and ``step_hooks`` (e.g. a training curve) are told after every
+    optimiser step and checkpointed.
+
+    ``batch_fn`` rewrites each micro-batch before the forward pass (on-policy KD samples the
+    student's continuations there); it must depend only on its arguments and its own seed, so a
+    resumed run replays it. A batch may carry ``loss_mask`` for the loss (not passed to the model).
 
     ``device`` (default: where ``model`` is) is where accelerate places the model and the batches;
     processes launched by ``accelerate launch`` / ``torchrun`` each take their own GPU (NCCL) or
@@ -286,7 +304,8 @@ def train(
     try:
         return _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks, curves, seed=seed, dtype=dtype,
                       desc=desc, collate_fn=collate_fn, forward_kwargs=forward_kwargs or {},
-                      checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir))
+                      checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir), batch_fn=batch_fn,
+                      explicit_hooks=[h for h in step_hooks if h is not None])
     finally:
         _TERMS.reset(terms)
         if curves is not None:
@@ -296,7 +315,7 @@ def train(
 
 
 def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHooks, curves, *, seed, dtype, desc, collate_fn,
-           forward_kwargs, checkpoint_dir) -> TrainStats:
+           forward_kwargs, checkpoint_dir, batch_fn, explicit_hooks) -> TrainStats:
     rank, world, accum = accelerator.process_index, accelerator.num_processes, cfg.grad_accum_steps
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -336,6 +355,11 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
         rng.bit_generator.state = epoch_rng
 
     optimizer = accelerator.prepare(optimizer)
+    for hook in explicit_hooks:  # registered first, so a resumed run hands them back their saved states
+        hooks.register(hook)
+    for hook in explicit_hooks:
+        if hasattr(hook, "before_training"):
+            hook.before_training()
     model.train()
     start, micro, window_loss = time.perf_counter(), step * accum, 0.0
     with progress.bar(total=total, initial=step, desc=desc, unit="step", disable=not accelerator.is_main_process) as bar:
@@ -345,11 +369,13 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
                 idx = _shard(batches[p], rank, world)
                 window = min(accum, micro_total - step * accum)  # micro-batches in this optimiser step
                 batch = devices.to_device(pad([features[i] for i in idx]), accelerator.device)
+                if batch_fn is not None:
+                    batch = batch_fn(accelerator.unwrap_model(ddp_model), idx, batch, micro)
                 last = micro + 1 == step * accum + window
                 # gradients are all-reduced on the window's last micro-batch only
                 with contextlib.nullcontext() if last else accelerator.no_sync(ddp_model):
                     with autocast(dtype, accelerator.device):
-                        outputs = ddp_model(**batch, **forward_kwargs)
+                        outputs = ddp_model(**model_inputs(batch), **forward_kwargs)
                     loss = loss_fn(outputs, idx, batch)
                     accelerator.backward(loss / window)
                 micro += 1

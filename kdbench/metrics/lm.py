@@ -201,6 +201,16 @@ class LmTable(Table):
         return DocumentContext(columns, n_samples=n_samples, seed=seed, draws=draws)
 
 
+# eval.generated_text reports the pair metrics again on each model's own text and on the teacher's
+# (kdbench.tasks.generated_text) as ``<metric>_on_<text>``; their per-token values are not kept in
+# samples.parquet yet, so the gate lists them as not gated rather than testing them
+GENERATED_TEXTS = ("own_text", "teacher_text")
+
+
+def on_generated_text(name: str) -> bool:
+    return any(name.endswith(f"_on_{text}") for text in GENERATED_TEXTS)
+
+
 TOKEN_KEYS = {  # pair metric -> per-token key of topk_token_metrics
     "top1_agreement": "top1_agreement", "kl_teacher_student": "forward_kl", "reverse_kl": "reverse_kl",
     "tvd": "tvd", "acceptance_rate": "acceptance_rate",

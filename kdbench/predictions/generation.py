@@ -4,24 +4,28 @@ metrics: :class:`kdbench.predictions.lm_eval.LmEvalGenerationPredictions`). An a
 none could be extracted, so two unextracted answers never agree (``answer_agreement``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from kdbench.predictions.base import Predictions
+from kdbench.predictions.generated import GeneratedText
 
 
 @dataclass
 class GenerationPredictions(Predictions):
     """``answers[i]`` is the normalised answer extracted from ``generations[i]`` (None when the text
-    holds none); ``gold[i]`` the normalised gold answer (None when the dataset has none)."""
+    holds none); ``gold[i]`` the normalised gold answer (None when the dataset has none);
+    ``generated`` the first generations as token ids with the top-k rows models give them
+    (``eval.generated_text``)."""
 
     kind: ClassVar[str] = "generation"
     generations: list[str]
     answers: list[str | None]
     gold: list[str | None]
+    generated: GeneratedText | None = field(default=None, repr=False)  # eval.generated_text: token ids and scores
 
     def __post_init__(self) -> None:
         n = len(self.example_ids)

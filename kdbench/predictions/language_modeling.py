@@ -3,13 +3,14 @@ and the model's top-k next-token distribution at each position (enough for perpl
 teacher–student token metrics without the full vocabulary)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from kdbench.predictions.base import Predictions
+from kdbench.predictions.generated import GeneratedText
 
 
 @dataclass
@@ -27,6 +28,7 @@ class LanguageModelingPredictions(Predictions):
     rest_mass: list[np.ndarray]
     n_bytes: np.ndarray
     vocab_size: int
+    generated: GeneratedText | None = field(default=None, repr=False)  # eval.generated_text: continuations and scores
 
     def __post_init__(self) -> None:
         n = len(self.example_ids)

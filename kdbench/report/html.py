@@ -80,13 +80,33 @@ def _task_view(record: dict, task: str, samples: pd.DataFrame) -> dict:
         bins[role] = reliability_bins(probs_from_samples(part, where), labels_from_samples(part, where),
                                       cfg["eval"]["ece_bins"])
     headline = view_rows[0]["metric"] if view_rows else "score"
+    spec = record.get("speculative", {}).get(task)
+    curve = record.get("curves", {}).get(task)
+    # the headline as the curves have it (the task's first metric)
+    curve_metric = curve and next(iter(next(iter(curve["roles"].values()))[0]["metrics"]), headline)
     return {
         "name": task, "dataset": record["datasets"][task], "headline": headline, "header": header, "rows": view_rows,
         "roles": roles, "all_metrics": all_metrics,
         "kd_vs_baseline": _kd_vs_baseline(record, task, pairs.get("student|baseline", {})),
         "reliability_svg": plots.reliability_diagram(bins, f"Reliability — {task}") if bins else "",
         "latency_svg": plots.score_vs_latency(points, headline, f"{headline} vs latency — {task}") if points else "",
+        "speculative": spec and {**spec, "rows_view": _speculative_rows(spec)},
+        "curves": curve and {**curve, "svg": plots.training_curves(curve, curve_metric, f"Training curves — {task}")},
     }
+
+
+def _speculative_rows(spec: dict) -> list[dict]:
+    """One row per (engine, draft) of the record's ``speculative`` entry of a task."""
+    out = []
+    for engine, measured in spec["engines"].items():
+        alone = measured["target_alone"]
+        for role, d in measured["drafts"].items():
+            out.append({"engine": engine, "draft": role, "alone": fmt(alone["tokens_per_s"], ".2f"),
+                        "with": fmt(d["tokens_per_s"], ".2f"), "speedup": fmt(d["speedup"], ".2f"),
+                        "per_call": fmt(d["tokens_per_target_call"], ".2f"),
+                        "accepted": fmt(d["accepted_tokens_per_step"], ".2f"),
+                        "identical": f"{d['identical_rows']}/{d['rows']}", "lossless": d["identical_outputs"]})
+    return out
 
 
 def render_run(record: dict, samples: pd.DataFrame) -> str:

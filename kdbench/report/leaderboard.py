@@ -60,7 +60,22 @@ def _model_detail(model: dict) -> str:
 
 def _method(model: dict, role: str) -> str:
     method = model.get("method") or ("finetune" if role == "teacher" else "")
+    if model.get("on_policy"):
+        method += f" on-policy λ={model['on_policy']['fraction']:g}"
     return f"{method} ({model['loss']})" if model.get("loss") else method
+
+
+def _draft_speedup(record: dict, role: str, tasks: list[str]) -> float | None:
+    """Mean over ``tasks`` of ``role``'s speed-up as the teacher's draft (record section
+    ``speculative``; the hf engine where measured, else vLLM's)."""
+    values = []
+    for task in tasks:
+        engines = record.get("speculative", {}).get(task, {}).get("engines", {})
+        engine = engines.get("hf") or next(iter(engines.values()), None)
+        draft = (engine or {}).get("drafts", {}).get(role)
+        if draft is not None and draft.get("speedup") is not None:
+            values.append(draft["speedup"])
+    return _mean(values)
 
 
 class _Board:
@@ -135,6 +150,7 @@ class _Board:
                     if model.get("params") is not None:
                         points[task].append({**base, "x": model["params"] / 1e6, "cost": "params"})
                 agree_v, teacher_v = _mean(agree), _mean(of_teacher)
+                spec_v = _draft_speedup(record, role, [t for t in record["results"] if not task_notes[t]])
                 runs_of = [*(previous["reruns"] if previous else []), record["run_id"]]
                 collapsed[key] = {
                     "run_id": record["run_id"], "href": f"runs/{record['run_id']}.html", "created": record["created"],
@@ -146,6 +162,7 @@ class _Board:
                     "of_teacher": teacher_v, "of_teacher_s": fmt(teacher_v, ".1f"),
                     "lat1": eff.get("latency_ms_b1"), "lat1_s": fmt(eff.get("latency_ms_b1"), ".2f"),
                     "lat32": eff.get("latency_ms_b32"), "lat32_s": fmt(eff.get("latency_ms_b32"), ".3f"),
+                    "spec": spec_v, "spec_s": "–" if spec_v is None else f"{spec_v:.2f}×",
                     "hardware": hardware, "lat_note": "" if hardware == ref_hardware else
                     f"measured on {hardware}, the reference run on {ref_hardware}: latency is compared on one hardware only",
                 }

@@ -120,3 +120,34 @@ def capacity_gap(curves: list[dict], metric: str, title: str, png: Path | None =
     if png is not None:
         fig.savefig(png, format="png", dpi=150, bbox_inches="tight")
     return _svg(fig)
+
+
+# the pair metric(s) a training curve shows next to the task's headline: the loyalty to the teacher
+CURVE_PAIR_METRICS = ("kl_teacher_student", "acceptance_rate", "probability_loyalty", "label_loyalty",
+                      "answer_agreement", "entity_f1_vs_teacher", "regression_loyalty", "overlap_at_10")
+
+
+def training_curves(curve: dict, headline: str, title: str) -> str:
+    """The task's headline metric and up to two pair metrics against the teacher (``CURVE_PAIR_METRICS``
+    order) against the optimiser step, one line per trained role, from a record's ``curves`` entry
+    ``{"roles": {role: [{"step", "metrics": {...}, "pairs": {...}}]}}``. Perplexity and KL use a
+    log scale (an untrained pruned student starts orders of magnitude away)."""
+    roles = curve["roles"]
+    first = next(iter(roles.values()))
+    pairs = [m for m in CURVE_PAIR_METRICS if m in first[0].get("pairs", {})][:2]
+    panels = [("metrics", headline)] + [("pairs", m) for m in pairs]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.4), squeeze=False)
+    for ax, (kind, name) in zip(axes[0], panels):
+        for role, points in roles.items():
+            pts = [(p["step"], p[kind][name]) for p in points if name in p.get(kind, {})]
+            if pts:
+                ax.plot(*zip(*pts), "-o", ms=3, color=COLORS.get(role), label=role)
+        if name in ("perplexity", "kl_teacher_student") and all(
+                p[kind][name] > 0 for points in roles.values() for p in points if name in p.get(kind, {})):
+            ax.set_yscale("log")
+        ax.set(xlabel="optimiser step", ylabel=name if kind == "metrics" else f"{name} vs teacher")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _svg(fig)

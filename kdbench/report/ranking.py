@@ -35,13 +35,18 @@ class Samples:
         return self._sides[run_dir]
 
 
+# configuration keys that say where a run reports, not what it measures
+_NOT_THE_EXPERIMENT = ("log_with",)
+
+
 def rerun_key(record: dict, role: str) -> str:
     """What makes two rows the same experiment: the role, every model of the run (id and revision),
     the resolved configuration, each task's evaluation data and the hardware (a GPU rerun of a CPU
     run has latencies of its own)."""
     models = {r: (m.get("id"), m.get("revision")) for r, m in record.get("models", {}).items()}
     data = {t: d.get("sha256") for t, d in record.get("datasets", {}).items()}
-    return json.dumps([role, models, record.get("config"), data, compare.hardware(record)], sort_keys=True, default=str)
+    config = {k: v for k, v in (record.get("config") or {}).items() if k not in _NOT_THE_EXPERIMENT}
+    return json.dumps([role, models, config, data, compare.hardware(record)], sort_keys=True, default=str)
 
 
 def percent_of_teacher(value: float | None, teacher: float | None, higher_is_better: bool) -> float | None:

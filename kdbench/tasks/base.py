@@ -298,6 +298,11 @@ class Task(ABC):
         table = self.pair_table(student, teacher)
         scores = metric_spec.score(table, self.spec.pair_metrics,
                                    metric_spec.Resampling.of(settings.eval, settings.seed))
+        if getattr(student, "generated", None) is not None and getattr(teacher, "generated", None) is not None:
+            # eval.generated_text kept both models' generations; imported here because it runs a backend
+            from kdbench.tasks import generated_text
+
+            scores.update(generated_text.pair_metrics(student.generated, teacher.generated, settings))
         columns = {c: v for c, v in table.columns().items() if v is not None}
         if not columns:
             return scores, None

@@ -16,6 +16,9 @@ Metrics (:mod:`kdbench.metrics.generation`): ``exact_match`` = mean 1[pred = gol
 ``extraction_rate`` = share of generations with a number at all. Pair metric ``answer_agreement`` =
 mean 1[student and teacher extracted the same answer] (an unextracted answer agrees with nothing).
 Every CI is a percentile bootstrap over questions.
+
+With ``eval.generated_text``, the pair metrics on generated text (:mod:`kdbench.tasks.generated_text`)
+are added from the first ``rows`` generations of each model.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from kdbench.data import LoadedSplit
 from kdbench.errors import KdbenchError
 from kdbench.metrics.answers import extract_answer, gold_answer
 from kdbench.models.loading import load_for_head, load_tokenizer
+from kdbench.predictions.generated import GeneratedText
 from kdbench.predictions.generation import GenerationPredictions
 from kdbench.registry import FAMILIES
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
@@ -165,10 +169,10 @@ class GenerationTask(Task):
 
     def predict(self, model: LoadedModel, data: GenerationData, role: str, settings: RunSettings) -> GenerationPredictions:
         with self.backend(model, settings) as backend:
-            return self._predict(backend, model, data, role)
+            return self._predict(backend, model, data, role, settings)
 
     def _predict(self, backend: CausalLMBackend, model: LoadedModel, data: GenerationData,
-                 role: str) -> GenerationPredictions:
+                 role: str, settings: RunSettings) -> GenerationPredictions:
         prompts = [self.prompt(model.tokenizer, q, data.shots) for q in data.questions]
         gen = self.spec.generation
         longest = max((len(backend.encode(p)) for p in prompts), default=0)
@@ -176,8 +180,20 @@ class GenerationTask(Task):
             raise KdbenchError(
                 f"task {self.name}: a prompt of {longest} tokens plus max_new_tokens {gen.max_new_tokens} exceeds "
                 f"max_length {backend.max_length} (raise max_length in the suite or task, or use fewer shots)")
-        texts = backend.generate(prompts, gen.max_new_tokens, gen.stop)
-        return GenerationPredictions(self.name, role, data.ids, texts, [extract_answer(t) for t in texts], data.gold)
+        outputs = backend.generations(prompts, gen.max_new_tokens, gen.stop)
+        texts = [g.text for g in outputs]
+        preds = GenerationPredictions(self.name, role, data.ids, texts, [extract_answer(t) for t in texts], data.gold)
+        if settings.eval.generated_text is not None:  # token ids, compared with the teacher's in the pair step
+            rows = settings.eval.generated_text.rows or len(outputs)
+            preds.generated = GeneratedText(role, data.ids[:rows], [g.prompt_ids for g in outputs[:rows]],
+                                            [np.asarray(g.ids, dtype=np.int64) for g in outputs[:rows]])
+        return preds
+
+    def speculative_prompts(self, model: LoadedModel, data: GenerationData, rows: int | None) -> list[list[int]]:
+        """``eval.speculative``: the first ``rows`` evaluation prompts as token ids (as generation encodes them)."""
+        tok = model.tokenizer
+        return [tok(self.prompt(tok, q, data.shots), add_special_tokens=False)["input_ids"]
+                for q in data.questions[:rows]]
 
     def efficiency_inputs(self, data: GenerationData) -> tuple[list[str], list[str] | None]:
         """The questions (the prompt pass, not generation, is what the efficiency figures time)."""

@@ -13,8 +13,10 @@ Metrics (formulas in :mod:`kdbench.metrics.lm`): ``perplexity`` = exp(Σ NLL / �
 ``bits_per_byte`` = Σ NLL / (ln 2 · Σ UTF-8 bytes). Pair metrics: token means of
 ``top1_agreement``, ``kl_teacher_student`` KL(p_t ‖ p_s), ``reverse_kl`` KL(p_s ‖ p_t), ``tvd``,
 ``acceptance_rate`` α = Σ_y min(p_t, p_s), and ``expected_tokens_gamma_<γ>`` = (1 − α^{γ+1})/(1 − α)
-(Leviathan et al. 2023). Every CI resamples documents (a ratio estimator: Σ over the resampled
-documents' tokens / their token count).
+for γ = 1..8 (Leviathan et al. 2023). Every CI resamples documents (a ratio estimator: Σ over the
+resampled documents' tokens / their token count). These are teacher-forced on the gold text; with
+``eval.generated_text`` the same metrics on each model's own continuations of the texts' first
+tokens, and on the teacher's, are added (:mod:`kdbench.tasks.generated_text`).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from kdbench.backends import engines
 from kdbench.data import LoadedSplit
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import load_for_head, load_tokenizer
+from kdbench.predictions.generated import GeneratedText
 from kdbench.predictions.language_modeling import LanguageModelingPredictions
 from kdbench.registry import FAMILIES
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
@@ -88,7 +91,8 @@ class LanguageModelingTask(Task):
     def predict(self, model: LoadedModel, data: TextData, role: str, settings: RunSettings) -> LanguageModelingPredictions:
         with engines.for_task(model, settings, self.max_length(settings)) as backend:
             dists = backend.token_distributions(data.texts, self.spec.top_k)
-        return LanguageModelingPredictions(
+            own = None if settings.eval.generated_text is None else self._generate(backend, data, role, settings)
+        preds = LanguageModelingPredictions(
             self.name, role, data.ids,
             token_ids=[d.token_ids for d in dists], token_logprobs=[d.token_logprobs for d in dists],
             topk_ids=[d.topk_ids.astype(np.int32) for d in dists], topk_logprobs=[d.topk_logprobs for d in dists],
@@ -96,6 +100,30 @@ class LanguageModelingTask(Task):
             n_bytes=np.array([len(t.encode("utf-8")) for t in data.texts], dtype=np.int64),
             vocab_size=backend.vocab_size,
         )
+        preds.generated = own
+        return preds
+
+    def _generate(self, backend, data: TextData, role: str, settings: RunSettings):
+        """``eval.generated_text``: the model continues the first ``prompt_tokens`` tokens (after the
+        start token) of each of the first ``rows`` texts longer than that, greedily, and scores its
+        continuation (compared with the teacher's in the pair step)."""
+        cfg = settings.eval.generated_text
+        if 1 + cfg.prompt_tokens + cfg.max_new_tokens > backend.max_length:
+            raise KdbenchError(f"task {self.name}: eval.generated_text: prompt_tokens {cfg.prompt_tokens} + max_new_tokens "
+                               f"{cfg.max_new_tokens} exceed max_length {backend.max_length}")
+        ids, prompts = [], []
+        for example_id, text in zip(data.ids, data.texts):
+            tokens = backend.encode(text)
+            if len(tokens) > cfg.prompt_tokens:
+                ids.append(example_id)
+                prompts.append([backend.prefix_token_id] + tokens[: cfg.prompt_tokens])
+            if cfg.rows is not None and len(ids) == cfg.rows:
+                break
+        if not ids:
+            raise KdbenchError(f"task {self.name}: eval.generated_text: no evaluation text is longer than prompt_tokens "
+                               f"{cfg.prompt_tokens}")
+        return GeneratedText(role, ids, prompts, [np.asarray(t, dtype=np.int64)
+                                                  for t in backend.generate_ids(prompts, cfg.max_new_tokens)])
 
     def efficiency_inputs(self, data: TextData) -> tuple[list[str], list[str] | None]:
         return data.texts, None

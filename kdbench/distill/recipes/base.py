@@ -31,8 +31,9 @@ from accelerate import PartialState
 
 from kdbench import devices
 from kdbench.config import DistillConfig, SuiteConfig, TeacherConfig, TrainConfig
+from kdbench.distill import curves
 from kdbench.distill.recipes.features import FeatureKD, feature_kd, train_student
-from kdbench.distill.trainer import TRAINER_REVISION, LossFn, TrainStats, effective_batch_size, train
+from kdbench.distill.trainer import TRAINER_REVISION, BatchFn, LossFn, TrainStats, effective_batch_size, train
 from kdbench.errors import KdbenchError
 from kdbench.fsio import within
 from kdbench.models import cache
@@ -52,8 +53,9 @@ if TYPE_CHECKING:
 class Trained:
     """What a recipe hands back: models by role (teacher, student, baseline), each role's run-record
     ``models`` entry (id, revision, params, + how it was made), each role's folder or hub id (the
-    efficiency figures load it in a fresh process), the training data's record, timings, and for a
-    multi-teacher run the teachers' ensemble weights (the pipeline scores the ensemble from them)."""
+    efficiency figures load it in a fresh process), the training data's record, timings, for a
+    multi-teacher run the teachers' ensemble weights (the pipeline scores the ensemble from them), and
+    each trained role's training curve (``kdbench.distill.curves``) where the pipeline asked for one."""
 
     models: dict[str, LoadedModel]
     info: dict[str, dict]
@@ -61,6 +63,7 @@ class Trained:
     train_dataset: dict | None = None
     durations: dict[str, float] = field(default_factory=dict)
     ensemble: dict[str, float] = field(default_factory=dict)  # multi-teacher: teacher role -> normalised weight
+    curves: dict[str, list[dict]] = field(default_factory=dict)  # eval.during_training: role -> points
 
 
 def where(suite: SuiteConfig, task: Task) -> str:
@@ -144,6 +147,7 @@ class Recipe:
         self.info: dict[str, dict] = {}
         self.dirs: dict[str, str] = {}
         self.ensemble: dict[str, float] = {}
+        self.curves: dict[str, list[dict]] = {}
         self.train_dataset: dict | None = None
         self.teacher: LoadedModel | None = None  # what a student derived from "the teacher" is made from
         self.feature_kd: FeatureKD | None = None
@@ -224,7 +228,8 @@ class Recipe:
                 continue
             stats, extra = self.train(role, student)
             self.save(role, student, made, stats, extra)
-        return Trained(self.models, self.info, self.dirs, self.train_dataset, self.durations, self.ensemble)
+        return Trained(self.models, self.info, self.dirs, self.train_dataset, self.durations, self.ensemble,
+                       self.curves)
 
     def setup(self) -> None:
         """The teacher(s) under their roles in ``models`` / ``info`` / ``dirs``, ``self.teacher``, the
@@ -241,6 +246,11 @@ class Recipe:
 
     def collate(self, student: LoadedModel) -> Callable | None:
         """How a batch of features is padded (None: the tokenizer's ``pad``)."""
+        return None
+
+    def batch_fn(self, role: str) -> BatchFn | None:
+        """What rewrites each micro-batch of ``role`` before its forward pass (on-policy KD: the
+        student's own samples); None: the batches as they are."""
         return None
 
     def method(self, role: str) -> dict:
@@ -276,13 +286,18 @@ class Recipe:
 
     def train(self, role: str, student: LoadedModel) -> tuple[TrainStats, dict]:
         loss_fn, features = self.loss_step(role, student), self.features(role, student)
+        curve = curves.for_role(role, student.model, student.tokenizer, self.teacher)  # against the (first) teacher
 
         def run(model, fn):
             return train(model, student.tokenizer, features, self.distill, fn, seed=self.seed, dtype=self.suite.dtype,
-                         desc=f"train {role} on {self.task.name}", collate_fn=self.collate(student))
+                         desc=f"train {role} on {self.task.name}", collate_fn=self.collate(student),
+                         batch_fn=self.batch_fn(role), step_hooks=[curve])
 
         with timed(self.durations, f"{role}_train_s"):
-            return train_student(self.feature_kd if role == STUDENT else None, student.model, loss_fn, run)
+            out = train_student(self.feature_kd if role == STUDENT else None, student.model, loss_fn, run)
+        if curve is not None:
+            self.curves[role] = curve.points
+        return out
 
     def save(self, role: str, student: LoadedModel, made: dict, stats: TrainStats, extra: dict) -> None:
         self.models[role], record_id = save_student(student.model, student.tokenizer, self.run_dir, self.task, role)

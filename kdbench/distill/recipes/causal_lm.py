@@ -14,6 +14,11 @@ loss, without gradients, under the suite's autocast. With ``distill.teacher_topk
 runs once and its softened top-k (plus the leftover mass) is cached on disk instead
 (:mod:`kdbench.distill.topk`): cheaper for several epochs or a sweep, exact on the top k only.
 
+On-policy and mixed KD (GKD, Agarwal et al. 2024), ``distill.on_policy: {fraction: λ, ...}``: on a
+share λ of the micro-batches the student samples continuations of the training prompts and the KD
+term is taken on its own tokens, the teacher scoring them online (:mod:`kdbench.distill.on_policy`);
+the other micro-batches are off-policy as above (online teacher or top-k cache).
+
 Sequence-level KD (Kim & Rush 2016), ``distill.sequence_level: true``: the teacher answers each
 training prompt greedily (at most ``distill.sequence_max_new_tokens`` tokens, the task's stop
 strings) and the student is trained with the LM loss on those answers instead of the gold ones.
@@ -30,10 +35,11 @@ import torch.nn.functional as F
 from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, SuiteConfig
 from kdbench.distill.losses._common import t2
+from kdbench.distill.on_policy import OnPolicy, prompts_of
 from kdbench.distill.recipes.base import Recipe
 from kdbench.distill.tokens import Pair, encode_pairs, right_pad, scored_positions
 from kdbench.distill.topk import TopK, bucket_log_probs, cached_topk, teacher_buckets
-from kdbench.distill.trainer import LossFn, kd_term, report_terms
+from kdbench.distill.trainer import BatchFn, LossFn, kd_term, model_inputs, report_terms
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import load_tokenizer
 from kdbench.registry import RECIPES
@@ -56,17 +62,24 @@ def token_loss(
     (a model run on each batch, or a :class:`~kdbench.distill.topk.TopK` cache) and a ``distill``
     config α · KD + (1 − α) · CE, KD the registry loss on the same positions.
 
+    An on-policy batch (it carries ``loss_mask``: the student sampled its completions) has no gold
+    tokens: its loss is α · KD with the teacher run on it, which needs ``teacher`` also when a
+    top-k cache serves the off-policy batches.
+
     Scored positions are gathered before any softmax, so padding and prompt positions cost nothing
     and cannot leak into either term."""
     if ((teacher is None) and (topk is None)) != (distill is None):
         raise ValueError("token_loss: KD needs a teacher (or its top-k cache) and a distill config")
     kd = None if distill is None else kd_term(distill)  # TAID's t is driven per step, as for classifiers
 
+    def online(logits: torch.Tensor, keep: torch.Tensor, batch: dict) -> torch.Tensor:
+        with torch.no_grad(), autocast(dtype, logits.device):
+            teacher_logits = teacher(**model_inputs(batch)).logits[:, :-1][keep]
+        return kd(logits, teacher_logits)
+
     def soft_loss(logits: torch.Tensor, keep: torch.Tensor, idx: np.ndarray, batch: dict) -> torch.Tensor:
         if topk is None:
-            with torch.no_grad(), autocast(dtype, logits.device):
-                teacher_logits = teacher(**batch).logits[:, :-1][keep]
-            return kd(logits, teacher_logits)
+            return online(logits, keep, batch)
         rows = topk.rows(idx)
         if len(rows) != logits.shape[0]:
             raise KdbenchError(f"teacher top-k cache: {len(rows)} cached positions for {logits.shape[0]} scored ones")
@@ -75,10 +88,15 @@ def token_loss(
         return kd(log_q, log_p, temperature=1.0, t2_scaling=False) * t2(distill.temperature, distill.t2_scaling)
 
     def loss_fn(outputs, idx: np.ndarray, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        keep = scored_positions(batch, [loss_masks[i] for i in idx]).to(outputs.logits.device)
+        sampled = "loss_mask" in batch
+        if sampled and (distill is None or teacher is None):
+            raise ValueError("token_loss: an on-policy batch needs KD with the teacher run online")
+        keep = scored_positions(batch, None if sampled else [loss_masks[i] for i in idx]).to(outputs.logits.device)
         logits = outputs.logits[:, :-1][keep]  # (P, V): only the scored positions
         if logits.shape[0] == 0:  # a batch of prompts cut before their answers: nothing to learn
             return outputs.logits.sum() * 0.0
+        if sampled:
+            return distill.alpha * online(logits, keep, batch)
         ce = F.cross_entropy(logits.float(), batch["input_ids"][:, 1:][keep])
         if distill is None:
             return ce
@@ -112,10 +130,11 @@ def teacher_answers(task: Task, suite: SuiteConfig, teacher: LoadedModel, pairs:
 
 
 @RECIPES.register("causal_lm", loss_levels=["logits"], default_loss="forward_kl", features=True,
-                  settings=["sequence_level", "sequence_max_new_tokens"])
+                  settings=["sequence_level", "sequence_max_new_tokens", "teacher_topk", "on_policy"])
 class CausalLMRecipe(Recipe):
     """The teacher as it is; the student distilled token by token online (or from the teacher's
-    cached top-k), or on the teacher's answers (sequence-level)."""
+    cached top-k), on its own samples for a share of the batches (on-policy), or on the teacher's
+    answers (sequence-level)."""
 
     @classmethod
     def check_settings(cls, task: Task, suite: SuiteConfig) -> None:
@@ -158,10 +177,23 @@ class CausalLMRecipe(Recipe):
                     right_pad(self.pad_id), k=self.k, temperature=self.distill.temperature, dtype=suite.dtype,
                     batch_size=suite.eval.batch_size)
             info.update(topk_cache_key=key, topk_reused=reused, topk=self.k)
+        self.on_policy = self._on_policy()
+
+    def _on_policy(self) -> OnPolicy | None:
+        """The student's sampler for on-policy KD, or None (no ``distill.on_policy``, or λ = 0: off-policy)."""
+        cfg = self.suite.distill.on_policy
+        if cfg is None or cfg.fraction == 0:
+            return None
+        from accelerate import PartialState
+
+        eos = self.teacher.model.generation_config.eos_token_id
+        return OnPolicy(cfg, prompts_of(self.gold, self.masks, cfg.prompt_tokens), pad_id=self.pad_id,
+                        eos_ids=eos if isinstance(eos, list) else [eos], max_length=self.max_length,
+                        seed=self.seed, dtype=self.suite.dtype, rank=PartialState().process_index)
 
     @property
     def k(self) -> int | None:
-        return getattr(self.suite.distill, "teacher_topk", None)
+        return self.suite.distill.teacher_topk
 
     def check_student(self, student: LoadedModel) -> None:
         check_vocabularies(self.suite, self.teacher.model.config.vocab_size, student.model.config.vocab_size)
@@ -172,7 +204,9 @@ class CausalLMRecipe(Recipe):
         if self.suite.distill.sequence_level:
             return token_loss(self.answer_masks)
         if self.topk is not None:
-            return token_loss(self.masks, distill=self.distill, topk=self.topk)
+            # on-policy batches are scored by the teacher online: their tokens are not in the cache
+            return token_loss(self.masks, self.teacher.model if self.on_policy else None, self.distill,
+                              self.suite.dtype, topk=self.topk)
         return token_loss(self.masks, self.teacher.model, self.distill, self.suite.dtype)
 
     def features(self, role: str, student: LoadedModel) -> list[dict]:
@@ -180,6 +214,9 @@ class CausalLMRecipe(Recipe):
 
     def collate(self, student: LoadedModel):
         return right_pad(self.pad_id)
+
+    def batch_fn(self, role: str) -> BatchFn | None:
+        return self.on_policy if role == STUDENT else None
 
     def method(self, role: str) -> dict:
         d = self.distill
@@ -189,4 +226,7 @@ class CausalLMRecipe(Recipe):
             return {"method": "kd", "kd_level": "sequence", "loss": "lm_on_teacher_generations",
                     "generation": {"decoding": "greedy", "max_new_tokens": d.sequence_max_new_tokens},
                     "scored_tokens": sum(sum(m) for m in self.answer_masks)}
-        return {**super().method(role), "kd_level": "token", "teacher": f"top-{self.k} cache" if self.k else "online"}
+        method = {**super().method(role), "kd_level": "token", "teacher": f"top-{self.k} cache" if self.k else "online"}
+        if self.on_policy is not None:
+            method["on_policy"] = self.on_policy.record()
+        return method

@@ -29,7 +29,7 @@ from kdbench.backends.hf import autocast
 from kdbench.config import FeatureLossConfig, SuiteConfig
 from kdbench.distill.losses._layers import Features, FeatureTerm
 from kdbench.distill.losses.minilm import record_values
-from kdbench.distill.trainer import LossFn, report_terms
+from kdbench.distill.trainer import LossFn, model_inputs, report_terms
 from kdbench.errors import KdbenchError
 from kdbench.models.students import default_layer_map, layer_stack
 from kdbench.registry import LOSSES
@@ -79,6 +79,10 @@ class FeatureStudent(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.student.device
+
+    def generate(self, **kwargs):
+        """On-policy KD (``distill.on_policy``) samples from the student itself."""
+        return self.student.generate(**kwargs)
 
     def forward(self, **batch):
         with record_values(self.student) if self._values else contextlib.nullcontext({}) as rec:
@@ -130,7 +134,7 @@ class FeatureKD:
             total = head_loss(outputs, idx, batch)
             with torch.no_grad(), autocast(self.dtype, self.teacher.device), \
                     (record_values(self.teacher) if model._values else contextlib.nullcontext({})) as rec:
-                t_out = self.teacher(**batch, **model.kwargs)
+                t_out = self.teacher(**model_inputs(batch), **model.kwargs)
             mask = batch["attention_mask"]
             s_feats, t_feats = _features(outputs, model.values), _features(t_out, rec.get("values"))
             for spec, term in zip(self.specs, terms):

@@ -136,7 +136,8 @@ class Registry(Generic[T]):
     # filling ------------------------------------------------------------------------------------
     def add(self, name: str, obj: T, **meta: Any) -> T:
         current = self._entries.get(name)
-        if isinstance(current, _Lazy) and (current.module, current.qualname) == (obj.__module__, obj.__qualname__):
+        if isinstance(current, _Lazy) and not isinstance(obj, _Lazy) and \
+                (current.module, current.qualname) == (obj.__module__, obj.__qualname__):
             self._entries[name] = obj  # the scanned entry's module is being imported: the object itself
             return obj
         if current is not None:
@@ -161,9 +162,8 @@ class Registry(Generic[T]):
     def add_package(self, package: str) -> None:
         """Scan (or import, for an import-filled registry) one more package, e.g. a plugin's."""
         (self._scan if self.symbol else self._packages).append(package)
-        if self._loaded:
-            self._loaded = False
-            self._load()
+        if self._loaded:  # the others are in already: fill from this one only
+            self._fill([], [] if self.symbol else [package], [package] if self.symbol else [])
 
     @contextmanager
     def extended(self, *packages: str):
@@ -182,13 +182,16 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         self._loaded = True
-        for module in self._modules:
+        self._fill(self._modules, self._packages, self._scan)
+
+    def _fill(self, modules: Sequence[str], packages: Sequence[str], scan: Sequence[str]) -> None:
+        for module in modules:
             importlib.import_module(module)
-        for package in self._packages:
+        for package in packages:
             path = importlib.import_module(package).__path__
             for info in pkgutil.iter_modules(path):
                 importlib.import_module(f"{package}.{info.name}")
-        for package in self._scan:
+        for package in scan:
             for folder in _folders(package):
                 for path in sorted(Path(folder).glob("*.py")):
                     module = package if path.stem == "__init__" else f"{package}.{path.stem}"

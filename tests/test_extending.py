@@ -216,7 +216,7 @@ def test_a_new_logit_loss_is_one_file(tmp_path, monkeypatch):
     with LOSSES.extended(package):
         suite = load_suite("quickstart", ["distill.loss=half_kl", "distill.loss_args.share=0.25"])
         assert "ext_losses.half" not in sys.modules  # validated from its registration alone
-        assert "half_kl            logits     half the forward KL (a plug-in loss)  [share=0.5 in [0, 1]]" in \
+        assert f"{'half_kl':<19} logits     half the forward KL (a plug-in loss)  [share=0.5 in [0, 1]]" in \
             reference.losses_listing()
         for name in ("sst2", "wnut_17", "gsm8k_text"):
             task = get_task(name)
@@ -231,7 +231,7 @@ def test_a_new_logit_loss_is_one_file(tmp_path, monkeypatch):
 def _sst2_csv(path, rows: int = 96):
     from kdbench.data import DatasetSpec, load_split
 
-    loaded = load_split(DatasetSpec("stanfordnlp/sst2", None, "train"), rows=rows, shuffle_seed=0)
+    loaded = load_split(DatasetSpec("nyu-mll/glue", "sst2", "train"), rows=rows, shuffle_seed=0)
     lines = ["sentence,sentiment"] + [f'"{s.replace(chr(34), "")}",{"pos" if y else "neg"}'
                                       for s, y in zip(loaded.rows["sentence"], loaded.rows["label"])]
     path.write_text("\n".join(lines) + "\n")

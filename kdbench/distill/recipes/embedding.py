@@ -50,7 +50,7 @@ from kdbench.distill.teacher_cache import cached_array
 from kdbench.distill.trainer import LossFn
 from kdbench.errors import KdbenchError
 from kdbench.registry import LOSSES, RECIPES
-from kdbench.roles import STUDENT, TEACHER
+from kdbench.roles import TEACHER
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TrainableTask
 from kdbench.timing import timed
 

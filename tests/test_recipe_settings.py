@@ -50,3 +50,12 @@ def test_regression_refuses_what_it_cannot_honour_instead_of_swapping_it(setting
     with pytest.raises(KdbenchError, match=r"suite glue, task stsb \(regression head\): " + message):
         recipe(task).check(task, suite)
     recipe(task).check(task, load_suite("glue", ["tasks=[stsb]"]))  # null: the head's own loss, logit_mse
+
+
+def test_a_top_k_cache_with_sequence_level_kd_is_refused():
+    """Sequence-level KD trains on the teacher's answers: a top-k cache would be built and never read."""
+    task = get_task("gsm8k_text")
+    suite = load_suite("lm", ["distill.sequence_level=true", "distill.loss=null", "distill.teacher_topk=8"])
+    with pytest.raises(KdbenchError, match=r"suite lm, task gsm8k_text: distill.teacher_topk caches the teacher's "
+                                           r"token distributions, which sequence-level KD does not use"):
+        recipe(task).check(task, suite)

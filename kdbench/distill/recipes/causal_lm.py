@@ -141,6 +141,10 @@ class CausalLMRecipe(Recipe):
         if suite.distill.sequence_level and suite.distill.loss is not None:
             raise KdbenchError(f"suite {suite.name}, task {task.name}: distill.loss {suite.distill.loss}: "
                                "sequence-level KD trains on the teacher's answers with the LM loss (no KD loss)")
+        if suite.distill.sequence_level and suite.distill.teacher_topk:
+            raise KdbenchError(f"suite {suite.name}, task {task.name}: distill.teacher_topk caches the teacher's "
+                               "token distributions, which sequence-level KD does not use (it trains on the teacher's "
+                               "answers); set one of distill.teacher_topk and distill.sequence_level")
 
     @classmethod
     def check_models(cls, task: Task, suite: SuiteConfig, teacher_config, student_config) -> None:

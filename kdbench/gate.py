@@ -486,7 +486,7 @@ def make_baseline(suite: str, name: str | None = None, overrides: Sequence[str] 
     ``baselines_dir`` and promote it to ``NAME`` (the suite's name by default), replacing the
     baseline there: what ``make baselines`` does for every suite."""
     from kdbench.config import load_suite
-    from kdbench.pipeline import train_and_eval
+    from kdbench.distill.run import train_and_eval
 
     cfg = load_suite(suite, list(overrides))
     name = name or cfg.name

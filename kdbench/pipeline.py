@@ -1,9 +1,10 @@
-"""The two ways a run is made, and the one way it is scored and written.
+"""The one way a run is scored and written, and the evaluation of existing models.
 
-``train_and_eval``: each task's recipe makes or reuses the teacher, distils a student and trains a
-no-KD baseline; ``evaluate``: existing models are loaded by id or folder. Both then go through
-``_score_and_write``: predictions → metrics → run record → samples, HTML report, leaderboard.
-Data flows one way (DESIGN.md); tasks never write files, metrics never load models.
+``evaluate``: existing models are loaded by id or folder; ``kdbench.distill.run.train_and_eval``:
+each task's recipe makes or reuses the teacher, distils a student and trains a no-KD baseline. Both
+then go through :func:`score_and_write`: predictions → metrics → run record → samples, HTML report,
+leaderboard. Data flows one way (DESIGN.md); tasks never write files, metrics never load models,
+and evaluation imports nothing of the trainer (``kdbench.distill``).
 """
 from __future__ import annotations
 
@@ -17,42 +18,88 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import kdbench
 from kdbench import devices, environment, names, preflight, progress, tracking
+from kdbench._version import __version__
 from kdbench.backends import efficiency, engines, speculative
 from kdbench.config import SuiteConfig
-from kdbench.distill import curves
-from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, run_recipe
-from kdbench.distill.ensemble import ENSEMBLE, ensemble_predictions, teacher_roles
-from kdbench.distill.recipes.common import timed
-from kdbench.distill.trainer import checkpoint_scope, effective_batch_size
 from kdbench.errors import KdbenchError, ModelHeadError
 from kdbench.fsio import within, write_atomic
 from kdbench.metrics.stats import aggregate_seed_results
 from kdbench.models import card
 from kdbench.models.loading import count_parameters, model_revision
-from kdbench.predictions import samples_frame
-from kdbench.report import html, leaderboard
-from kdbench.report.record import RECORD_FILE, SAMPLES_FILE, SCHEMA_VERSION, read_record, write_record
-from kdbench.report.rundir import CHECKPOINTS, RESUME_FILE, run_id_of_staging, staged_run_dir, staging_dir
 from kdbench.metrics.glue import glue_average
 from kdbench.metrics.sanity import run_warnings
+from kdbench.predictions import samples_frame
+from kdbench.predictions.ensemble import ensemble_predictions
+from kdbench.report import html, leaderboard
+from kdbench.report.record import RECORD_FILE, SAMPLES_FILE, SCHEMA_VERSION, write_record
+from kdbench.report.rundir import staged_run_dir
+from kdbench.roles import BASELINE, ENSEMBLE, STUDENT, TEACHER
 from kdbench.tasks import generated_text, get_task
 from kdbench.tasks.base import RunSettings, Task
+from kdbench.timing import timed
 
 TASK_PLACEHOLDER = "{task}"
 
 
+@dataclass(frozen=True)
+class Score:
+    """One metric's value and its confidence interval (None where the metric has none)."""
+
+    value: float
+    ci: tuple[float, float] | None = None
+
+    @classmethod
+    def of(cls, entry: dict) -> "Score":
+        return cls(entry["value"], tuple(entry["ci"]) if entry.get("ci") is not None else None)
+
+
 @dataclass
 class RunResult:
+    """What ``evaluate`` and ``train_and_eval`` return: the run folder, its record (``report.json``
+    as a dict) and typed views of it."""
+
     run_dir: Path
     record: dict
     leaderboard: Path | None = None
     written: bool = True  # False on the other processes of a multi-process run (the main one writes)
 
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.record["results"])
+
+    def roles(self, task: str) -> list[str]:
+        return list(self.record["results"][task])
+
+    def scores(self, task: str, role: str) -> dict[str, Score]:
+        """Every metric of one model on one task."""
+        try:
+            return {m: Score.of(e) for m, e in self.record["results"][task][role].items()}
+        except KeyError:
+            raise KdbenchError(f"run {self.record.get('run_id')}: no results for task {task!r}, role {role!r} "
+                               f"(tasks: {', '.join(self.tasks)})") from None
+
+    def score(self, task: str, role: str, metric: str) -> Score:
+        scores = self.scores(task, role)
+        if metric not in scores:
+            raise KdbenchError(f"task {task}, role {role}: no metric {metric!r} (metrics: {', '.join(scores)})")
+        return scores[metric]
+
+    def pair(self, task: str, model: str = STUDENT, reference: str = TEACHER) -> dict[str, Score]:
+        """The teacher–student metrics of ``model`` against ``reference`` (``student|baseline``: what KD bought)."""
+        key = f"{model}|{reference}"
+        found = self.record["pairs"].get(task, {}).get(key)
+        if found is None:
+            raise KdbenchError(f"task {task}: no pair {key!r} (pairs: {', '.join(self.record['pairs'].get(task, {}))})")
+        return {m: Score.of(e) for m, e in found.items()}
+
+    def model(self, role: str, task: str | None = None) -> dict:
+        """The record's entry of one model (id, revision, params, how it was made), on ``task`` when given."""
+        return (self.record["models_by_task"][task] if task else self.record["models"])[role]
+
 
 @dataclass
-class _TaskRun:
+class TaskRun:
     """One task's models by role, ready to predict, with what the record says about them."""
 
     task: Task
@@ -66,7 +113,7 @@ class _TaskRun:
     curves: dict | None = None  # eval.during_training: the record's curves entry of this task
 
 
-class _CurveEvaluator:
+class CurveEvaluator:
     """``eval.during_training``: scores a model in training on the first ``rows`` evaluation
     examples (its own metrics, and its pair metrics against the teacher, whose predictions are made
     once), with the hf engine and without the costly extras (generated text, speculative decoding)."""
@@ -102,80 +149,7 @@ def new_run_id(suite: str) -> str:
     return f"{stamp}-{suite}-{secrets.token_hex(3)}"
 
 
-def train_and_eval(
-    suite: SuiteConfig | None,
-    *,
-    reports_dir: str | Path = "reports",
-    leaderboard_dir: str | Path | None = "leaderboards",
-    include_paths: Sequence[str | Path] = (),
-    resume: str | Path | None = None,
-    allow_code: bool = False,
-) -> RunResult:
-    """Distil a student per task with the suite's recipe, train the no-KD baseline, score all; with
-    several seeds, the whole recipe once per seed (later seeds' models under ``seed-N/``).
-
-    Trainings checkpoint under ``<run folder>/checkpoints/TASK/`` (``TrainConfig.checkpoint_every``).
-    ``resume``: the staging folder ``REPORTS/.RUN_ID.partial`` of an interrupted run; the run goes on
-    with its own suite, include paths and leaderboard folder (``suite`` must be None and
-    ``leaderboard_dir`` is not used): finished trainings load their final checkpoint, an unfinished
-    one continues from its latest, and the result is the uninterrupted run's.
-    ``allow_code``: task files may run Python (lm-eval's ``!function``; also ``KDBENCH_ALLOW_CODE=1``)."""
-    run_id = None
-    if resume is not None:
-        suite, include_paths, run_id, reports_dir, leaderboard_dir = _resumed(Path(resume))
-    device = devices.resolve(suite.device)  # a device that cannot be had fails before any work
-    tracking.check(suite.log_with)  # so does a tracker whose package is missing
-    # under `accelerate launch` every process runs the recipes (training is data-parallel) and
-    # checkpoints into the main process's run folder; only the main process writes the run
-    procs = devices.process_state(device)  # gloo across launched CPU processes, NCCL across GPUs
-    if resume is not None and (Path(resume) / RECORD_FILE).is_file():  # killed after the record was written
-        return _complete(Path(resume), leaderboard_dir, procs)
-    run_id = _shared(run_id or new_run_id(suite.name), procs)
-    checkpoints = staging_dir(Path(reports_dir), run_id)
-    suite, reports_dir, leaderboard_dir, scratch = _process_outputs(procs, suite, reports_dir, leaderboard_dir)
-    # fail on a bad name before any work...
-    tasks = [get_task(name, include_paths, allow_code=allow_code) for name in suite.tasks]
-    engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
-                  tensor_parallel_size=suite.eval.tensor_parallel_size)
-    preflight.check_training(suite, tasks)  # ... and on a value the models or the data cannot take
-    speculative.check_setup(suite, tasks, device)
-    if leaderboard_dir is not None:
-        leaderboard.check_output(Path(leaderboard_dir))
-    first, *others = suite.run_seeds
-
-    def runs(run_dir: Path):
-        if not (run_dir / RESUME_FILE).exists():
-            write_atomic(run_dir / RESUME_FILE, json.dumps({
-                "suite": suite.model_dump(mode="json"), "include_paths": [str(Path(p).resolve()) for p in include_paths],
-                "leaderboard_dir": None if leaderboard_dir is None else str(Path(leaderboard_dir).resolve())}))
-            if procs.is_main_process:
-                progress.info(f"run folder {run_dir} (if interrupted: kdbench train-and-eval --resume {run_dir})")
-        for task in tasks:
-            for seed in (first, *others):
-                task_suite = suite.for_task(task.name).model_copy(update={"seed": seed})
-                folder = run_dir if seed == first else within(run_dir, f"seed-{seed}")
-                ckpt = checkpoints if seed == first else within(checkpoints, f"seed-{seed}")
-                evaluator = _CurveEvaluator(task, task_suite) if task_suite.eval.during_training else None
-                with checkpoint_scope(within(ckpt, CHECKPOINTS, task.name)), curves.scope(evaluator), \
-                        tracking.scope(suite.log_with, within(ckpt, "logs"), run_id):
-                    trained = run_recipe(task, task_suite, folder)
-
-                _record_training(trained.info, task_suite)
-                yield _TaskRun(task, trained.models, trained.info, trained.dirs, trained.train_dataset,
-                               trained.durations, None if seed == first else seed, trained.ensemble,
-                               evaluator.record(trained.curves) if evaluator is not None and trained.curves else None)
-        procs.wait_for_everyone()
-
-    def finish(run_dir: Path) -> None:
-        if procs.is_main_process:
-            _drop_checkpoints(run_dir)
-
-    return _written_by_main(scratch, lambda: _score_and_write(
-        suite, tasks, runs, reports_dir, leaderboard_dir, device, procs.num_processes, run_id=run_id,
-        resume=resume is not None and scratch is None, finish=finish, trained=True))
-
-
-def _process_outputs(procs, suite: SuiteConfig, reports_dir, leaderboard_dir):
+def process_outputs(procs, suite: SuiteConfig, reports_dir, leaderboard_dir):
     """(suite, reports folder, leaderboard folder, scratch folder) of this process. Under a launcher
     every process runs the models (evaluation: each its shard, gathered by all); only the main one
     writes the run and measures efficiency, the others write into a scratch folder removed after."""
@@ -186,7 +160,7 @@ def _process_outputs(procs, suite: SuiteConfig, reports_dir, leaderboard_dir):
     return suite, scratch, None, scratch
 
 
-def _written_by_main(scratch: Path | None, score_and_write) -> RunResult:
+def written_by_main(scratch: Path | None, score_and_write) -> RunResult:
     try:
         result = score_and_write()
     finally:
@@ -194,63 +168,6 @@ def _written_by_main(scratch: Path | None, score_and_write) -> RunResult:
             shutil.rmtree(scratch, ignore_errors=True)
     result.written = scratch is None
     return result
-
-
-def _drop_checkpoints(run_dir: Path) -> None:
-    """The run's record is written: its checkpoints (weights and optimiser states) are not part of it."""
-    for folder in [run_dir, *run_dir.glob("seed-*")]:
-        shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)
-
-
-def _complete(staging: Path, leaderboard_dir, procs) -> RunResult:
-    """Finish a run killed after its record was written: drop its checkpoints, rename it into place."""
-    if not procs.is_main_process:
-        return RunResult(staging, {}, written=False)
-    reports_dir, run_id = staging.parent, run_id_of_staging(staging)
-    with staged_run_dir(reports_dir, run_id, resume=True) as run_dir:
-        record = read_record(run_dir / RECORD_FILE)
-        _drop_checkpoints(run_dir)
-    return RunResult(within(reports_dir, run_id), record, _build_leaderboard(reports_dir, leaderboard_dir))
-
-
-def _shared(run_id: str, procs) -> str:
-    """The main process's run id on every process."""
-    if procs.num_processes == 1:
-        return run_id
-    from accelerate.utils import broadcast_object_list
-
-    return broadcast_object_list([run_id], from_process=0)[0]
-
-
-def _resumed(folder: Path) -> tuple[SuiteConfig, list[str], str, Path, str | None]:
-    """(suite, include paths, run id, reports folder, leaderboard folder) of the interrupted run in ``folder``."""
-    run_id = run_id_of_staging(folder)
-    saved = folder / RESUME_FILE
-    if run_id is None or not saved.is_file():
-        raise KdbenchError(f"--resume {folder}: not an interrupted run folder (REPORTS/.RUN_ID.partial with {RESUME_FILE})")
-    try:
-        data = json.loads(saved.read_text())
-        suite = SuiteConfig.model_validate(data["suite"])
-        include_paths, board = [str(p) for p in data["include_paths"]], data.get("leaderboard_dir", "leaderboards")
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        # ValueError: not JSON, or a suite that does not validate (pydantic's ValidationError)
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise KdbenchError(f"--resume {folder}: {saved} cannot be used ({why}); the run cannot be resumed") from None
-    return suite, include_paths, run_id, folder.parent, board
-
-
-def _record_training(info: dict, suite: SuiteConfig) -> None:
-    """Each trained role's batch arithmetic in its record entry: the effective batch size is what
-    makes runs with different accumulation or process counts comparable."""
-    teachers = {TEACHER: suite.teacher, **dict(zip(teacher_roles(len(suite.teachers or [])), suite.teachers or []))}
-    for role, entry in info.items():
-        # a teacher reused from the cache was trained by an earlier run: its entry says which
-        fresh = entry.get("finetuned") and not entry.get("reused_from_cache")
-        cfg = suite.distill if role not in teachers else (teachers[role].finetune if fresh else None)
-        if cfg is None or (role not in teachers and entry.get("method") not in ("kd", "labels_only")):
-            continue
-        entry["training"] = {"batch_size": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps,
-                             "effective_batch_size": effective_batch_size(cfg)}
 
 
 def evaluate(
@@ -273,7 +190,7 @@ def evaluate(
     device = devices.resolve(suite.device)
     tracking.check(suite.log_with)
     procs = devices.process_state(device)
-    suite, reports_dir, leaderboard_dir, scratch = _process_outputs(procs, suite, reports_dir, leaderboard_dir)
+    suite, reports_dir, leaderboard_dir, scratch = process_outputs(procs, suite, reports_dir, leaderboard_dir)
     tasks = [get_task(name, include_paths, allow_code=allow_code) for name in suite.tasks]
     engines.check(suite.eval.backend, tasks, device=device, processes=procs.num_processes,
                   tensor_parallel_size=suite.eval.tensor_parallel_size)
@@ -298,9 +215,9 @@ def evaluate(
                 info[role] = {"id": template, "revision": model_revision(model_id, revisions.get(role)),
                               "params": count_parameters(loaded[role].model)}
                 dirs[role] = model_id
-            yield _TaskRun(task, loaded, info, dirs, None, durations)
+            yield TaskRun(task, loaded, info, dirs, None, durations)
 
-    return _written_by_main(scratch, lambda: _score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir,
+    return written_by_main(scratch, lambda: score_and_write(suite, tasks, runs, reports_dir, leaderboard_dir,
                                                               device, procs.num_processes))
 
 
@@ -315,7 +232,7 @@ def _fine_tuned_hint(task: Task, role: str, template: str) -> str:
             f"saves), or let kdbench train-and-eval fine-tune {template} as a teacher")
 
 
-def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, dict, dict, list]:
+def _score_task(run: TaskRun, eval_data, settings: RunSettings) -> tuple[dict, dict, dict, list]:
     """Predictions of every role, each role's metrics, the pair metrics and the ``samples.parquet``
     rows: every other role against the teacher (with several teachers: against each of them and
     their ensemble, a pseudo-model whose outputs are the weighted mean of theirs), and the student
@@ -353,7 +270,7 @@ def _score_task(run: _TaskRun, eval_data, settings: RunSettings) -> tuple[dict, 
     return predictions, results, {k: v for k, v in pairs.items() if v}, frames
 
 
-def _speculative(run: _TaskRun, eval_data, suite: SuiteConfig) -> dict:
+def _speculative(run: TaskRun, eval_data, suite: SuiteConfig) -> dict:
     """``eval.speculative``: the teacher as target, every other model as its draft (record section
     ``speculative``; kdbench.backends.speculative)."""
     cfg = suite.eval.speculative
@@ -386,7 +303,7 @@ def _aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:
     return out
 
 
-def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir, device, processes: int,
+def score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, leaderboard_dir, device, processes: int,
                      *, run_id: str | None = None, resume: bool = False, finish=None, trained: bool = False) -> RunResult:
     """``device``: where the models ran, ``processes``: how many launched processes ran them;
     ``run_id``: given by train-and-eval, new by default; ``resume``: continue in its existing
@@ -430,7 +347,7 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
 
         record = {
             "schema_version": SCHEMA_VERSION,
-            "kdbench_version": kdbench.__version__,
+            "kdbench_version": __version__,
             "git_hash": environment.git_hash(),
             **({"trainer_revision": environment.trainer_revision()} if trained else {}),
             "run_id": run_id,
@@ -470,8 +387,8 @@ def _score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, l
         write_record(run_dir / RECORD_FILE, record)
         if finish is not None:
             finish(run_dir)
-    return RunResult(within(reports_dir, run_id), record, _build_leaderboard(reports_dir, leaderboard_dir))
+    return RunResult(within(reports_dir, run_id), record, build_leaderboard(reports_dir, leaderboard_dir))
 
 
-def _build_leaderboard(reports_dir, leaderboard_dir) -> Path | None:
+def build_leaderboard(reports_dir, leaderboard_dir) -> Path | None:
     return leaderboard.build(Path(reports_dir), Path(leaderboard_dir)) if leaderboard_dir is not None else None

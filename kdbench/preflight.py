@@ -1,4 +1,5 @@
-"""Pre-flight: each task's resolved suite against its models' configs and its data, before any work.
+"""Pre-flight: each task's resolved suite against its models' configs and its data, before any work
+(this module: what evaluation needs; ``train-and-eval`` adds :mod:`kdbench.distill.preflight`).
 
 What a suite can get wrong on its own is validated in :mod:`kdbench.config`. What needs a model's
 config (its depth, width, vocabulary, token limit) or the data (how many training examples there
@@ -14,11 +15,10 @@ run will load it.
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from functools import lru_cache
 
-from kdbench.config import StudentConfig, SuiteConfig, TeacherConfig
+from kdbench.config import SuiteConfig
 from kdbench.errors import KdbenchError
 from kdbench.tasks.base import RunSettings, Task
 
@@ -26,7 +26,7 @@ _NO_LIMIT = 10**6  # transformers' model_max_length when a tokenizer does not kn
 
 
 @lru_cache(maxsize=64)
-def _model_config(model_id: str, revision: str | None):
+def model_config(model_id: str, revision: str | None):
     from transformers import AutoConfig
 
     from kdbench.models.loading import _first_line, _offline_hint
@@ -44,15 +44,11 @@ def _tokenizer(model_id: str, revision: str | None):
     return load_tokenizer(model_id, revision)
 
 
-def _depth(config) -> int:
-    return int(config.num_hidden_layers)
-
-
 def check_token_limits(task: Task, suite: SuiteConfig, model_id: str, revision: str | None, where: str) -> None:
     """Every token limit of the task leaves room for text after the model's special tokens, and is
     within what the model reads (its tokenizer's ``model_max_length``, else its position table)."""
     tokenizer = _tokenizer(model_id, revision)
-    config = _model_config(model_id, revision)
+    config = model_config(model_id, revision)
     most = tokenizer.model_max_length
     if most is None or most >= _NO_LIMIT:
         most = getattr(config, "max_position_embeddings", None)
@@ -63,81 +59,6 @@ def check_token_limits(task: Task, suite: SuiteConfig, model_id: str, revision: 
                                f"{least - (2 if task.pairs else 1)} special tokens (use at least {least})")
         if most is not None and limit > most:
             raise KdbenchError(f"{where}: {setting} {limit}: model '{model_id}' reads at most {most} tokens")
-
-
-def _teacher_depth(task: Task, suite: SuiteConfig, spec: TeacherConfig, where: str) -> int:
-    """The teacher's depth as it will be trained and distilled from: ``teacher.layers`` if set,
-    which must not exceed the model's own (a deeper ``num_hidden_layers`` adds random layers)."""
-    depth = _depth(_model_config(spec.model, spec.revision))
-    if spec.layers and spec.layers > depth:
-        raise KdbenchError(f"{where}: teacher.layers {spec.layers}: model '{spec.model}' has {depth} layers")
-    return spec.layers or depth
-
-
-def _student_config(task: Task, suite: SuiteConfig, teacher_config, where: str):
-    """The student's config as its builder will make it, every index and override checked, and a
-    function giving the teacher layer matched to each student layer (the default pairs of feature
-    terms, as :func:`kdbench.models.students.default_layer_map` finds them on the models)."""
-    from kdbench.models.students import check_layer_map, student_config, student_layers, uniform_map
-
-    spec: StudentConfig = suite.student
-    if spec.model:  # its own model (classification, or builder pretrained): its own tokenizer too
-        check_token_limits(task, suite, spec.model, spec.revision, where)
-        base, source = _model_config(spec.model, spec.revision), f"student.model '{spec.model}'"
-    else:
-        base, source = teacher_config, "the teacher"
-    n = _depth(base)
-    try:
-        if spec.builder == "layer_selection":
-            layers = student_layers(spec, n)
-            check_layer_map(layers, n, source)
-            return _truncated(base, len(layers)), lambda: layers
-        config = student_config(base, spec.config) if spec.builder == "config" else base
-    except KdbenchError as e:
-        raise KdbenchError(f"{where}: {e}") from None
-    saved = getattr(config, "kdbench_layer_map", None)  # a student kdbench saved keeps its layer selection
-    return config, lambda: list(saved) if saved else uniform_map(_depth(teacher_config), _depth(config), "tinybert")
-
-
-def _truncated(config, layers: int | None):
-    if not layers:
-        return config
-    config = copy.deepcopy(config)
-    config.num_hidden_layers = layers
-    return config
-
-
-def check_training(suite: SuiteConfig, tasks: Sequence[Task]) -> None:
-    """train-and-eval: for every task, the recipe's own checks, the teacher(s) and student against
-    their configs, the token limits against their tokenizers, the training batches against the
-    training data, and the evaluation data. Raises :class:`KdbenchError` (one line) on the first problem."""
-    from kdbench.distill.recipes import recipe
-    from kdbench.distill.recipes.features import check_feature_term
-
-    for task in tasks:
-        ts = suite.for_task(task.name)
-        where = f"suite {ts.name}, task {task.name}"
-        module = recipe(task)
-        module.check(task, ts)
-        teachers = ts.teachers or [ts.teacher]
-        for spec in teachers:
-            _teacher_depth(task, ts, spec, where)
-            check_token_limits(task, ts, spec.model, spec.revision, where)
-        first = teachers[0]
-        teacher_config = _truncated(_model_config(first.model, first.revision), first.layers)
-        student_config, student_map = _student_config(task, ts, teacher_config, where)
-        for feature in ts.distill.features:
-            check_feature_term(feature, student_config, teacher_config, student_map, where)
-        if task.head == "embedding":
-            from kdbench.distill.recipes.embedding import check_widths
-
-            check_widths(ts, task, teacher_config.hidden_size, student_config.hidden_size)
-        if task.head == "causal_lm" and ts.student.builder == "pretrained":
-            from kdbench.distill.recipes.causal_lm import check_vocabularies
-
-            check_vocabularies(ts, teacher_config.vocab_size, student_config.vocab_size)
-        module.check_data(task, ts)
-        task.eval_data(ts.data.eval_rows)
 
 
 def check_evaluation(suite: SuiteConfig, tasks: Sequence[Task], models: dict[str, dict[str, str]],

@@ -38,7 +38,7 @@ def write_run(run: str, folder: Path, edit=None, *, bootstrap_samples: int = 200
         s = pinned["settings"]
         settings = RunSettings(s["dtype"], s["max_length"], s["seed"],
                                EvalConfig(**{**s["eval"], "bootstrap_samples": bootstrap_samples}))
-        run_ = pipeline._TaskRun(task, dict.fromkeys(preds), {}, {}, None, {})
+        run_ = pipeline.TaskRun(task, dict.fromkeys(preds), {}, {}, None, {})
         _, results[name], pairs[name], task_frames = pipeline._score_task(run_, None, settings)
         frames += task_frames
         kinds[name] = next(iter(preds.values())).kind

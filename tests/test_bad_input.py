@@ -77,7 +77,7 @@ def test_ner_teacher_used_as_is_must_carry_a_trained_head(tmp_path, monkeypatch,
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("suite", ["quickstart", "glue", "ner", "retrieval", "lm", "reasoning", "multi_teacher", "full"])
 def test_every_local_suite_passes_the_preflight(suite, data_dir):
-    from kdbench import preflight
+    from kdbench.distill import preflight
     from kdbench.config import load_suite
     from kdbench.tasks import get_task
 

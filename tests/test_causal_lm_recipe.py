@@ -10,12 +10,13 @@ import torch.nn.functional as F
 
 from kdbench.config import DistillConfig, SuiteConfig
 from kdbench.data import DatasetSpec, load_split
-from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER
-from kdbench.distill.recipes.causal_lm import (encode_pairs, right_pad, run, scored_positions, token_loss, train_split,
-                                               training_pairs)
+from kdbench.distill.recipes import run_recipe as run
+from kdbench.distill.recipes.causal_lm import token_loss, training_pairs
+from kdbench.distill.tokens import encode_pairs, right_pad, scored_positions
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.models.students import layer_selection
+from kdbench.roles import BASELINE, STUDENT, TEACHER
 
 LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PAD = 2  # SmolLM2's pad token is its eos <|im_end|>: masks, not token ids, must tell padding
@@ -39,30 +40,30 @@ def tasks(data_dir):
 
 
 def _gsm8k_pairs(tok, split, rows, seed=None):
-    """lm-eval-style "Question: ...\nAnswer:" pairs (the fallback for tasks without training_texts)."""
+    """lm-eval-style "Question: ...\nAnswer:" pairs, as the lm_eval_gsm8k task trains on them."""
     loaded = load_split(DatasetSpec("openai/gsm8k", "main", split), rows=rows, shuffle_seed=seed)
-    return training_pairs(_NoTextsTask(), loaded, tok)
-
-
-class _NoTextsTask:  # training_pairs only asks a task for its optional training_texts method
-    name = "gsm8k"
+    return [(f"Question: {q}\nAnswer:", f" {a}{tok.eos_token}") for q, a in zip(loaded.rows["question"], loaded.rows["answer"])]
 
 
 # --- training texts --------------------------------------------------------------------------------
 def test_gsm8k_rows_become_prompt_and_answer_pairs(tok, data_dir):
-    loaded = load_split(DatasetSpec("openai/gsm8k", "main", "train"), rows=2)
-    pairs = training_pairs(_NoTextsTask(), loaded, tok)
-    q, a = loaded.rows["question"][0], loaded.rows["answer"][0]
+    """An lm-eval task trains on its own training documents as lm-eval writes a worked example."""
+    from kdbench.tasks.registry import get_task
+
+    task = get_task("lm_eval_gsm8k")
+    data = task.train_data(2, seed=0)
+    pairs = training_pairs(task, data, tok)
+    q, a = data.docs[0]["question"], data.docs[0]["answer"]
     assert pairs[0] == (f"Question: {q}\nAnswer:", f" {a}<|im_end|>")  # lm-eval gsm8k's prompt + target
-    assert len(pairs) == 2
+    assert len(pairs) == 2 and task.train_record(data)["split"] == "train"
 
 
 def test_reasoning_task_pairs_are_chat_prompts_scored_on_the_solution(tasks, tok):
     """The reasoning task's own training_texts: the evaluation prompt (chat template), the gold
     solution closed by <|im_end|>; only the solution's tokens are scored."""
     task = tasks["gsm8k"]
-    data, split = train_split(task, 3, seed=0)
-    assert split.spec.split == "train" and len(split.rows) == 3
+    data = task.train_data(3, seed=0)
+    assert task.train_record(data)["split"] == "train" and task.train_record(data)["rows"] == 3
     pairs = training_pairs(task, data, tok)
     prompt, completion = pairs[0]
     assert prompt == task.prompt(tok, data.questions[0], []) and prompt.endswith("<|im_start|>assistant\n")
@@ -75,9 +76,9 @@ def test_reasoning_task_pairs_are_chat_prompts_scored_on_the_solution(tasks, tok
 
 def test_language_modelling_task_texts_are_scored_whole(tasks, tok):
     task = tasks["gsm8k_text"]
-    data, split = train_split(task, 4, seed=0)
+    data = task.train_data(4, seed=0)
     pairs = training_pairs(task, data, tok)
-    assert pairs == [("", t) for t in split.rows["answer"]]
+    assert pairs == [("", t) for t in data.split.rows["answer"]]
     feats, masks = encode_pairs(tok, pairs, max_length=64)
     for f, m in zip(feats, masks):
         assert f["input_ids"][0] == tok.bos_token_id and m[0] == 0 and all(m[1:])
@@ -204,7 +205,8 @@ def test_taid_t_is_driven_through_token_level_training(lm, tok, two_examples):
     loss_fn = token_loss(masks, lm, cfg, dtype="bf16")
     model = layer_selection(lm, [0, 29])
     stats = train(model, tok, feats, cfg, loss_fn, seed=0, collate_fn=right_pad(PAD))
-    ts = loss_fn.taid.history
+    (taid,) = stats.step_hooks  # the state TAID's driver ended training in
+    ts = taid["history"]
     assert len(ts) == stats.steps == 8
     assert 0.4 < ts[0] and all(a <= b for a, b in zip(ts, ts[1:])) and ts[-1] == 1.0
 
@@ -222,7 +224,7 @@ def _suite(**distill) -> SuiteConfig:
 
 def test_a_teacher_finetune_config_is_rejected(tasks, tmp_path):
     suite = _suite().model_copy(update={"teacher": _suite().teacher.model_copy(update={"finetune": DistillConfig()})})
-    with pytest.raises(KdbenchError, match=r"suite causal-test: teacher.finetune must be null for the causal-LM task "
+    with pytest.raises(KdbenchError, match=r"suite causal-test: teacher.finetune must be null for the causal_lm task "
                                            r"gsm8k_text"):
         run(tasks["gsm8k_text"], suite, tmp_path)
     assert not any(tmp_path.iterdir())

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from kdbench.distill.ensemble import ENSEMBLE, ensemble_predictions, mean_scores, mixture_logits, normalised
+from kdbench.distill.ensemble import mean_scores, mixture_logits
+from kdbench.predictions.ensemble import ensemble_predictions, normalised
+from kdbench.roles import ENSEMBLE
 from kdbench.distill.losses import LOSSES
 from kdbench.predictions import ClassifierPredictions
 

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 import pytest
 import torch
 
@@ -29,11 +30,12 @@ def random_model(name: str, head: str, folder: Path, **config) -> str:
     with its tokenizer in ``folder``."""
     from transformers import AutoConfig
 
-    from kdbench.models.loading import AUTO_CLASSES, load_tokenizer, save_model
+    from kdbench.models.heads import auto_class
+    from kdbench.models.loading import load_tokenizer, save_model
 
     torch.manual_seed(0)
     cfg = AutoConfig.from_pretrained(model_source(name), **config)
-    save_model(AUTO_CLASSES[head].from_config(cfg), load_tokenizer(model_source(name)), folder)
+    save_model(auto_class(head).from_config(cfg), load_tokenizer(model_source(name)), folder)
     return str(folder)
 
 
@@ -75,7 +77,7 @@ not a near-tie."""
     for device in (devices.resolve("cpu"), gpu):
         model = load_for_head(classifier_dir, "classification", device=device)
         assert model.device == device
-        probs[device.type] = HFClassifier(model, tok, dtype, 64, 32).predict_proba(texts)
+        probs[device.type] = softmax(HFClassifier(model, tok, dtype, 64, 32).logits(texts).astype(np.float64), axis=1)
     assert np.abs(probs["cuda"] - probs["cpu"]).max() < tolerance
     clear = np.abs(probs["cpu"][:, 1] - probs["cpu"][:, 0]) > 2 * tolerance  # random weights: many near-ties
     assert (probs["cuda"].argmax(1) == probs["cpu"].argmax(1))[clear].all()

@@ -38,7 +38,7 @@ def test_kd_objective_mixes_by_alpha():
     t = torch.tensor([[2.0, -1.0], [0.0, 1.0]])
     s = torch.tensor([[0.3, 0.1], [0.2, -0.4]], requires_grad=True)
     y = torch.tensor([0, 1])
-    cfg = DistillConfig(alpha=0.3, temperature=4.0, t2_scaling=True)
+    cfg = DistillConfig(loss="forward_kl", alpha=0.3, temperature=4.0, t2_scaling=True)
     expected = 0.3 * forward_kl(s, t, 4.0, True) + 0.7 * torch.nn.functional.cross_entropy(s, y)
     got = kd_objective(cfg)(s, y, t)
     assert torch.allclose(got, expected)

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from kdbench.config import SuiteConfig
-from kdbench.distill.losses.catalog import APPLIES, CATALOG, logit_losses
-from kdbench.distill.recipes import STUDENT, TEACHER, run_recipe
+from kdbench.distill.recipes import run_recipe
+from kdbench.distill.recipes.base import head_losses
+from kdbench.registry import LOSSES
+from kdbench.roles import STUDENT, TEACHER
 from kdbench.errors import KdbenchError
 from kdbench.models.students import build_student, layer_stack
 from kdbench.tasks import get_task as _get_task
@@ -66,7 +68,7 @@ def train_head(head: str, suite: SuiteConfig, workdir) -> tuple[dict, dict]:
     torch.set_num_threads(1)
     trained = run_recipe(get_task(suite.tasks[0]), suite, workdir / suite.name)
     info = trained.info[STUDENT]
-    loss = info.get("train_final_loss", info.get("final_loss"))
+    loss = info["train_final_loss"]  # every recipe writes the same entry
     assert loss is not None and math.isfinite(loss), info
     assert weights_moved(trained.models[STUDENT].model, trained.models[TEACHER].model, suite)
     assert info["params"] == info["student_params"] < info["teacher_params"]
@@ -91,28 +93,22 @@ def weights_moved(student, teacher, suite: SuiteConfig) -> bool:
 
 
 def applicable() -> list[tuple[str, str]]:
+    """Every (head, loss) its recipe's registration says it takes (regression: logit_mse only)."""
     pairs = []
     for head in TASKS:
-        if head == "regression":
-            pairs.append((head, "logit_mse"))  # its only logit loss: MSE to the teacher's score
-        for name, info in CATALOG.items():
-            key, heads = APPLIES[info.level]
-            if head in heads and key == "distill.loss":
-                pairs.append((head, name))
+        pairs += [(head, name) for name in head_losses(head)]
         pairs += [(head, f) for f in FEATURES]
     return pairs + [("causal_lm", "sequence_level")]
 
 
 def distill_for(head: str, loss: str) -> dict:
-    base = {"embedding": "cosine_embedding", "regression": "forward_kl"}.get(head, "forward_kl")
+    base = {"embedding": "cosine_embedding", "regression": "logit_mse"}.get(head, "forward_kl")
     if loss in FEATURES:
         return {"loss": base, "features": [{"loss": loss, "weight": 1.0}]}
     if loss == "sequence_level":
         return {"sequence_level": True, "sequence_max_new_tokens": 8}
     if loss == "margin_mse":
         return {"loss": loss, "loss_args": {"negatives": 3}}
-    if loss == "logit_mse" and head == "regression":
-        return {"loss": "forward_kl"}  # regression distils with logit MSE whatever distill.loss is
     return {"loss": loss}
 
 
@@ -137,7 +133,7 @@ def test_loss_trains_on_head(head, loss, workdir):
     elif loss == "margin_mse":
         assert info["loss"] == "margin_mse"
     else:
-        assert info["loss"] == ("logit_mse" if head == "regression" else loss)
+        assert info["loss"] == loss
 
 
 @pytest.mark.slow
@@ -211,9 +207,10 @@ def test_projection_is_trained_with_the_student(teacher_classifier, tokenizer):
 
 
 @pytest.mark.parametrize("head, distill, pattern", [
-    ("embedding", {"loss": "forward_kl"}, r"distill.loss 'forward_kl' works on logits; bi-encoders .*cosine_embedding"),
+    ("embedding", {"loss": "forward_kl"}, r"\(embedding head\): distill.loss: loss 'forward_kl' works on logits; this head is distilled with: "
+                                       r"cosine_embedding"),
     ("classification", {"loss": "cosine_embedding"}, r"sst2 \(classification head\): distill.loss: loss 'cosine_embedding'"),
-    ("token_classification", {"loss": "margin_mse"}, r"wnut_17: loss 'margin_mse' works on ranking"),
+    ("token_classification", {"loss": "margin_mse"}, r"wnut_17 \(token_classification head\): distill.loss: loss 'margin_mse' works on ranking"),
     ("causal_lm", {"loss": "cosine_embedding"}, r"gsm8k_text \(causal_lm head\): distill.loss: loss 'cosine_embedding'"),
 ])
 def test_a_loss_on_a_head_it_does_not_apply_to_is_one_line(head, distill, pattern, workdir):
@@ -259,5 +256,6 @@ def test_uniform_rules_are_selectable_from_the_config(teacher_classifier):
 def test_every_head_has_a_loss_and_logit_losses_are_all_covered():
     pairs = applicable()
     assert {h for h, _ in pairs} == set(TASKS)
-    for loss in logit_losses():
+    for loss in LOSSES.names(level="logits"):
         assert {("classification", loss), ("token_classification", loss), ("causal_lm", loss)} <= set(pairs)
+    assert ("regression", "logit_mse") in pairs and ("regression", "forward_kl") not in pairs

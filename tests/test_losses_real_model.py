@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from kdbench.config import DistillConfig
 from kdbench.distill.losses import (
-    HiddenStateMSE, attention_transfer, cosine_embedding, hidden_mse, logit_losses, margin_mse, minilm_relation,
+    LOSSES, HiddenStateMSE, attention_transfer, cosine_embedding, hidden_mse, margin_mse, minilm_relation,
     record_values,
 )
 from kdbench.distill.trainer import kd_objective
@@ -51,7 +51,7 @@ def test_every_loss_on_real_outputs(models, batch):
 
     losses = {}
     labels = torch.tensor([1, 0, 1, 0, 1, 0])
-    for name in logit_losses():
+    for name in LOSSES.names(level="logits"):
         obj = kd_objective(DistillConfig(loss=name, temperature=2.0, alpha=1.0))
         losses[name] = obj(s_out.logits, labels, t_out.logits)
         assert obj(t_out.logits, labels, t_out.logits).item() == pytest.approx(0.0, abs=1e-6), name

@@ -10,7 +10,7 @@ import pytest
 
 from kdbench.config import load_suite
 from kdbench.errors import KdbenchError
-from kdbench.pipeline import train_and_eval
+from kdbench.distill.run import train_and_eval
 from kdbench.report.record import validate_record
 
 L3, MPNET = "sentence-transformers/paraphrase-MiniLM-L3-v2", "sentence-transformers/all-mpnet-base-v2"

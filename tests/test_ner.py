@@ -314,7 +314,7 @@ def test_word_loss_is_kd_and_ce_over_first_sub_tokens_only(task, data, untrained
     enc = encode_words(tok, data.tokens[:6], 128)
     rng = np.random.default_rng(0)
     teacher = [rng.normal(size=(n, len(task.label_names))).astype(np.float32) for n in enc.n_words]
-    cfg = DistillConfig(temperature=2.0, alpha=0.7)
+    cfg = DistillConfig(loss="forward_kl", temperature=2.0, alpha=0.7)
     loss_fn = word_loss(kd_objective(cfg), enc, data.labels[:6], tok.padding_side, teacher)
     idx = np.array([4, 1, 3])
     batch = collate(tok, [enc.features[i] for i in idx])

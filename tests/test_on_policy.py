@@ -102,7 +102,7 @@ def test_a_student_trained_with_feature_terms_samples_the_same_tokens(lm, reason
     feats, masks = reasoning
     student = layer_selection(lm, [0, 29]).eval()
     prompts = prompts_of(feats, masks, 32)
-    wrapped = FeatureStudent(student, torch.nn.ModuleDict(), hidden=True, attentions=False, values=False)
+    wrapped = FeatureStudent(student, torch.nn.ModuleList(), {"hidden_states"})
     assert _sampler(prompts).sample(wrapped, prompts[:2], seed=5) == _sampler(prompts).sample(student, prompts[:2], seed=5)
 
 

@@ -270,8 +270,8 @@ def test_samples_frame(rankings, task):
 @pytest.mark.slow
 def test_embedding_recipe_brings_the_student_closer_to_the_teacher(tmp_path, monkeypatch, data_dir):
     from kdbench.config import load_suite
-    from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER
-    from kdbench.distill.recipes.embedding import run
+    from kdbench.distill.recipes import run_recipe as run
+    from kdbench.roles import BASELINE, STUDENT, TEACHER
 
     monkeypatch.setenv("KDBENCH_CACHE_DIR", str(tmp_path / "cache"))
     task = small_task(200)  # 200 documents + the 10 queries without judgments
@@ -280,7 +280,7 @@ def test_embedding_recipe_brings_the_student_closer_to_the_teacher(tmp_path, mon
     suite = load_suite("retrieval", [*pretrained, "distill.epochs=1", "distill.batch_size=16", "distill.lr=2e-4"])
     trained = run(task, suite, tmp_path / "run")
     assert trained.info[STUDENT]["method"] == "kd" and trained.info[BASELINE]["method"] == "pretrained_no_kd"
-    assert trained.info[STUDENT]["steps"] == 14  # ceil(210 / 16)
+    assert trained.info[STUDENT]["train_steps"] == 14  # ceil(210 / 16)
     assert trained.info[TEACHER]["train_embeddings_reused"] is False
     assert trained.train_dataset["rows"] == 210 and trained.train_dataset["transductive"] is True
     assert (tmp_path / "run" / "models" / task.name / "student" / "model.safetensors").is_file()
@@ -300,12 +300,12 @@ def test_embedding_recipe_brings_the_student_closer_to_the_teacher(tmp_path, mon
     # the teacher's training embeddings come from the safetensors cache on a second run (1 step)
     again = run(task, load_suite("retrieval", [*pretrained, "distill.epochs=0.05", "distill.batch_size=16"]),
                 tmp_path / "run2")
-    assert again.info[TEACHER]["train_embeddings_reused"] is True and again.info[STUDENT]["steps"] == 1
+    assert again.info[TEACHER]["train_embeddings_reused"] is True and again.info[STUDENT]["train_steps"] == 1
 
 
 def test_embedding_recipe_rejects_a_logit_loss(tmp_path, data_dir):
     from kdbench.config import load_suite
-    from kdbench.distill.recipes.embedding import run
+    from kdbench.distill.recipes import run_recipe as run
 
-    with pytest.raises(KdbenchError, match="distill.loss .forward_kl. works on logits; .*cosine_embedding"):
+    with pytest.raises(KdbenchError, match="distill.loss: loss .forward_kl. works on logits; .*cosine_embedding"):
         run(small_task(), load_suite("retrieval", ["distill.loss=forward_kl"]), tmp_path)

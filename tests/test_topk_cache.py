@@ -1,6 +1,8 @@
 """The teacher top-k cache for token-level KD: what is stored (checked against torch.topk of the
 teacher run on each example alone), the k + 1 bucket loss (equal to the online full-vocabulary loss
 when k is the vocabulary, a lower bound of forward KL below it), and the safetensors cache entry."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -8,17 +10,14 @@ import torch.nn.functional as F
 
 from kdbench.config import DistillConfig
 from kdbench.data import DatasetSpec, load_split
-from kdbench.distill.recipes.causal_lm import encode_pairs, right_pad, token_loss, training_pairs
+from kdbench.distill.recipes.causal_lm import token_loss
+from kdbench.distill.tokens import encode_pairs, right_pad
 from kdbench.distill.topk import cached_topk, compute_topk
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.models.students import layer_selection
 
 LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PAD = 2
-
-
-class _NoTextsTask:
-    name = "gsm8k"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,8 @@ def student(lm):
 def data(data_dir):
     tok = load_tokenizer(LM_ID)
     loaded = load_split(DatasetSpec("openai/gsm8k", "main", "test"), rows=2)
-    return encode_pairs(tok, training_pairs(_NoTextsTask(), loaded, tok), max_length=80)
+    pairs = [(f"Question: {q}\nAnswer:", f" {a}{tok.eos_token}") for q, a in zip(loaded.rows["question"], loaded.rows["answer"])]
+    return encode_pairs(tok, pairs, max_length=80)  # lm-eval gsm8k's prompt and target
 
 
 def test_cached_rows_are_the_teachers_softened_top_k(lm, data):
@@ -99,3 +99,62 @@ def test_cache_entry_is_reused_keyed_and_rebuilt_when_corrupt(lm, data, tmp_path
     path.write_bytes(b"\x00" * 40)  # truncated / corrupt
     rebuilt, reused, _ = cached_topk(lm, LM_ID, "rev-a", feats, masks, right_pad(PAD), **args)
     assert not reused and np.array_equal(rebuilt.ids, first.ids)
+
+
+TOPK_SUITE = """
+name: topk
+tasks: [gsm8k_text]
+seed: 0
+dtype: bf16
+max_length: 64
+data: {train_rows: 8, eval_rows: 2}
+teacher: {model: HuggingFaceTB/SmolLM2-135M-Instruct, finetune: null}
+student: {builder: layer_selection, layers: [0, 29]}
+distill: {loss: forward_kl, temperature: 2.0, teacher_topk: 8, epochs: 1, batch_size: 4, lr: 1.0e-3}
+baseline: false
+eval: {batch_size: 8, bootstrap_samples: 200, efficiency: false}
+"""
+
+
+def test_teacher_topk_is_a_head_setting_the_other_heads_refuse(tmp_path):
+    """``distill.teacher_topk`` on a classifier: one line naming the setting and the heads that take it,
+    before any model is loaded."""
+    from kdbench.config import load_suite
+    from kdbench.distill.recipes import recipe
+    from kdbench.errors import KdbenchError
+    from kdbench.tasks import get_task
+
+    suite = load_suite("quickstart", ["distill.teacher_topk=8"])
+    task = get_task("sst2")
+    with pytest.raises(KdbenchError, match=r"task sst2 \(classification head\): distill.teacher_topk is for "
+                                           r"causal_lm tasks; this recipe cannot honour it"):
+        recipe(task).check(task, suite)
+
+
+@pytest.mark.slow
+def test_teacher_topk_from_a_suite_and_reused_by_a_second_run(tmp_path, monkeypatch, data_dir):
+    """``distill.teacher_topk: 8`` in a suite file: train-and-eval distils from the cached top-8 (the
+    record says so), and a second run with another student seed (a sweep) reads the same entry
+    instead of running the teacher over the training set again."""
+    from kdbench.config import load_suite
+    from kdbench.distill.run import train_and_eval
+    from kdbench.report.record import read_record
+
+    monkeypatch.setenv("KDBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "topk.yaml"
+    path.write_text(TOPK_SUITE)
+    runs = [train_and_eval(load_suite(str(path), overrides), reports_dir=tmp_path / "reports", leaderboard_dir=None)
+            for overrides in ([], ["distill.seed=1"])]
+    first, second = (read_record(r.run_dir) for r in runs)
+    for record in (first, second):
+        teacher, student = record["models"]["teacher"], record["models"]["student"]
+        assert teacher["topk"] == 8 and student["teacher"] == "top-8 cache" and student["kd_level"] == "token"
+        assert student["train_steps"] == 2 and math.isfinite(student["train_final_loss"])
+        assert record["config"]["distill"]["teacher_topk"] == 8
+        assert "perplexity" in record["results"]["gsm8k_text"]["student"]
+    assert first["models"]["teacher"]["topk_reused"] is False
+    assert second["models"]["teacher"]["topk_reused"] is True
+    assert second["models"]["teacher"]["topk_cache_key"] == first["models"]["teacher"]["topk_cache_key"]
+    assert len(list((tmp_path / "cache" / "teacher_topk").glob("*.safetensors"))) == 1
+    # the student seed changed the student, not the teacher's targets
+    assert second["models"]["student"]["train_final_loss"] != first["models"]["student"]["train_final_loss"]

@@ -88,32 +88,41 @@ def _taid(base):
     from kdbench.distill.trainer import kd_objective
 
     objective = kd_objective(base[3].model_copy(update={"loss": "taid", "loss_args": {"t": 0.4}}))
-    return objective.taid, base[5](objective)
+    return base[5](objective)
+
+
+def _taid_state(stats):
+    """TAID's driver as training left it (its step-hook state: the schedule and t after each step)."""
+    from kdbench.distill.losses.interpolation import TAIDSchedule
+
+    (state,) = stats.step_hooks
+    schedule = TAIDSchedule(total_steps=state["schedule"]["total_steps"])
+    schedule.load_state_dict(state["schedule"])
+    return schedule, state["history"]
 
 
 def test_taid_t_rises_monotonically_to_one(base):
     """The loop drives TAID's t: after every optimiser step it grows, never behind the linear
     schedule from t_start, and reaches 1 at the last step."""
-    driver, loss_fn = _taid(base)
-    _, stats = _train(base, rows=64, loss_fn=loss_fn, epochs=2, batch_size=8)
-    ts = driver.history
+    _, stats = _train(base, rows=64, loss_fn=_taid(base), epochs=2, batch_size=8)
+    schedule, ts = _taid_state(stats)
     assert len(ts) == stats.steps == 16
     assert 0.4 < ts[0] and all(a <= b for a, b in itertools.pairwise(ts))
     assert ts[-1] == 1.0 and ts[-2] < 1.0
-    assert all(t >= driver.schedule.linear(i + 1) for i, t in enumerate(ts))  # never behind the linear floor
+    assert all(t >= schedule.linear(i + 1) for i, t in enumerate(ts))  # never behind the linear floor
 
 
 def test_interrupted_taid_training_resumes_with_its_t(base, tmp_path):
     """A training stopped after its step-4 checkpoint and resumed continues TAID's t where it was:
     the same t history and the same weights as without the interruption."""
-    driver, loss_fn = _taid(base)
-    reference, _ = _train(base, rows=32, loss_fn=loss_fn, epochs=2, batch_size=8)
+    reference, reference_stats = _train(base, rows=32, loss_fn=_taid(base), epochs=2, batch_size=8)
+    history = _taid_state(reference_stats)[1]
 
     class Stop(Exception):
         pass
 
     calls = []
-    _, stopped_loss = _taid(base)
+    stopped_loss = _taid(base)
 
     def stopping_loss(outputs, idx, batch):
         calls.append(1)
@@ -123,11 +132,10 @@ def test_interrupted_taid_training_resumes_with_its_t(base, tmp_path):
 
     with pytest.raises(Stop):
         _train(base, rows=32, loss_fn=stopping_loss, epochs=2, batch_size=8, checkpoint_dir=tmp_path, checkpoint_every=4)
-    resumed_driver, resumed_loss = _taid(base)
-    resumed, stats = _train(base, rows=32, loss_fn=resumed_loss, epochs=2, batch_size=8, checkpoint_dir=tmp_path,
+    resumed, stats = _train(base, rows=32, loss_fn=_taid(base), epochs=2, batch_size=8, checkpoint_dir=tmp_path,
                             checkpoint_every=4)
     assert stats.resumed_from_step == 4
-    assert resumed_driver.history == driver.history and len(driver.history) == 8
+    assert _taid_state(stats)[1] == history and len(history) == 8
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()))
 
 

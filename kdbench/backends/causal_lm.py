@@ -27,6 +27,7 @@ from kdbench.backends import sharding
 from kdbench.backends.batching import run_with_backoff, sorted_batches
 from kdbench.backends.hf import autocast
 from kdbench.errors import KdbenchError
+from kdbench.registry import ENGINES, HEADS
 
 # Memory cap for one forward pass's logits (rows × kept positions × vocabulary × 2 bytes in bf16, 4 in fp32):
 # full-sequence scoring of long texts gets fewer rows per batch instead of gigabytes of logits.
@@ -234,11 +235,22 @@ class CausalLMBackend(ABC):
         return windows, owner
 
 
+@HEADS.register("causal_lm", auto_class="AutoModelForCausalLM", pipeline_tag="text-generation", generates=True)
+@ENGINES.register("hf", description="transformers on the run's device (every head)")
 class HFCausalLM(CausalLMBackend):
     """Inference for a transformers causal LM (``AutoModelForCausalLM``), batched and in bf16
     autocast (``dtype="fp32"`` for exact computations)."""
 
     name = "hf"
+
+    @classmethod
+    def check_setup(cls, *, device=None, processes: int = 1, tensor_parallel_size: int = 1) -> None:
+        """Nothing to check: transformers runs wherever the model was placed."""
+
+    @classmethod
+    def open(cls, model, tokenizer, source: str, *, dtype: str, batch_size: int, max_length: int | None,
+             tensor_parallel_size: int = 1) -> "HFCausalLM":
+        return cls(model, tokenizer, dtype, batch_size, max_length)
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dtype: str = "bf16",
                  batch_size: int = 16, max_length: int | None = None):

@@ -24,6 +24,7 @@ from kdbench import devices, progress
 from kdbench.backends import sharding
 from kdbench.backends.batching import collate, encode, run_with_backoff, sorted_batches
 from kdbench.backends.hf import autocast
+from kdbench.registry import HEADS
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -32,6 +33,9 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden.float() * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
 
 
+# The embedding is the mean of the last hidden states: a BERT pooler missing from a
+# sentence-transformers checkpoint (paraphrase-MiniLM-L3-v2) is never read.
+@HEADS.register("embedding", auto_class="AutoModel", pipeline_tag="feature-extraction", unread=["pooler."])
 class HFEmbedder:
     """Normalised mean-pooled embeddings from a transformers encoder (``AutoModel``)."""
 

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from kdbench import devices, progress
 from kdbench.backends import sharding
 from kdbench.backends.batching import collate, encode, run_with_backoff, sorted_batches
+from kdbench.registry import HEADS
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -24,6 +25,11 @@ def autocast(dtype: str, device: torch.device | str):
     return torch.autocast(torch.device(device).type, dtype=DTYPES[dtype])
 
 
+# Sequence heads: a fresh head's classifier reads the pooler, which fine-tuning initialises with it.
+@HEADS.register("classification", auto_class="AutoModelForSequenceClassification", pipeline_tag="text-classification",
+                fine_tuned=True, fresh_pooler=True)
+@HEADS.register("regression", auto_class="AutoModelForSequenceClassification", pipeline_tag="text-classification",
+                fine_tuned=True, fresh_pooler=True)
 class HFClassifier:
     """Class logits / probabilities from a sequence-classification model."""
 
@@ -58,9 +64,3 @@ class HFClassifier:
 
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, desc: str | None = None) -> np.ndarray:
         return self.logits_of_features(encode(self.tokenizer, texts, pairs, self.max_length), desc)
-
-    def predict_proba(
-        self, texts: Sequence[str], pairs: Sequence[str] | None = None, desc: str | None = None
-    ) -> np.ndarray:
-        logits = torch.from_numpy(self.logits(texts, pairs, desc))
-        return torch.softmax(logits, dim=-1).numpy().astype(np.float64)

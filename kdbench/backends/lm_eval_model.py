@@ -69,7 +69,7 @@ class KdbenchLM(LM):
         engines.check(backend, [], device=where)
         tokenizer = load_tokenizer(pretrained, revision)
         # vLLM loads the weights itself from the id or folder; hf loads them here
-        model = None if backend == "vllm" else load_for_head(pretrained, "causal_lm", revision, device=where)
+        model = None if engines.loads_weights(backend) else load_for_head(pretrained, "causal_lm", revision, device=where)
         self._init_backend(engines.causal_lm(backend, model, tokenizer, pretrained, _dtype(dtype),
                                              _batch_size(batch_size), _int_or_none(max_length, "max_length")),
                            pretrained)

@@ -41,6 +41,7 @@ from kdbench.backends.hf import autocast
 from kdbench.config import SpeculativeConfig
 from kdbench.errors import KdbenchError
 from kdbench.models.tokenizers import tokenizer_difference
+from kdbench.roles import TEACHER
 
 DECODING = "greedy, one prompt at a time, stopped at end of sequence or max_new_tokens"
 
@@ -49,8 +50,6 @@ def check_setup(suite, tasks, device, roles: Sequence[str] | None = None) -> Non
     """Before any work: one line when a task with ``eval.speculative`` has no prompts to decode (only
     the reasoning family has), when ``roles`` (``kdbench eval``'s models) has no teacher to be the
     target or no draft, or when the vllm engine is asked for and cannot run here."""
-    from kdbench.distill.recipes import TEACHER
-
     for task in tasks:
         cfg = suite.for_task(task.name).eval.speculative
         if cfg is None:

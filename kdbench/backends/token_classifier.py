@@ -22,6 +22,7 @@ from kdbench.backends import sharding
 from kdbench.backends.batching import collate, run_with_backoff, sorted_batches
 from kdbench.backends.hf import autocast
 from kdbench.errors import KdbenchError
+from kdbench.registry import HEADS
 
 
 @dataclass
@@ -51,6 +52,16 @@ class WordEncoding:
         out = np.full(len(self.features[i]["input_ids"]), ignore, dtype=np.int64)
         out[self.positions[i]] = np.asarray(word_labels)[self.words[i]]
         return out
+
+    def only(self, keep: Sequence[np.ndarray]) -> "WordEncoding":
+        """The same sentences with only the words ``keep[i]`` (a bool mask per sentence) marks as
+        targets, e.g. the words another tokenizer's model also sees."""
+        positions, words = [], []
+        for pos, wid, mask in zip(self.positions, self.words, keep):
+            kept = np.asarray(mask, dtype=bool)[wid]
+            positions.append(pos[kept])
+            words.append(wid[kept])
+        return WordEncoding(self.features, positions, words, self.n_words)
 
     def gather_index(self, idx: Sequence[int], padded_length: int, padding_side: str) -> tuple[np.ndarray, np.ndarray]:
         """(batch rows, token columns) of every seen word of the examples ``idx``, in example then
@@ -82,6 +93,8 @@ def encode_words(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequenc
     return WordEncoding(features, positions, words, [len(s) for s in sentences])
 
 
+@HEADS.register("token_classification", auto_class="AutoModelForTokenClassification",
+                pipeline_tag="token-classification", fine_tuned=True)
 class HFTokenClassifier:
     """Per-word logits from a token-classification model."""
 

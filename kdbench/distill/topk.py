@@ -32,6 +32,7 @@ from kdbench import devices
 from kdbench.backends.batching import sorted_batches
 from kdbench.backends.hf import autocast
 from kdbench.distill.teacher_cache import cached_outputs
+from kdbench.distill.tokens import scored_positions
 from kdbench.models.cache import cache_key
 
 CACHE_VERSION = 1
@@ -67,8 +68,6 @@ def compute_topk(
     k: int, temperature: float, dtype: str = "bf16", batch_size: int = 16,
 ) -> TopK:
     """One teacher pass (no gradients, ``dtype`` autocast) over the training set."""
-    from kdbench.distill.recipes.causal_lm import scored_positions
-
     counts = np.array([sum(m[1:]) for m in loss_masks], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     ids = np.zeros((offsets[-1], k), dtype=np.int32)

@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from kdbench.backends.batching import collate, length_grouped_batches
 from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, TrainConfig
 from kdbench.distill import checkpoint
-from kdbench.distill.losses import LOSSES
+from kdbench.registry import LOSSES
 from kdbench.distill.losses.interpolation import TAIDSchedule
 from kdbench.errors import KdbenchError
 from kdbench.fsio import within
@@ -119,11 +119,22 @@ class TrainStats:
     final_loss: float
     effective_batch_size: int = 0
     resumed_from_step: int | None = None  # the checkpoint training continued from
+    step_hooks: list[dict] = field(default_factory=list)  # each step hook's state at the end (TAID's t history)
 
 
-def label_objective() -> Objective:
-    """Cross-entropy on gold labels only (fine-tuning, and the no-KD baseline)."""
-    return lambda logits, labels, _teacher: F.cross_entropy(logits.float(), labels)
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The label loss of classifier heads: cross-entropy on gold class ids."""
+    return F.cross_entropy(logits.float(), labels)
+
+
+def score_mse(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The label loss of a one-output regression head: squared error to the gold scores."""
+    return F.mse_loss(outputs.float().squeeze(-1), labels.float())
+
+
+def label_objective(label_loss: Callable = cross_entropy) -> Objective:
+    """The label loss only (fine-tuning, and the no-KD baseline)."""
+    return lambda logits, labels, _teacher: label_loss(logits, labels)
 
 
 class TAIDDriver:
@@ -164,9 +175,12 @@ class TAIDDriver:
 def kd_term(cfg: DistillConfig) -> Callable[..., torch.Tensor]:
     """The logit-level loss ``cfg.loss`` from the registry with ``cfg.loss_args``, as
     ``term(student, teacher, temperature=cfg.temperature, t2_scaling=cfg.t2_scaling)``. For ``taid``,
-    ``loss_args.t`` is where t starts, and the term's :class:`TAIDDriver` (``term.taid``, a step
-    hook of the training that calls it) moves it to 1 over training."""
-    kd, args = LOSSES[cfg.loss], dict(cfg.loss_args)
+    ``loss_args.t`` is where t starts, and the term's :class:`TAIDDriver` (a step
+    hook of the training that calls it) moves it to 1 over training (``TrainStats.step_hooks``
+    hold its states at the end)."""
+    if cfg.loss is None:  # a recipe resolves distill.loss: null to its head's default loss
+        raise ValueError("kd_term: name the loss (distill.loss); null is the head's default, which its recipe resolves")
+    kd, args = LOSSES.get(cfg.loss), dict(cfg.loss_args)
     driver = TAIDDriver(args.pop("t", 0.4)) if cfg.loss == "taid" else None
 
     def term(student: torch.Tensor, teacher: torch.Tensor, temperature: float = cfg.temperature,
@@ -179,20 +193,19 @@ def kd_term(cfg: DistillConfig) -> Callable[..., torch.Tensor]:
             driver.record(soft)
         return soft
 
-    term.taid = driver
     return term
 
 
-def kd_objective(cfg: DistillConfig) -> Objective:
-    """alpha · KD(student, teacher) + (1 − alpha) · CE(student, labels), KD the ``kd_term`` of ``cfg``."""
+def kd_objective(cfg: DistillConfig, label_loss: Callable = cross_entropy) -> Objective:
+    """alpha · KD(student, teacher) + (1 − alpha) · label loss (cross-entropy by default), KD the
+    ``kd_term`` of ``cfg``."""
     kd = kd_term(cfg)
 
     def objective(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
-        soft, hard = kd(logits, teacher), F.cross_entropy(logits.float(), labels)
+        soft, hard = kd(logits, teacher), label_loss(logits, labels)
         report_terms(kd=soft, label=hard)
         return cfg.alpha * soft + (1.0 - cfg.alpha) * hard
 
-    objective.taid = kd.taid
     return objective
 
 
@@ -393,7 +406,8 @@ def _train(model, tokenizer, features, cfg, loss_fn, accelerator, hooks: _StepHo
             epoch_rng, pos = rng.bit_generator.state, 0
     model.eval()
     return TrainStats(steps=total, seconds=time.perf_counter() - start, final_loss=loss_value,
-                      effective_batch_size=effective_batch_size(cfg, world), resumed_from_step=resumed)
+                      effective_batch_size=effective_batch_size(cfg, world), resumed_from_step=resumed,
+                      step_hooks=[h.state_dict() for h in hooks.hooks])
 
 
 def _step_curves(loss: float, lr: float, hooks: _StepHooks) -> dict[str, float]:

@@ -10,19 +10,18 @@ from pathlib import Path
 
 from kdbench.errors import KdbenchError
 from kdbench.metrics import spec as metric_spec
+from kdbench.registry import FAMILIES
 
 SAMPLES_MATCH_TOL = 1e-5
-# records that predate the "kinds" key: the predictions kind of each family
-FAMILY_KINDS = {"glue": "classifier", "classification": "classifier", "glue_regression": "regression",
-                "regression": "regression", "ner": "ner", "retrieval": "ranking", "reasoning": "generation",
-                "language_modeling": "lm"}
 
 
 def record_kind(record: dict, task: str) -> str | None:
     """The predictions kind of ``task`` in ``record`` (None for an old lm-eval record: its samples say)."""
     if task in record.get("kinds", {}):
         return record["kinds"][task]
-    return FAMILY_KINDS.get(record["config"].get("task_specs", {}).get(task, {}).get("family"))
+    # records that predate the "kinds" key: the predictions kind the task's family is registered with
+    family = record["config"].get("task_specs", {}).get(task, {}).get("family")
+    return FAMILIES.meta(family).get("kind") if family in FAMILIES else None
 
 
 @dataclass

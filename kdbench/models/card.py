@@ -14,15 +14,13 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER
+from kdbench.roles import BASELINE, STUDENT, TEACHER
+from kdbench.models.heads import head
+from kdbench.registry import FAMILIES
 from kdbench.report.summary import ROLE_LABELS, fmt_params, main_score, percent
 
 CARD_FILE = "README.md"
 TAGS = ["knowledge-distillation", "kdbench"]
-# a task's head -> the Hub's pipeline tag
-PIPELINE_TAGS = {"classification": "text-classification", "regression": "text-classification",
-                 "token_classification": "token-classification", "embedding": "feature-extraction",
-                 "causal_lm": "text-generation"}
 _TEMPLATE = "---\n{{ card_data }}\n---\n\n{{ body }}\n"
 
 
@@ -141,11 +139,10 @@ def _size_and_latency(record: dict, task: str, role: str, teacher_role: str) -> 
 def model_card(record: dict, task: str, role: str) -> ModelCard:
     """The card of the ``role`` model (a student or baseline) that ``record``'s run saved for ``task``."""
     from kdbench.config import DistillConfig
-    from kdbench.tasks.registry import family_class
 
     spec = record["config"]["task_specs"][task]
-    head = family_class(spec["family"]).head
-    pipeline_tag = PIPELINE_TAGS[head]
+    head_name = FAMILIES.meta(spec["family"])["head"]
+    pipeline_tag = head(head_name).pipeline_tag
     config = record["config"]
     distill = {**DistillConfig().model_dump(), **config.get("distill", {}),
                **config.get("per_task", {}).get(task, {}).get("distill", {})}
@@ -164,7 +161,7 @@ def model_card(record: dict, task: str, role: str) -> ModelCard:
     d = record["datasets"][task]
     main = main_score(record, task)
     body = [f"# {name}", "",
-            f"A {ROLE_LABELS.get(role, role)} ({head.replace('_', ' ')} head) made by "
+            f"A {ROLE_LABELS.get(role, role)} ({head_name.replace('_', ' ')} head) made by "
             f"kdbench {record['kdbench_version']} in run `{record['run_id']}` "
             f"(suite `{record['suite']}`) on `{task}`: "
             + (f"distilled from {', '.join(f'`{t}`' for t in teachers)}." if info.get("method") == "kd" else

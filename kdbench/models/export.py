@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from kdbench.distill.recipes import STUDENT
+from kdbench.roles import STUDENT
 from kdbench.errors import KdbenchError
 from kdbench.models.card import CARD_FILE, model_card, saved_models
 from kdbench.report.record import RECORD_FILE, read_record

@@ -8,19 +8,13 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import snapshot_download
-from transformers import (
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from kdbench import devices
 from kdbench.errors import KdbenchError, ModelHeadError
+from kdbench.models.heads import auto_class
+from kdbench.models.heads import head as head_of
 
 
 def _offline_hint() -> str:
@@ -34,16 +28,6 @@ def load_tokenizer(model_id: str, revision: str | None = None) -> PreTrainedToke
         raise KdbenchError(f"model '{model_id}': cannot load tokenizer{_offline_hint()}: {_first_line(e)}") from None
 
 
-# a task's head (kdbench.tasks.base.HEADS) -> the transformers auto class that loads it
-AUTO_CLASSES = {
-    "classification": AutoModelForSequenceClassification,
-    "regression": AutoModelForSequenceClassification,
-    "token_classification": AutoModelForTokenClassification,
-    "embedding": AutoModel,
-    "causal_lm": AutoModelForCausalLM,
-}
-
-
 def load_classifier(model_id: str, num_labels: int | None, revision: str | None = None) -> PreTrainedModel:
     """A sequence classifier; a plain encoder checkpoint gets a freshly initialised head with
     ``num_labels`` classes (None keeps a saved classifier's own head, which must then be complete)."""
@@ -53,7 +37,7 @@ def load_classifier(model_id: str, num_labels: int | None, revision: str | None 
 
 def load_for_head(model_id: str, head: str, revision: str | None = None, device: torch.device | None = None, *,
                   fresh_head: bool = False, **config) -> PreTrainedModel:
-    """``model_id`` with the transformers class of ``head``, in fp32 (bf16 happens by autocast), on
+    """``model_id`` with the transformers auto class registered for ``head``, in fp32 (bf16 by autocast), on
     ``device`` (a resolved ``kdbench.devices`` device; None leaves it on the CPU where it loads);
     ``config`` overrides (e.g. ``num_labels``). Every weight must come from the checkpoint
     (:func:`check_loaded`) unless ``fresh_head``: a head about to be trained here may be new."""
@@ -61,7 +45,7 @@ def load_for_head(model_id: str, head: str, revision: str | None = None, device:
     hf_logging.set_verbosity_error()  # transformers' load report: check_loaded says what matters, as an error
     try:
         with _quiet_progress():
-            model, report = AUTO_CLASSES[head].from_pretrained(model_id, revision=revision, dtype=torch.float32,
+            model, report = auto_class(head).from_pretrained(model_id, revision=revision, dtype=torch.float32,
                                                                output_loading_info=True, **config)
     except Exception as e:
         raise KdbenchError(f"model '{model_id}': cannot load{_offline_hint()}: {_first_line(e)}") from None
@@ -71,28 +55,22 @@ def load_for_head(model_id: str, head: str, revision: str | None = None, device:
     return devices.place(model, device)
 
 
-# Weights a head never reads: kdbench's bi-encoder embedding is the mean of the last hidden states,
-# so a BERT pooler missing from a sentence-transformers checkpoint (paraphrase-MiniLM-L3-v2) changes nothing.
-UNREAD = {"embedding": ("pooler.",)}
-
-
 def fresh_head_weights(model: PreTrainedModel, head: str, name: str) -> bool:
     """Whether ``name`` belongs to the task head a fine-tuning initialises: a weight outside the base
     model (``classifier.*``, ``score.*``), or the pooler a sequence head's classifier reads."""
     prefix = model.base_model_prefix
     if getattr(model, prefix, None) is None:  # the base model itself (AutoModel): it has no head
         return False
-    return not name.startswith(f"{prefix}.") or (head in ("classification", "regression")
-                                                 and name.startswith(f"{prefix}.pooler."))
+    return not name.startswith(f"{prefix}.") or (head_of(head).fresh_pooler and name.startswith(f"{prefix}.pooler."))
 
 
 def check_loaded(model_id: str, head: str, model: PreTrainedModel, report: dict, *, fresh_head: bool = False) -> None:
     """transformers' loading report (``output_loading_info``): a weight the checkpoint did not have
     (missing) or had in another shape (mismatched) is random, and a model scored with it gives a
     number at chance with nothing to say so. That is an error, except for a weight its head never
-    reads (:data:`UNREAD`) and, with ``fresh_head``, exactly the head's own weights. Weights the
-    checkpoint has and the head does not use (unexpected: a pretraining head, truncated layers) are fine."""
-    unread = UNREAD.get(head, ())
+    reads (its registered ``unread`` prefixes) and, with ``fresh_head``, exactly the head's own weights. Weights
+    the checkpoint has and the head does not use (unexpected: a pretraining head, truncated layers) are fine."""
+    unread = head_of(head).unread
     missing = sorted(k for k in report.get("missing_keys", ()) if not k.startswith(unread)
                      and not (fresh_head and fresh_head_weights(model, head, k)))
     mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in report.get("mismatched_keys", ()))
@@ -102,7 +80,7 @@ def check_loaded(model_id: str, head: str, model: PreTrainedModel, report: dict,
         what = "not in the checkpoint" if missing else "of another shape in the checkpoint"
         if fresh_head:
             hint = "only the head is initialised for fine-tuning"
-        elif head in ("classification", "regression", "token_classification"):
+        elif head_of(head).fine_tuned:
             hint = "give a model fine-tuned with this head (train-and-eval fine-tunes a plain checkpoint: teacher.finetune)"
         else:
             hint = f"give a {head} checkpoint"

@@ -1,10 +1,14 @@
-"""Student builders. A registry maps a builder name to a small function (DESIGN.md, "Style").
+"""Student builders: ``@BUILDERS.register(name)`` maps a ``student.builder`` name to a small
+function (DESIGN.md, "Style") ``builder(base, spec, seed) -> (student, run-record fields)``, where
+``base`` is the model the student is made from: the teacher, or the model ``student.model`` names
+(loaded by the recipe with the task's head, with its own tokenizer).
 
-``layer_selection`` keeps some of the teacher's layers with their exact weights, for BERT-family
+``layer_selection`` keeps some of the base's layers with their exact weights, for BERT-family
 encoders (``bert.encoder.layer``) and decoder-only LMs (Llama family: ``model.layers``) alike.
 Which layers: an explicit list, or a named uniform rule (:func:`uniform_map`).
-``config`` builds a narrower or shallower model of the teacher's architecture from the teacher's
-config with overrides, randomly initialised (the tokenizer and vocabulary stay the teacher's).
+``config`` builds a narrower or shallower model of the base's architecture from its config with
+overrides, randomly initialised (the tokenizer and vocabulary stay the base's).
+``pretrained`` is ``student.model`` as it is (its own weights and tokenizer).
 :func:`build_student` turns a suite's ``student`` section into a model and its run-record entry.
 """
 from __future__ import annotations
@@ -16,6 +20,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from kdbench.errors import KdbenchError
+from kdbench.registry import BUILDERS
 
 # Where architectures keep their stack of transformer layers, relative to the base model
 # (BERT/RoBERTa/MPNet, DistilBERT, Llama/Mistral/Qwen/Gemma, OPT, GPT-2/GPT-Neo/Bloom).
@@ -198,36 +203,88 @@ def from_config(teacher: PreTrainedModel, overrides: dict) -> PreTrainedModel:
     return student.to(teacher.device)
 
 
-BUILDERS = {"layer_selection": layer_selection, "config": from_config}
+class Builder:
+    """A ``student.builder``: ``build(base, spec, seed)`` makes the student from its base model and
+    says how (run-record fields); ``config(base_config, spec, source)`` is the student's config as
+    ``build`` will make it, every index and override checked, for the pre-flight (no weights)."""
+
+    @staticmethod
+    def build(base: PreTrainedModel, spec, seed: int) -> tuple[PreTrainedModel, dict]:
+        raise NotImplementedError
+
+    @staticmethod
+    def config(base_config, spec, source: str):
+        return base_config
 
 
-def build_student(teacher: PreTrainedModel, spec, seed: int, *, own_model: bool = False) -> tuple[PreTrainedModel, dict]:
-    """The student a suite's ``student`` section (layer_selection or config) asks for, and its
-    run-record entry: builder, layer map or config overrides, teacher and student parameter counts.
-    Random initialisation is drawn from ``seed``, so every role starts from the same weights.
-    ``own_model``: ``teacher`` is the model ``student.model`` names (loaded by a recipe that
-    supports a student derived from another model than the teacher, with its own tokenizer)."""
-    from kdbench.models.loading import count_parameters
+@BUILDERS.register("layer_selection", derives="weights")
+class LayerSelection(Builder):
+    """``student.layers`` (or ``layer_rule`` with ``num_layers``) of the base model, exact weights."""
 
-    if spec.model and not own_model:
-        raise KdbenchError(f"student.model with builder {spec.builder}: only classification and regression tasks "
-                           "derive the student from a model other than the teacher")
-    if spec.builder == "config":
-        torch.manual_seed(seed)
-        student = from_config(teacher, spec.config)
-        made = {"builder": "config", "config_overrides": dict(spec.config), "init": "random"}
-    elif spec.builder == "layer_selection":
-        layers = student_layers(spec, len(layer_stack(teacher)[1]))
-        student = layer_selection(teacher, layers)
+    @staticmethod
+    def build(base: PreTrainedModel, spec, seed: int) -> tuple[PreTrainedModel, dict]:
+        layers = student_layers(spec, len(layer_stack(base)[1]))
         made = {"builder": "layer_selection", "layer_map": layers}
         if not spec.layers:
             made["layer_rule"] = spec.layer_rule
-    else:
-        raise KdbenchError(f"student builder {spec.builder!r} does not derive a student from the teacher")
+        return layer_selection(base, layers), made
+
+    @staticmethod
+    def config(base_config, spec, source: str):
+        layers = student_layers(spec, base_config.num_hidden_layers)
+        check_layer_map(layers, base_config.num_hidden_layers, source)
+        config = copy.deepcopy(base_config)
+        config.num_hidden_layers = len(layers)
+        config.kdbench_layer_map = list(layers)
+        return config
+
+
+@BUILDERS.register("config", derives="architecture")
+class RandomFromConfig(Builder):
+    """The base's architecture with ``student.config`` overrides, randomly initialised from ``seed``."""
+
+    @staticmethod
+    def build(base: PreTrainedModel, spec, seed: int) -> tuple[PreTrainedModel, dict]:
+        torch.manual_seed(seed)
+        return from_config(base, spec.config), {"builder": "config", "config_overrides": dict(spec.config),
+                                                "init": "random"}
+
+    @staticmethod
+    def config(base_config, spec, source: str):
+        return student_config(base_config, spec.config)
+
+
+@BUILDERS.register("pretrained", own_weights=True)
+class Pretrained(Builder):
+    """``student.model`` as it is: the recipe loaded it as ``base`` (a fresh task head drawn from ``seed``)."""
+
+    @staticmethod
+    def build(base: PreTrainedModel, spec, seed: int) -> tuple[PreTrainedModel, dict]:
+        from kdbench.models.loading import model_revision
+
+        return base, {"builder": "pretrained", "init_from": spec.model,
+                      "init_revision": model_revision(spec.model, spec.revision)}
+
+
+def own_weights(spec) -> bool:
+    """Whether the suite's student is ``student.model``'s own weights (not derived from a base)."""
+    return bool(BUILDERS.meta(spec.builder).get("own_weights"))
+
+
+def build_student(base: PreTrainedModel, spec, seed: int, *, own_model: bool = False) -> tuple[PreTrainedModel, dict]:
+    """The student a suite's ``student`` section asks for, made by its builder from ``base`` (the
+    teacher, or with ``own_model`` the model ``student.model`` names), and its run-record entry:
+    builder, layer map or config overrides, where it came from and the parameter counts. Random
+    initialisation is drawn from ``seed``, so every role starts from the same weights."""
+    from kdbench.models.loading import count_parameters
+
+    student, made = BUILDERS.get(spec.builder, "student.builder").build(base, spec, seed)
+    if own_weights(spec):
+        return student, made
     source = spec.model if own_model else "teacher"
     made.update(init_from=source if spec.builder == "layer_selection" else f"{source}_config",
                 student_params=count_parameters(student),
-                **{"source_params" if own_model else "teacher_params": count_parameters(teacher)})
+                **{"source_params" if own_model else "teacher_params": count_parameters(base)})
     return student, made
 
 

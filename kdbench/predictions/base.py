@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-SAMPLE_COLUMNS = ["task", "example_id", "role", "label", "pred", "probs", "correct"]
+# the columns every samples.parquet row has (DESIGN.md's record contract); a family may add its own
+SAMPLE_COLUMNS = ("task", "example_id", "role", "label", "pred", "probs", "correct")
 
 
 @dataclass
@@ -23,6 +24,15 @@ class Predictions:
         """Rows of ``samples.parquet``: the columns of ``SAMPLE_COLUMNS`` (a family may add its own
         after them, e.g. the generated text)."""
         raise NotImplementedError
+
+    def frame(self, label, pred, probs=None, correct=None, **extra) -> pd.DataFrame:
+        """The ``samples.parquet`` rows of these predictions: ``probs`` empty and ``correct`` NA
+        unless given (``correct``: per-example bools), then the family's ``extra`` columns."""
+        n = len(self.example_ids)
+        return pd.DataFrame({
+            "task": self.task, "example_id": self.example_ids, "role": self.role, "label": label, "pred": pred,
+            "probs": probs if probs is not None else [[] for _ in range(n)],
+            "correct": pd.array([pd.NA] * n if correct is None else list(correct), dtype="boolean"), **extra})
 
 
 def samples_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:

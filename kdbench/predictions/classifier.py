@@ -30,18 +30,8 @@ class ClassifierPredictions(Predictions):
 
     def to_frame(self) -> pd.DataFrame:
         """Rows of ``samples.parquet``: task, example_id, role, label, pred, probs, correct."""
-        correct = self.correct
-        return pd.DataFrame(
-            {
-                "task": self.task,
-                "example_id": self.example_ids,
-                "role": self.role,
-                "label": pd.array(self.labels, dtype="Int64") if self.labels is not None else pd.NA,
-                "pred": self.preds.astype(np.int64),
-                "probs": [row.astype(float).tolist() for row in self.probs],
-                "correct": pd.array(correct, dtype="boolean") if correct is not None else pd.NA,
-            }
-        )
+        return self.frame(pd.array(self.labels, dtype="Int64") if self.labels is not None else pd.NA,
+                          self.preds.astype(np.int64), [row.astype(float).tolist() for row in self.probs], self.correct)
 
 
 @dataclass
@@ -55,14 +45,4 @@ class RegressionPredictions(Predictions):
             raise ValueError(f"scores shape {self.scores.shape} does not match {len(self.example_ids)} examples")
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            {
-                "task": self.task,
-                "example_id": self.example_ids,
-                "role": self.role,
-                "label": self.labels.astype(float) if self.labels is not None else np.nan,
-                "pred": self.scores.astype(float),
-                "probs": [[] for _ in self.example_ids],
-                "correct": pd.NA,
-            }
-        )
+        return self.frame(self.labels.astype(float) if self.labels is not None else np.nan, self.scores.astype(float))

@@ -1,5 +1,7 @@
 """Predictions of generative tasks: the generated text, the final answer extracted from it and the
-gold answer, per example."""
+gold answer, per example (the reasoning family's; the lm-eval bridge's add lm-eval's own per-document
+metrics: :class:`kdbench.predictions.lm_eval.LmEvalGenerationPredictions`). An answer is None where
+none could be extracted, so two unextracted answers never agree (``answer_agreement``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,16 +43,6 @@ class GenerationPredictions(Predictions):
 
     def to_frame(self) -> pd.DataFrame:
         """``samples.parquet`` rows: label = gold answer, pred = extracted answer (strings), no
-        probabilities, correct = exact match, and the full ``generation``."""
-        return pd.DataFrame(
-            {
-                "task": self.task,
-                "example_id": self.example_ids,
-                "role": self.role,
-                "label": pd.array(self.gold, dtype="string"),
-                "pred": pd.array(self.answers, dtype="string"),
-                "probs": [[] for _ in self.example_ids],
-                "correct": pd.array(self.correct, dtype="boolean"),
-                "generation": self.generations,
-            }
-        )
+        probabilities, correct = exact match (NA where unknown), and the full ``generation``."""
+        return self.frame(pd.array(self.gold, dtype="string"), pd.array(self.answers, dtype="string"), correct=self.correct,
+                          generation=self.generations)

@@ -63,16 +63,4 @@ class LanguageModelingPredictions(Predictions):
     def to_frame(self) -> pd.DataFrame:
         """``samples.parquet`` rows: no label, pred = the document's perplexity, no probabilities,
         correct NA; plus ``tokens`` and ``nll`` (so corpus perplexity can be recomputed)."""
-        return pd.DataFrame(
-            {
-                "task": self.task,
-                "example_id": self.example_ids,
-                "role": self.role,
-                "label": pd.NA,
-                "pred": self.doc_perplexity().astype(float),
-                "probs": [[] for _ in self.example_ids],
-                "correct": pd.array([pd.NA] * len(self.example_ids), dtype="boolean"),
-                "tokens": self.tokens,
-                "nll": self.nll,
-            }
-        )
+        return self.frame(pd.NA, self.doc_perplexity().astype(float), tokens=self.tokens, nll=self.nll)

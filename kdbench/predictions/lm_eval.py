@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 from scipy.special import softmax
 
-from kdbench.predictions.base import Predictions
 from kdbench.predictions.classifier import ClassifierPredictions
+from kdbench.predictions.generation import GenerationPredictions
 
 
 @dataclass
@@ -46,41 +45,17 @@ class ChoicePredictions(ClassifierPredictions):
 
 
 @dataclass
-class GenerationPredictions(Predictions):
-    """A generation task: the raw ``generations``, the ``answers`` lm-eval's filter extracted from
-    them (what its metrics compare), and the gold ``targets`` as the task states them."""
+class LmEvalGenerationPredictions(GenerationPredictions):
+    """A generation task run by lm-eval: the raw ``generations``, the ``answers`` lm-eval's filter
+    extracted from them (None where the filter found none and gave its fallback), the gold targets
+    as the task states them (``gold``), and lm-eval's own per-document metric values."""
 
     kind: ClassVar[str] = "lm_eval_generation"
-    generations: list[str]
-    answers: list[str]
-    targets: list[str]
     sample_metrics: dict[str, list] = field(default_factory=dict)
     reported: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        n = len(self.example_ids)
-        if not (len(self.generations) == len(self.answers) == len(self.targets) == n):
-            raise ValueError(f"{self.task}: generations, answers and targets do not match {n} examples")
 
     @property
     def correct(self) -> np.ndarray | None:
         """Per document: lm-eval's ``exact_match`` > 0, when the task has that metric."""
         values = self.sample_metrics.get("exact_match")
         return None if values is None else np.asarray(values, dtype=np.float64) > 0
-
-    def to_frame(self) -> pd.DataFrame:
-        """Rows of ``samples.parquet``: label = gold target, pred = the extracted answer, probs empty,
-        correct = exact match (NA without that metric); ``generation`` = the full generated text."""
-        correct = self.correct
-        return pd.DataFrame(
-            {
-                "task": self.task,
-                "example_id": self.example_ids,
-                "role": self.role,
-                "label": self.targets,
-                "pred": self.answers,
-                "probs": [[] for _ in self.example_ids],
-                "correct": pd.array(correct, dtype="boolean") if correct is not None else pd.NA,
-                "generation": self.generations,
-            }
-        )

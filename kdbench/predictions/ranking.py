@@ -41,16 +41,6 @@ class RankingPredictions(Predictions):
         """Rows of ``samples.parquet``: pred = the top-10 document ids and label = the relevant ones,
         space-joined (ids must not contain spaces; BEIR's do not); extra column ``scores`` (the top-10
         scores)."""
-        return pd.DataFrame(
-            {
-                "task": self.task,
-                "example_id": self.example_ids,
-                "role": self.role,
-                "label": [" ".join(self.relevant(i)) for i in range(len(self.example_ids))]
-                if self.qrels is not None else None,
-                "pred": [" ".join(docs[:SHOWN]) for docs in self.doc_ids],
-                "probs": [[] for _ in self.example_ids],
-                "correct": pd.array([pd.NA] * len(self.example_ids), dtype="boolean"),
-                "scores": [np.asarray(s[:SHOWN], dtype=float).tolist() for s in self.scores],
-            }
-        )
+        return self.frame([" ".join(self.relevant(i)) for i in range(len(self.example_ids))] if self.qrels is not None
+                          else None, [" ".join(docs[:SHOWN]) for docs in self.doc_ids],
+                          scores=[np.asarray(s[:SHOWN], dtype=float).tolist() for s in self.scores])

@@ -65,15 +65,7 @@ class TokenPredictions(Predictions):
         joined by spaces, probs empty, correct = every tag of the sentence right."""
         preds = self.pred_ids
         gold = self.gold_tags
-        return pd.DataFrame(
-            {
-                "task": self.task,
-                "example_id": self.example_ids,
-                "role": self.role,
-                "label": [" ".join(t) for t in gold] if gold is not None else None,
-                "pred": [" ".join(t) for t in self.tags(preds)],
-                "probs": [[] for _ in self.example_ids],
-                "correct": (pd.array([bool(np.array_equal(p, y)) for p, y in zip(preds, self.labels)], dtype="boolean")
-                            if self.labels is not None else pd.NA),
-            }
-        )
+        return self.frame([" ".join(t) for t in gold] if gold is not None else None,
+                          [" ".join(t) for t in self.tags(preds)],
+                          correct=[bool(np.array_equal(p, y)) for p, y in zip(preds, self.labels)]
+                          if self.labels is not None else None)

@@ -11,6 +11,7 @@ import jsonschema
 
 from kdbench.errors import KdbenchError
 from kdbench.fsio import write_atomic
+from kdbench.predictions.base import SAMPLE_COLUMNS
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
@@ -75,9 +76,6 @@ def samples_path(record_path: Path) -> Path:
     return record_path.with_name(record_path.name.removesuffix(".json") + ".samples.parquet")
 
 
-SAMPLES_COLUMNS = ("task", "example_id", "role", "label", "pred", "probs", "correct")
-
-
 def read_samples(path: Path, where: str | None = None):
     """``samples.parquet`` as a pandas DataFrame; a missing file or column is a one-line error."""
     import pandas as pd
@@ -91,7 +89,7 @@ def read_samples(path: Path, where: str | None = None):
         frame = pd.read_parquet(path)
     except (OSError, ValueError, pyarrow.ArrowException) as e:
         raise KdbenchError(f"{where}: samples file {path} cannot be read ({str(e).splitlines()[0]})") from None
-    missing = [c for c in SAMPLES_COLUMNS if c not in frame.columns]
+    missing = [c for c in SAMPLE_COLUMNS if c not in frame.columns]
     if missing:
         raise KdbenchError(f"{where}: samples file {path} has no column {missing[0]!r}")
     return frame

@@ -42,7 +42,6 @@ from kdbench.fsio import held, within, write_atomic
 PLAN_FILE, CURVE_FILE = "sweep.json", "capacity_gap.json"
 SWEEP_LOCK = ".lock"  # in a sweep folder: held by the process running the sweep
 CI_METHOD = "t interval over seeds (95%); with one seed, that run's bootstrap CI"
-HEADS = ("classification", "regression")  # the recipe that honours distill.seed
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ class Point:
 def plan_points(plan: dict) -> list[Point]:
     """Every (teacher, seed) point's suite, validated now (against each teacher's config and the data
     too: :mod:`kdbench.preflight`) so bad input fails before any work."""
-    from kdbench import preflight
+    from kdbench.distill import preflight
     from kdbench.config import SuiteConfig, load_suite
     from kdbench.tasks import get_task
 
@@ -134,17 +133,16 @@ def plan_points(plan: dict) -> list[Point]:
     from kdbench import devices
 
     devices.resolve(first.device)  # a GPU that is not there fails before the sweep folder exists
-    for name in first.tasks:
-        task = get_task(name)
-        if task.head not in HEADS:
-            raise KdbenchError(f"capacity-gap: task {name} has a {task.head} head; sweeps run classification and "
-                               "regression tasks (whose recipe keeps the teacher fixed across student seeds)")
+    from kdbench.registry import BUILDERS
+
+    for name in first.tasks:  # every recipe keeps the teacher fixed across student seeds (distill.seed)
         st = first.for_task(name).student
         if st is None:
             raise KdbenchError(f"suite {first.name}: capacity-gap needs a student (--student MODEL or config:...)")
-        if st.builder != "pretrained" and not st.model:
-            if st.builder == "layer_selection":
-                raise KdbenchError("capacity-gap needs a fixed student: student.builder layer_selection copies layers "
+        derives = BUILDERS.meta(st.builder).get("derives")
+        if derives and not st.model:
+            if derives == "weights":
+                raise KdbenchError(f"capacity-gap needs a fixed student: student.builder {st.builder} copies layers "
                                    "of each teacher; use --student MODEL or --student config:num_hidden_layers=N")
             if len({t.model for t in teachers}) > 1:
                 raise KdbenchError("capacity-gap: a student.builder config student takes the teacher's architecture, "
@@ -185,7 +183,7 @@ def finished_run(folder: Path, suite: dict) -> Path | None:
 def run_point(suite: dict, folder: str, include_paths=(), allow_code: bool = False) -> tuple[str, float]:
     """Train-and-eval one point into ``folder`` (anything unfinished there is removed first)."""
     from kdbench.config import SuiteConfig
-    from kdbench.pipeline import train_and_eval
+    from kdbench.distill.run import train_and_eval
 
     shutil.rmtree(folder, ignore_errors=True)
     start = time.perf_counter()

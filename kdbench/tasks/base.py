@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -18,11 +18,8 @@ from kdbench.data import DatasetSpec, LoadedSplit, load_split
 from kdbench.errors import KdbenchError
 from kdbench.metrics import spec as metric_spec
 from kdbench.predictions import Predictions
-from kdbench.registry import unknown_name
+from kdbench.registry import FAMILIES, unknown_name
 from kdbench.yamlio import StrictModel, beside_file
-
-# Which transformers head a task's models carry (models.loading.AUTO_CLASSES maps these).
-HEADS = ("classification", "regression", "token_classification", "embedding", "causal_lm")
 
 
 class DatasetRef(StrictModel):
@@ -88,10 +85,11 @@ class TaskSpecBase(StrictModel):
         return f"{d.path or d.id + '/' + (d.config or 'default')}:{d.eval_split}"
 
 
-def unknown_metric(spec: TaskSpecBase, kind_name: str) -> tuple[tuple, str] | None:
+def unknown_metric(spec: TaskSpecBase) -> tuple[tuple, str] | None:
     """The first name in ``spec.metrics`` / ``spec.pair_metrics`` that the registry does not know for
-    the family's predictions kind (or that the task cannot ask for), and a ``main_score`` that is not
-    one of ``metrics``: ``(key path, message)`` for ``check_spec``, or None."""
+    the family's predictions kind (its registered ``kind``) or that the task cannot ask for, and a
+    ``main_score`` that is not one of ``metrics``: ``(key path, message)`` for ``check_spec``, or None."""
+    kind_name = FAMILIES.meta(spec.family)["kind"]
     k = metric_spec.kind(kind_name)
     task_spec = spec.model_dump(mode="json")
     for key, names, kind_of in (("metrics", spec.metrics, k), ("pair_metrics", spec.pair_metrics,
@@ -132,14 +130,52 @@ class LoadedModel:
     source: str
 
 
+@runtime_checkable
+class TrainableTask(Protocol):
+    """What a training recipe reads of a task (``kdbench.distill.recipes``): recipes see tasks only
+    through this, never as a concrete family. A family implements the parts its head's recipe reads;
+    :class:`Task` answers the others with one line saying the family does not say it.
+
+    * ``train_data(rows, seed)``: the shuffled training data (first ``rows``), ``train_record(data)``
+      its run-record entry (split, rows, sha256: the teacher caches key on it);
+    * ``inputs(data)``: what the models read (``(texts, pairs)`` of a sequence task, the word lists of
+      NER sentences, ``(documents, queries)`` of a retrieval corpus); ``labels(data)`` the gold targets;
+    * ``training_texts(data, tokenizer)``: causal LMs: the texts to train on, a ``str`` scored whole or
+      a ``(prompt, completion)`` pair whose completion is scored, formatted as the task prompts;
+    * ``stop_strings()``: where a generated answer ends (sequence-level KD cuts the teacher's there);
+    * ``head_config()``: ``from_pretrained`` overrides giving a plain checkpoint this task's fresh head."""
+
+    name: str
+    head: str
+
+    def max_length(self, settings: RunSettings) -> int: ...
+    def train_data(self, rows: int | None, seed: int) -> Any: ...
+    def train_record(self, data: Any) -> dict: ...
+    def inputs(self, data: Any) -> Any: ...
+    def labels(self, data: Any) -> Any: ...
+    def training_texts(self, data: Any, tokenizer=None) -> list[str | tuple[str, str]]: ...
+    def stop_strings(self) -> list[str]: ...
+    def head_config(self) -> dict: ...
+
+
 class Task(ABC):
-    family: ClassVar[str]
-    head: ClassVar[str]
+    """A family's Task class is registered with ``@FAMILIES.register(family, head=..., kind=...)``:
+    the head its models carry (``kdbench.models.heads``) and the predictions kind its metrics are of
+    (``kdbench.metrics.spec``)."""
+
     Spec: ClassVar[type[TaskSpecBase]]
 
     def __init__(self, spec: TaskSpecBase):
         self.spec = spec
         self.name = spec.name
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def head(self) -> str:
+        return FAMILIES.meta(self.spec.family)["head"]
 
     @classmethod
     def check_spec(cls, spec: TaskSpecBase) -> tuple[tuple, str] | None:
@@ -170,6 +206,41 @@ class Task(ABC):
                 f"(columns: {', '.join(loaded.rows.column_names)})"
             )
         return loaded
+
+    # training (TrainableTask): what a family does not say is one line naming it -------------------
+    def _not_said(self, what: str):
+        return KdbenchError(f"task {self.name}: the {self.family} family does not say its {what}, which the "
+                            f"{self.head} recipe trains on")
+
+    def train_split(self, rows: int | None, seed: int, columns: list[str] = ()) -> LoadedSplit:
+        """The shuffled training split (``dataset.train_split``), first ``rows``."""
+        split = self.spec.dataset.train_split if self.spec.dataset is not None else None
+        if split is None:
+            raise KdbenchError(f"task {self.name}: no training split is defined (dataset.train_split)")
+        return self.load(split, rows, shuffle_seed=seed, columns=columns)
+
+    def train_data(self, rows: int | None, seed: int) -> Any:
+        raise self._not_said("training data")
+
+    def train_record(self, data: Any) -> dict:
+        """The run record's training data entry: split, rows, sha256 (of ``data.split``, a LoadedSplit)."""
+        split = data.split
+        return {"split": split.spec.split, "rows": len(split.rows), "sha256": split.sha256()}
+
+    def inputs(self, data: Any) -> Any:
+        raise self._not_said("model inputs")
+
+    def labels(self, data: Any) -> Any:
+        raise self._not_said("labels")
+
+    def training_texts(self, data: Any, tokenizer=None) -> list[str | tuple[str, str]]:
+        raise self._not_said("training texts")
+
+    def stop_strings(self) -> list[str]:
+        return []
+
+    def head_config(self) -> dict:
+        return {}
 
     def runs_code(self) -> str | None:
         """Where running this task would import Python from a task folder (``FILE:LINE (what)``), or
@@ -224,8 +295,6 @@ class Task(ABC):
         """Teacher–student metrics from two Predictions, and the pair's ``samples.parquet`` rows (role
         ``key``, the run record's pair key) when its table has per-unit columns the two models' own
         rows cannot give back (None otherwise)."""
-        import pandas as pd
-
         table = self.pair_table(student, teacher)
         scores = metric_spec.score(table, self.spec.pair_metrics,
                                    metric_spec.Resampling.of(settings.eval, settings.seed))
@@ -237,13 +306,8 @@ class Task(ABC):
         columns = {c: v for c, v in table.columns().items() if v is not None}
         if not columns:
             return scores, None
-        n = len(student.example_ids)
-        frame = pd.DataFrame({"task": self.name, "example_id": student.example_ids,
-                              "role": key or f"{student.role}|{teacher.role}", "label": None, "pred": None,
-                              "probs": [[] for _ in range(n)], "correct": pd.array([pd.NA] * n, dtype="boolean")})
-        for column, values in columns.items():
-            frame[column] = values
-        return scores, frame
+        pair = Predictions(self.name, key or f"{student.role}|{teacher.role}", student.example_ids)
+        return scores, pair.frame(None, None, **columns)
 
     def score(self, preds: Predictions, settings: RunSettings) -> dict[str, dict]:
         """``{metric: {"value": float, "ci": [lo, hi] | None}}`` for one model."""

@@ -13,6 +13,7 @@ from scipy.special import softmax
 
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions import ClassifierPredictions, RegressionPredictions
+from kdbench.registry import FAMILIES
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
@@ -59,9 +60,15 @@ class _SequenceTask(Task):
         return [c.text, c.text_pair, c.label, c.id]
 
     def train_data(self, rows: int | None, seed: int) -> LoadedSplit:
-        if self.spec.dataset.train_split is None:
-            raise KdbenchError(f"task {self.name}: no training split is defined")
-        return self.load(self.spec.dataset.train_split, rows, shuffle_seed=seed, columns=self._columns())
+        return self.train_split(rows, seed, self._columns())
+
+    def train_record(self, split: LoadedSplit) -> dict:
+        return {"split": split.spec.split, "rows": len(split.rows), "sha256": split.sha256()}
+
+    def head_config(self) -> dict:
+        """A fresh head of this task's outputs, named (its id2label is what an exported model shows)."""
+        names = self.output_names()
+        return {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
 
     def eval_data(self, rows: int | None) -> LoadedSplit:
         return self.load(self.spec.dataset.eval_split, rows, columns=self._columns())
@@ -95,9 +102,9 @@ class _SequenceTask(Task):
         return backend.logits(texts, pairs, desc=f"eval {self.name} [{role}]")
 
 
+@FAMILIES.register("glue", head="classification", kind="classifier")
+@FAMILIES.register("classification", head="classification", kind="classifier")
 class ClassificationTask(_SequenceTask):
-    family = "glue"
-    head = "classification"
     Spec = ClassificationSpec
     spec: ClassificationSpec
 
@@ -107,7 +114,10 @@ class ClassificationTask(_SequenceTask):
 
     @classmethod
     def check_spec(cls, spec: ClassificationSpec):
-        return unknown_metric(spec, "classifier") or _glue_score(spec)
+        return unknown_metric(spec) or _glue_score(spec)
+
+    def output_names(self) -> list[str]:
+        return list(self.spec.label_names)
 
     def labels(self, split: LoadedSplit) -> np.ndarray:
         labels = np.asarray(split.rows[self.spec.columns.label], dtype=np.int64)
@@ -124,9 +134,9 @@ class ClassificationTask(_SequenceTask):
         return ClassifierPredictions(self.name, role, self.example_ids(split), probs, self.labels(split))
 
 
+@FAMILIES.register("glue_regression", head="regression", kind="regression")
+@FAMILIES.register("regression", head="regression", kind="regression")
 class RegressionTask(_SequenceTask):
-    family = "glue_regression"
-    head = "regression"
     Spec = RegressionSpec
     spec: RegressionSpec
     num_labels = 1
@@ -136,7 +146,10 @@ class RegressionTask(_SequenceTask):
         low, high = spec.label_range
         if not high > low:
             return ("label_range",), f"needs low < high, got {list(spec.label_range)}"
-        return unknown_metric(spec, "regression") or _glue_score(spec)
+        return unknown_metric(spec) or _glue_score(spec)
+
+    def output_names(self) -> list[str]:
+        return ["score"]
 
     def labels(self, split: LoadedSplit) -> np.ndarray:
         return np.asarray(split.rows[self.spec.columns.label], dtype=np.float32)

@@ -32,6 +32,7 @@ and example-bootstrap CIs as for the teacher-forced metrics
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,7 +43,9 @@ from kdbench.metrics import spec as metric_spec
 from kdbench.metrics.loyalty import lm_token_metrics_per_token
 from kdbench.models.tokenizers import tokenizer_difference
 from kdbench.predictions.generated import GeneratedText
-from kdbench.tasks.base import RunSettings
+
+if TYPE_CHECKING:  # tasks.base calls this module (Task.evaluate_pair): a type, not an import
+    from kdbench.tasks.base import RunSettings
 
 TEXTS = lm.GENERATED_TEXTS
 MAX_GAMMA = 8  # draft lengths γ = 1..8, as the language-modelling family reports them

@@ -35,6 +35,7 @@ from kdbench.metrics.answers import extract_answer, gold_answer
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.generated import GeneratedText
 from kdbench.predictions.generation import GenerationPredictions
+from kdbench.registry import FAMILIES
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
@@ -79,14 +80,13 @@ class GenerationData:
     shot_ids: list[str] = field(default_factory=list)
 
 
+@FAMILIES.register("reasoning", head="causal_lm", kind="generation")
 class GenerationTask(Task):
-    family = "reasoning"
-    head = "causal_lm"
     Spec = GenerationSpec
 
     @classmethod
     def check_spec(cls, spec: GenerationSpec) -> tuple[tuple, str] | None:
-        problem = unknown_metric(spec, "generation")
+        problem = unknown_metric(spec)
         if problem:
             return problem
         key = "user" if spec.prompt.style == "chat" else "template"
@@ -107,7 +107,7 @@ class GenerationTask(Task):
 
     def train_data(self, rows: int | None, seed: int) -> GenerationData:
         if self.spec.dataset.train_split is None:
-            raise KdbenchError(f"task {self.name}: no training split is defined")
+            raise KdbenchError(f"task {self.name}: no training split is defined (dataset.train_split)")
         return self.load_data(self.spec.dataset.train_split, rows, shuffle_seed=seed)
 
     def eval_data(self, rows: int | None) -> GenerationData:
@@ -139,6 +139,9 @@ class GenerationTask(Task):
                 raise KdbenchError(f"task {self.name}: chat prompts need the tokenizer (training_texts(split, tokenizer))")
             return [(self.prompt(tokenizer, q, []), f"{a}{eos}") for q, a in zip(split.questions, split.solutions)]
         return [(self.prompt(tokenizer, q, []), f" {a}{eos}") for q, a in zip(split.questions, split.solutions)]
+
+    def stop_strings(self) -> list[str]:
+        return list(self.spec.generation.stop)
 
     # prompts ------------------------------------------------------------------------------------
     def prompt(self, tokenizer, question: str, shots: list[tuple[str, str]]) -> str:

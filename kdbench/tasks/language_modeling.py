@@ -31,6 +31,7 @@ from kdbench.errors import KdbenchError
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.generated import GeneratedText
 from kdbench.predictions.language_modeling import LanguageModelingPredictions
+from kdbench.registry import FAMILIES
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
@@ -51,14 +52,13 @@ class TextData:
     ids: list[str]
 
 
+@FAMILIES.register("language_modeling", head="causal_lm", kind="lm")
 class LanguageModelingTask(Task):
-    family = "language_modeling"
-    head = "causal_lm"
     Spec = LanguageModelingSpec
 
     @classmethod
     def check_spec(cls, spec: LanguageModelingSpec) -> tuple[tuple, str] | None:
-        return unknown_metric(spec, "lm")
+        return unknown_metric(spec)
 
     # data ---------------------------------------------------------------------------------------
     def load_data(self, split: str, rows: int | None = None, shuffle_seed: int | None = None) -> TextData:
@@ -70,7 +70,7 @@ class LanguageModelingTask(Task):
 
     def train_data(self, rows: int | None, seed: int) -> TextData:
         if self.spec.dataset.train_split is None:
-            raise KdbenchError(f"task {self.name}: no training split is defined")
+            raise KdbenchError(f"task {self.name}: no training split is defined (dataset.train_split)")
         return self.load_data(self.spec.dataset.train_split, rows, shuffle_seed=seed)
 
     def eval_data(self, rows: int | None) -> TextData:

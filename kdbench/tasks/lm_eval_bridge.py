@@ -11,8 +11,9 @@ A kdbench YAML names an lm-eval task (from lm-eval's registry, kdbench's bundled
   metrics (accuracy, ECE, Brier, NLL...) and pair metrics (label/probability loyalty, KL, TVD,
   acceptance rate) use it. Every document must offer the same number of choices.
 * ``generate_until``: the greedy generations, the answers lm-eval's filter extracted and lm-eval's
-  per-document metric values (:class:`GenerationPredictions`); ``answer_agreement`` compares a
-  student's answers with its teacher's.
+  per-document metric values (:class:`LmEvalGenerationPredictions`); ``answer_agreement`` compares a
+  student's answers with its teacher's as for the reasoning family (an answer the filter could not
+  extract, its fallback ``[invalid]``, is no answer: two of them do not agree).
 
 A name in ``metrics`` that is not a kdbench classifier metric is one of lm-eval's metrics for the task
 (``acc``, ``acc_norm``, ``exact_match``...), for the chosen filter: its value is what lm-eval reported,
@@ -40,8 +41,9 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from kdbench.errors import KdbenchError
 from kdbench.metrics import spec as metric_spec
-from kdbench.predictions.lm_eval import ChoicePredictions, GenerationPredictions
+from kdbench.predictions.lm_eval import ChoicePredictions, LmEvalGenerationPredictions
 from kdbench.registry import unknown_name
+from kdbench.registry import FAMILIES
 from kdbench.tasks.base import DatasetRef, LoadedModel, RunSettings, Task, TaskSpecBase
 from kdbench.tasks.lm_eval_tasks import TASKS_DIR
 from kdbench.yamlio import beside_file
@@ -72,6 +74,15 @@ class LmEvalSpec(TaskSpecBase):
 
 
 @dataclass
+class LmEvalTrainData:
+    """The documents of an lm-eval task's training split, shuffled, that a causal LM is distilled on."""
+
+    docs: list[dict]
+    split: str
+    sha256: str
+
+
+@dataclass
 class LmEvalData:
     """The documents an lm-eval task will score (its evaluation split, first ``limit``)."""
 
@@ -84,9 +95,9 @@ class LmEvalData:
     filter: str
 
 
+# the predictions kind is the lm-eval task's output type's (lm_eval_choice, lm_eval_generation)
+@FAMILIES.register("lm_eval", head="causal_lm")
 class LmEvalTask(Task):
-    family = "lm_eval"
-    head = "causal_lm"
     Spec = LmEvalSpec
     spec: LmEvalSpec
 
@@ -153,6 +164,36 @@ class LmEvalTask(Task):
         return LmEvalData(output_type, docs, [str(lm_task.doc_to_text(d)) for d in docs], limit, split,
                           _dataset_of(self.spec, cfg), chosen)
 
+    def train_data(self, rows: int | None, seed: int) -> LmEvalTrainData:
+        """The lm-eval task's own training documents (its ``training_split``), shuffled with ``seed``."""
+        lm_task = self._lm_task()
+        if not lm_task.has_training_docs():
+            raise KdbenchError(f"task {self.name}: lm-eval task '{self.spec.lm_eval_task}' has no training split "
+                               "(training_split) to distil on")
+        docs = lm_task.training_docs().shuffle(seed=seed)
+        docs = list(docs.select(range(min(rows, len(docs)))) if rows is not None else docs)
+        return LmEvalTrainData(docs, lm_task.config.training_split, _docs_sha256(docs))
+
+    def train_record(self, data: LmEvalTrainData) -> dict:
+        return {"split": data.split, "rows": len(data.docs), "sha256": data.sha256}
+
+    def training_texts(self, data: LmEvalTrainData, tokenizer=None) -> list[tuple[str, str]]:
+        """(prompt, completion) pairs as lm-eval writes a worked example: ``doc_to_text``, the task's
+        target delimiter and ``doc_to_target`` (a multiple-choice target's text), closed by EOS so the
+        student learns to stop."""
+        lm_task = self._lm_task()
+        eos = getattr(tokenizer, "eos_token", None) or ""
+        delimiter = lm_task.config.target_delimiter
+        pairs = []
+        for doc in data.docs:
+            target = lm_task.doc_to_target(doc)
+            if isinstance(target, int) and lm_task.OUTPUT_TYPE == "multiple_choice":
+                target = lm_task.doc_to_choice(doc)[target]
+            if isinstance(target, list):
+                target = target[0]
+            pairs.append((str(lm_task.doc_to_text(doc)), f"{delimiter}{target}{eos}"))
+        return pairs
+
     def _check_metrics(self, lm_task) -> None:
         """Every requested metric is kdbench's (multiple choice) or one the lm-eval task computes."""
         lm_names = list(lm_task.aggregation())
@@ -170,11 +211,7 @@ class LmEvalTask(Task):
                                    f"tasks (use: {', '.join(allowed)})")
 
     def dataset_record(self, data: LmEvalData) -> dict:
-        digest = hashlib.sha256()
-        for doc in data.docs:  # canonical JSON lines, as LoadedSplit.sha256
-            digest.update(_canonical(doc).encode())
-            digest.update(b"\n")
-        return {**data.dataset, "split": data.split, "rows": len(data.docs), "sha256": digest.hexdigest(),
+        return {**data.dataset, "split": data.split, "rows": len(data.docs), "sha256": _docs_sha256(data.docs),
                 "source": f"lm-eval task {self.spec.lm_eval_task}"}
 
     def token_limits(self, settings: RunSettings) -> dict[str, int]:
@@ -251,13 +288,35 @@ def predictions_from_samples(task: str, role: str, samples: list[dict], results:
                                "the same number for every document (class probabilities)")
         return ChoicePredictions.from_loglikelihoods(task, role, ids, np.array(lls), np.array(labels, dtype=np.int64),
                                                      sample_metrics, reported)
-    return GenerationPredictions(
+    fallbacks = _fallbacks(lm_task, filter_key)
+    answers = [str(s["filtered_resps"][0]) for s in rows]
+    return LmEvalGenerationPredictions(
         task, role, ids,
         generations=[str(s["resps"][0][0]) for s in rows],
-        answers=[str(s["filtered_resps"][0]) for s in rows],
-        targets=[str(s["target"]) for s in rows],
+        answers=[None if a in fallbacks else a for a in answers],
+        gold=[str(s["target"]) for s in rows],
         sample_metrics=sample_metrics, reported=reported,
     )
+
+
+def _fallbacks(lm_task, filter_key: str) -> set[str]:
+    """What the task's filter answers when it extracts nothing (lm-eval's regex filters: "[invalid]")."""
+    out = set()
+    for ensemble in getattr(lm_task, "_filters", []):
+        if ensemble.name == filter_key:
+            for factory in ensemble.filters:
+                fallback = getattr(factory(), "fallback", None)
+                if isinstance(fallback, str):
+                    out.add(fallback)
+    return out
+
+
+def _docs_sha256(docs: list[dict]) -> str:
+    digest = hashlib.sha256()
+    for doc in docs:  # canonical JSON lines, as LoadedSplit.sha256
+        digest.update(_canonical(doc).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def _gold_index(task: str, lm_task, sample: dict, choices: list[str]) -> int:

@@ -34,6 +34,7 @@ from kdbench.metrics import ner as ner_metrics
 from kdbench.metrics.ner import entity_types
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.tokens import TokenPredictions
+from kdbench.registry import FAMILIES
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
@@ -72,9 +73,8 @@ def word_tokenizer(model_id: str, revision: str | None = None):
     return tokenizer
 
 
+@FAMILIES.register("ner", head="token_classification", kind="ner")
 class NerTask(Task):
-    family = "ner"
-    head = "token_classification"
     Spec = NerSpec
 
     def __init__(self, spec: NerSpec):
@@ -97,7 +97,7 @@ class NerTask(Task):
         missing_b = [t for t in names if t.startswith("I-") and "B-" + t[2:] not in names]
         if missing_b:
             return ("label_names",), f"{missing_b[0]!r} has no matching B- tag"
-        return unknown_metric(spec, "ner")
+        return unknown_metric(spec)
 
     # data ---------------------------------------------------------------------------------------
     def load_data(self, split: str, rows: int | None = None, shuffle_seed: int | None = None) -> NerData:
@@ -129,8 +129,16 @@ class NerTask(Task):
 
     def train_data(self, rows: int | None, seed: int) -> NerData:
         if self.spec.dataset.train_split is None:
-            raise KdbenchError(f"task {self.name}: no training split is defined")
+            raise KdbenchError(f"task {self.name}: no training split is defined (dataset.train_split)")
         return self.load_data(self.spec.dataset.train_split, rows, shuffle_seed=seed)
+
+    def inputs(self, data: NerData) -> list[list[str]]:
+        """The sentences' words (the models read them pre-split)."""
+        return data.tokens
+
+    def labels(self, data: NerData) -> list[np.ndarray]:
+        """Gold class ids into ``label_names``, per word."""
+        return data.labels
 
     def eval_data(self, rows: int | None) -> NerData:
         return self.load_data(self.spec.dataset.eval_split, rows)

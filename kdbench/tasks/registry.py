@@ -3,35 +3,20 @@
 ``--include_path``). A file's ``family`` picks the Task class that validates and runs it."""
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from kdbench.errors import KdbenchError
+from kdbench.registry import FAMILIES
 from kdbench.tasks.base import Task, TaskSpecBase
 from kdbench.yamlio import key_error, read_yaml, validate
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 ALLOW_CODE_ENV = "KDBENCH_ALLOW_CODE"
 
-# family -> "module:Class"; imported on first use so `kdbench tasks` stays light
-FAMILIES = {
-    "glue": "kdbench.tasks.classification:ClassificationTask",
-    "classification": "kdbench.tasks.classification:ClassificationTask",
-    "glue_regression": "kdbench.tasks.classification:RegressionTask",
-    "regression": "kdbench.tasks.classification:RegressionTask",
-    "ner": "kdbench.tasks.ner:NerTask",
-    "retrieval": "kdbench.tasks.retrieval:RetrievalTask",
-    "reasoning": "kdbench.tasks.generation:GenerationTask",
-    "lm_eval": "kdbench.tasks.lm_eval_bridge:LmEvalTask",
-    "language_modeling": "kdbench.tasks.language_modeling:LanguageModelingTask",
-}
-
-
 def family_class(family: str) -> type[Task]:
-    module, name = FAMILIES[family].split(":")
-    return getattr(importlib.import_module(module), name)
+    return FAMILIES.get(family)
 
 
 def is_suite(raw: dict) -> bool:
@@ -42,8 +27,8 @@ def is_suite(raw: dict) -> bool:
 def load_spec(path: Path, raw: dict | None = None) -> TaskSpecBase:
     raw = read_yaml(path) if raw is None else raw
     family = raw.get("family")
-    if family not in FAMILIES:
-        raise key_error(path, ("family",), f"unknown family {family!r} (known: {', '.join(FAMILIES)})")
+    if not isinstance(family, str) or family not in FAMILIES:
+        raise key_error(path, ("family",), FAMILIES.unknown(str(family)))
     cls = family_class(family)
     spec = validate(cls.Spec, raw, path)
     problem = cls.check_spec(spec)

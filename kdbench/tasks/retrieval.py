@@ -19,6 +19,7 @@ from kdbench.data.beir import BeirData, load_beir
 from kdbench.metrics import retrieval as rm
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions.ranking import RankingPredictions
+from kdbench.registry import FAMILIES
 from kdbench.tasks.base import DatasetRef, LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 
 
@@ -35,9 +36,8 @@ class RetrievalSpec(TaskSpecBase):
     corpus_rows: int | None = Field(None, gt=0, description="first N documents only (smoke tests); all when null")
 
 
+@FAMILIES.register("retrieval", head="embedding", kind="ranking")
 class RetrievalTask(Task):
-    family = "retrieval"
-    head = "embedding"
     Spec = RetrievalSpec
 
     def __init__(self, spec: RetrievalSpec):
@@ -48,7 +48,7 @@ class RetrievalTask(Task):
     def check_spec(cls, spec: RetrievalSpec) -> tuple[tuple, str] | None:
         if spec.dataset.path is not None:
             return ("dataset", "path"), "retrieval reads a BEIR layout (corpus, queries, qrels) by hub id: dataset.id"
-        problem = unknown_metric(spec, "ranking")
+        problem = unknown_metric(spec)
         if problem:
             return problem
         fields = {f for _, f, _, _ in string.Formatter().parse(spec.doc_template) if f is not None}
@@ -66,6 +66,14 @@ class RetrievalTask(Task):
 
     def dataset_record(self, data: BeirData) -> dict:
         return data.record()
+
+    def train_data(self, rows: int | None, seed: int) -> BeirData:
+        """The corpus: retrieval students are distilled on its text (the recipe takes its slice)."""
+        return self.eval_data(None)
+
+    def inputs(self, data: BeirData) -> tuple[list[str], list[str]]:
+        """What a bi-encoder reads that carries no judgment: the documents and the queries without one."""
+        return self.documents(data), [text for _, text in data.unjudged_queries]
 
     def documents(self, data: BeirData) -> list[str]:
         return [self.spec.doc_template.format(title=t, text=x).strip() for t, x in zip(data.titles, data.texts)]

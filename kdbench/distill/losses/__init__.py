@@ -1,43 +1,38 @@
-"""Distillation losses: a registry maps a name to a small function (DESIGN.md, "Reference KD trainer").
+"""Distillation losses, one module per family, each loss a function (logit, embedding and ranking
+levels) or a :class:`~kdbench.distill.losses._layers.FeatureTerm` (hidden and attention levels)
+registered where it is defined (DESIGN.md, "Reference KD trainer")::
 
     from kdbench.distill.losses import LOSSES, forward_kl
     loss = LOSSES["generalized_jsd"](student_logits, teacher_logits, temperature=2.0, t2_scaling=True, beta=0.5)
 
-One module per family: ``kl`` (forward, reverse, skew), ``jsd``, ``total_variation``, ``interpolation`` (TAID), ``mse`` (logits),
-``hidden``, ``attention``, ``minilm``, ``embedding``, ``ranking``. ``catalog`` holds names, levels,
-descriptions and config arguments without importing torch; this package imports the functions
-(and torch) only when one of them is first asked for, so config validation stays fast.
+A new loss is one decorated function in one module of this package: ``@LOSSES.register(name,
+level=..., description=..., args={...})``. The registry reads the decorators without importing the
+modules (so config validation and ``kdbench losses`` never import torch); a loss's module is
+imported when the loss is first used. Every logit-level loss shares one signature,
+``fn(student_logits, teacher_logits, temperature=1.0, t2_scaling=True, *, mask=None, **args)``.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any
 
-from kdbench.distill.losses.catalog import CATALOG, LEVELS, LossInfo, check_logit_loss, check_loss_args, logit_losses
+from kdbench.registry import LOSSES
 
-_FUNCTIONS = {
-    "forward_kl": "kl", "reverse_kl": "kl", "skew_kl": "kl", "skew_reverse_kl": "kl",
-    "generalized_jsd": "jsd", "tvd": "total_variation", "taid": "interpolation", "logit_mse": "mse",
-    "hidden_mse": "hidden", "attention_transfer": "attention", "minilm_relation": "minilm",
-    "cosine_embedding": "embedding", "margin_mse": "ranking",
-}
-_OTHER = {"TAIDSchedule": "interpolation", "HiddenStateMSE": "hidden", "record_values": "minilm", "value_relation": "minilm"}
-
-__all__ = ["LOSSES", "CATALOG", "LEVELS", "LossInfo", "check_logit_loss", "check_loss_args", "logit_losses",
-           *_FUNCTIONS, *_OTHER]
-
-
-def _load(name: str) -> Any:
-    return getattr(importlib.import_module(f"{__name__}.{({**_FUNCTIONS, **_OTHER})[name]}"), name)
+__all__ = ["LOSSES"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "LOSSES":
-        losses = {key: _load(key) for key in CATALOG}
-        globals()["LOSSES"] = losses
-        return losses
-    if name in _FUNCTIONS or name in _OTHER:
-        value = _load(name)
-        globals()[name] = value
-        return value
+    """Any public name of the package's modules (``forward_kl``, the ``hidden_mse`` function,
+    ``HiddenStateMSE`` (the ``hidden_mse`` term), ``TAIDSchedule``...), imported on first use."""
+    if name.startswith("_"):
+        raise AttributeError(name)
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        value = getattr(module, name, None)
+        if getattr(value, "__module__", None) == module.__name__:  # defined there, not imported
+            globals()[name] = value
+            return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

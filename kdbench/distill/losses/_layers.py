@@ -1,9 +1,12 @@
-"""Layer maps and token masks shared by the feature-level losses."""
+"""Layer maps, token masks and the feature-term interface shared by the feature-level losses."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+from torch import nn
 
 LayerMap = Mapping[int, int] | Sequence[tuple[int, int]]
 
@@ -28,3 +31,38 @@ def token_mask(mask: torch.Tensor | None, shape: torch.Size, device: torch.devic
     if tuple(mask.shape) != tuple(shape):
         raise ValueError(f"mask shape {tuple(mask.shape)} does not match (batch, length) {tuple(shape)}")
     return mask.to(device=device, dtype=torch.bool)
+
+
+@dataclass
+class Features:
+    """What feature terms read of one model's forward pass on a batch: its hidden states and
+    attention maps (``output_hidden_states`` / ``output_attentions``) and the output of its last
+    self-attention layer's value projection (:func:`kdbench.distill.losses.minilm.record_values`)."""
+
+    hidden_states: Sequence[torch.Tensor] | None = None
+    attentions: Sequence[torch.Tensor] | None = None
+    values: torch.Tensor | None = None
+
+
+class FeatureTerm(nn.Module):
+    """A ``distill.features`` term (a registered loss of level ``hidden`` or ``attention``), built
+    for one training from its config and the two models' configs, then called on every batch.
+
+    ``reads``: the :class:`Features` fields it needs; ``embeddings``: its layer indices are
+    ``hidden_states`` indices, 0 the embedding output (the default pairs map 0 ↔ 0 and layer i to
+    i + 1); a term registered with ``layer_map=False`` reads the last layer only."""
+
+    reads: ClassVar[tuple[str, ...]] = ()
+    embeddings: ClassVar[bool] = False
+
+    @classmethod
+    def check_models(cls, student_config, teacher_config) -> str | None:
+        """What the term needs of the two models' configs, as a problem message (None: fine)."""
+        return None
+
+    @classmethod
+    def build(cls, pairs: list[tuple[int, int]] | None, student_config, teacher_config, args: dict) -> "FeatureTerm":
+        raise NotImplementedError
+
+    def term(self, student: Features, teacher: Features, mask: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError

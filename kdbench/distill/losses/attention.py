@@ -7,7 +7,8 @@ from typing import Literal
 
 import torch
 
-from kdbench.distill.losses._layers import LayerMap, layer_pairs, token_mask
+from kdbench.distill.losses._layers import Features, FeatureTerm, LayerMap, layer_pairs, token_mask
+from kdbench.registry import LOSSES
 
 
 def _attention_kl(a_t: torch.Tensor, a_s: torch.Tensor) -> torch.Tensor:
@@ -47,3 +48,34 @@ def attention_transfer(
             rows = None if keep is None else (keep[:, None, :, None] & keep[:, None, None, :]).expand(b, h, lq, lk)
         total = total + (per.mean() if rows is None else per[rows].mean())
     return total / len(pairs)
+
+
+@LOSSES.register("attention_transfer", level="attention",
+                 description="KL or MSE between attention distributions of mapped layers (TinyBERT, MiniLM)",
+                 options={"kind": ["kl", "mse"]})
+class AttentionTransfer(FeatureTerm):
+    """:func:`attention_transfer` as a ``distill.features`` term (``args.kind`` kl or mse):
+
+        L = (1/|M|) Σ_{(i,j)∈M} mean_{b, h, valid q} KL(A_t^j ‖ A_s^i)      (kl; mse: the squared difference)
+
+    Attention maps are compared head by head, so both models need the same number of heads."""
+
+    reads = ("attentions",)
+
+    def __init__(self, pairs: list[tuple[int, int]], kind: str = "kl"):
+        super().__init__()
+        self.pairs, self.kind = pairs, kind
+
+    @classmethod
+    def check_models(cls, student_config, teacher_config) -> str | None:
+        s, t = int(student_config.num_attention_heads), int(teacher_config.num_attention_heads)
+        if s != t:
+            return f"the student has {s} attention heads and the teacher {t}; attention maps are compared head by head"
+        return None
+
+    @classmethod
+    def build(cls, pairs, student_config, teacher_config, args: dict) -> "AttentionTransfer":
+        return cls(pairs, args.get("kind", "kl"))
+
+    def term(self, student: Features, teacher: Features, mask: torch.Tensor | None) -> torch.Tensor:
+        return attention_transfer(student.attentions, teacher.attentions, self.pairs, self.kind, mask=mask)

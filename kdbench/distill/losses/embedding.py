@@ -8,8 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.distill.losses._common import mean_positions
+from kdbench.registry import LOSSES
 
 
+@LOSSES.register("cosine_embedding", level="embedding",
+                 description="1 − cosine similarity of student and teacher embeddings (DistilBERT)")
 def cosine_embedding(
     student_embeddings: torch.Tensor, teacher_embeddings: torch.Tensor,
     projection: Callable[[torch.Tensor], torch.Tensor] | None = None, *, mask: torch.Tensor | None = None,

@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from kdbench.distill.losses._layers import LayerMap, layer_pairs, token_mask
+from kdbench.distill.losses._layers import Features, FeatureTerm, LayerMap, layer_pairs, token_mask
+from kdbench.registry import LOSSES
 
 
 def hidden_mse(
@@ -43,10 +44,20 @@ def hidden_mse(
     return total / len(pairs)
 
 
-class HiddenStateMSE(nn.Module):
+@LOSSES.register("hidden_mse", level="hidden",
+                 description="MSE between projected student and teacher hidden states of mapped layers (TinyBERT)",
+                 options={"projection": ["shared", "per_layer"]})
+class HiddenStateMSE(FeatureTerm):
     """:func:`hidden_mse` with its learned projection W (student width → teacher width, no bias,
-    shared across layers as in TinyBERT unless ``shared=False``). Add this module's parameters to
-    the optimiser alongside the student's."""
+    shared across layers as in TinyBERT unless ``shared=False``):
+
+        L = (1/|M|) Σ_{(i, j) ∈ M}  mean_{tokens, dims} (H_s^i W − H_t^j)²
+
+    Add this module's parameters to the optimiser alongside the student's (the feature recipe trains
+    them with the student). As a ``distill.features`` term: ``args.projection`` shared or per_layer."""
+
+    reads = ("hidden_states",)
+    embeddings = True
 
     def __init__(self, layer_map: LayerMap, student_dim: int, teacher_dim: int, *, shared: bool = True):
         super().__init__()
@@ -54,6 +65,14 @@ class HiddenStateMSE(nn.Module):
         n = 1 if shared else len(self.layer_map)
         self.projections = nn.ModuleList(nn.Linear(student_dim, teacher_dim, bias=False) for _ in range(n))
 
+    @classmethod
+    def build(cls, pairs, student_config, teacher_config, args: dict) -> "HiddenStateMSE":
+        return cls(pairs, student_config.hidden_size, teacher_config.hidden_size,
+                   shared=args.get("projection", "shared") == "shared")
+
     def forward(self, student_hidden, teacher_hidden, mask: torch.Tensor | None = None) -> torch.Tensor:
         projs = list(self.projections) * len(self.layer_map) if len(self.projections) == 1 else list(self.projections)
         return hidden_mse(student_hidden, teacher_hidden, self.layer_map, projs, mask=mask)
+
+    def term(self, student: Features, teacher: Features, mask: torch.Tensor | None) -> torch.Tensor:
+        return self(student.hidden_states, teacher.hidden_states, mask)

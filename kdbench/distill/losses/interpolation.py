@@ -9,8 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.distill.losses._common import check_unit, kl_rows, mean_positions, soft_log_probs, t2
+from kdbench.registry import LOSSES
 
 
+@LOSSES.register("taid", level="logits",
+                 description="KL(p_t ‖ q) to p_t = softmax((1−t)·sg(z_s) + t·z_t) (TAID, Shing et al. 2025)",
+                 args={"t": {"default": 0.4, "low": 0.0, "high": 1.0,
+                             "help": "interpolation: 0 the student itself, 1 the teacher (forward KL)"}})
 def taid(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, t2_scaling: bool = True,
     *, t: float = 0.4, mask: torch.Tensor | None = None,

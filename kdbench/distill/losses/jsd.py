@@ -5,8 +5,13 @@ from __future__ import annotations
 import torch
 
 from kdbench.distill.losses._common import check_unit, kl_rows, log_mix, mean_positions, soft_log_probs, t2
+from kdbench.registry import LOSSES
 
 
+@LOSSES.register("generalized_jsd", level="logits",
+                 description="generalised JSD(β): β=0 forward KL, β=1 reverse KL (GKD, Agarwal et al. 2024)",
+                 args={"beta": {"default": 0.5, "low": 0.0, "high": 1.0,
+                                "help": "mixture weight of the teacher; 0 forward KL, 1 reverse KL"}})
 def generalized_jsd(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, t2_scaling: bool = True,
     *, beta: float = 0.5, mask: torch.Tensor | None = None,

@@ -10,8 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.distill.losses._common import check_unit, kl_rows, log_mix, mean_positions, soft_log_probs, t2
+from kdbench.registry import LOSSES
 
 
+@LOSSES.register("forward_kl", level="logits",
+                 description="KL(teacher ‖ student) of temperature-softened distributions (Hinton et al. 2015)")
 def forward_kl(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, t2_scaling: bool = True,
     *, mask: torch.Tensor | None = None,
@@ -34,6 +37,8 @@ def forward_kl(
     return kl * t2(temperature, t2_scaling)
 
 
+@LOSSES.register("reverse_kl", level="logits",
+                 description="KL(student ‖ teacher): mode-seeking (MiniLLM, Gu et al. 2024)")
 def reverse_kl(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, t2_scaling: bool = True,
     *, mask: torch.Tensor | None = None,
@@ -49,6 +54,10 @@ def reverse_kl(
     return t2(temperature, t2_scaling) * mean_positions(kl_rows(log_q, log_p), mask)
 
 
+@LOSSES.register("skew_kl", level="logits",
+                 description="skew KL(p ‖ λp + (1−λ)q) (DistiLLM, Ko et al. 2024)",
+                 args={"lam": {"default": 0.1, "low": 0.0, "high": 1.0,
+                               "help": "skew λ: weight of the teacher in the mixture; 0 is forward KL"}})
 def skew_kl(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, t2_scaling: bool = True,
     *, lam: float = 0.1, mask: torch.Tensor | None = None,
@@ -66,6 +75,10 @@ def skew_kl(
     return t2(temperature, t2_scaling) * mean_positions(kl_rows(log_p, log_mix(log_p, log_q, lam)), mask)
 
 
+@LOSSES.register("skew_reverse_kl", level="logits",
+                 description="skew reverse KL(q ‖ λq + (1−λ)p) (DistiLLM, Ko et al. 2024)",
+                 args={"lam": {"default": 0.1, "low": 0.0, "high": 1.0,
+                               "help": "skew λ: weight of the student in the mixture; 0 is reverse KL"}})
 def skew_reverse_kl(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, t2_scaling: bool = True,
     *, lam: float = 0.1, mask: torch.Tensor | None = None,

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.distill.losses._layers import token_mask
+from kdbench.distill.losses._layers import Features, FeatureTerm, token_mask
+from kdbench.registry import LOSSES
 
 
 def value_relation(values: torch.Tensor, num_heads: int, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -76,3 +77,40 @@ def record_values(model: nn.Module, layer: int = -1) -> Iterator[dict[str, torch
         yield record
     finally:
         handle.remove()
+
+
+def value_heads(config) -> int:
+    """Heads of the value projection: key/value heads for grouped-query attention (Llama family)."""
+    return int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+
+
+@LOSSES.register("minilm_relation", level="attention",
+                 description="KL between value–value self-attention relations, last layer (MiniLM, Wang et al. 2020)",
+                 layer_map=False)
+class MiniLMRelation(FeatureTerm):
+    """:func:`minilm_relation` as a ``distill.features`` term, on the last layer's value vectors
+    with the teacher's value heads as relation heads:
+
+        L = mean_{b, h, valid q} KL(VR_t[q] ‖ VR_s[q]),  VR = softmax(V_h V_hᵀ / √d_h)"""
+
+    reads = ("values",)
+
+    def __init__(self, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+
+    @classmethod
+    def check_models(cls, student_config, teacher_config) -> str | None:
+        heads = value_heads(teacher_config)
+        for who, config in (("student", student_config), ("teacher", teacher_config)):
+            width = value_heads(config) * (config.hidden_size // int(config.num_attention_heads))
+            if width % heads:
+                return f"the {who}'s value width {width} does not split into {heads} relation heads"
+        return None
+
+    @classmethod
+    def build(cls, pairs, student_config, teacher_config, args: dict) -> "MiniLMRelation":
+        return cls(value_heads(teacher_config))
+
+    def term(self, student: Features, teacher: Features, mask: torch.Tensor | None) -> torch.Tensor:
+        return minilm_relation(student.values, teacher.values, self.num_heads, mask=mask)

@@ -6,8 +6,11 @@ from __future__ import annotations
 import torch
 
 from kdbench.distill.losses._common import mean_positions, t2
+from kdbench.registry import LOSSES
 
 
+@LOSSES.register("logit_mse", level="logits",
+                 description="mean squared error between logits (Ba & Caruana 2014; Kim et al. 2021)")
 def logit_mse(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, t2_scaling: bool = True,
     *, mask: torch.Tensor | None = None,

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from kdbench.registry import LOSSES
 
+
+@LOSSES.register("margin_mse", level="ranking",
+                 description="MSE between student and teacher score margins s(q,d+) − s(q,d−) "
+                             "(Hofstätter et al. 2020)",
+                 args={"negatives": {"default": 4, "low": 1, "high": 100,
+                                     "help": "hard negatives per query, mined from the teacher's ranking"}})
 def margin_mse(
     student_pos: torch.Tensor, student_neg: torch.Tensor, teacher_pos: torch.Tensor, teacher_neg: torch.Tensor,
 ) -> torch.Tensor:

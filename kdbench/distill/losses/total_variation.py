@@ -5,8 +5,11 @@ from __future__ import annotations
 import torch
 
 from kdbench.distill.losses._common import mean_positions, soft_log_probs, t2
+from kdbench.registry import LOSSES
 
 
+@LOSSES.register("tvd", level="logits",
+                 description="total variation distance ½·Σ|p − q| (Wen et al. 2023, f-divergence KD)")
 def tvd(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, t2_scaling: bool = True,
     *, mask: torch.Tensor | None = None,

@@ -27,137 +27,31 @@ strings) and the student is trained with the LM loss on those answers instead of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdbench import devices
 from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, SuiteConfig
-from kdbench.data import LoadedSplit
-from kdbench.distill import curves
 from kdbench.distill.losses._common import t2
 from kdbench.distill.on_policy import OnPolicy, prompts_of
-from kdbench.distill.recipes import BASELINE, STUDENT, TEACHER, Trained
-from kdbench.distill.recipes.common import (
-    check_batches,
-    require,
-    require_derived_student,
-    require_logit_loss,
-    require_teacher_layers,
-    save_student,
-    timed,
-    where,
-)
-from kdbench.distill.recipes.features import feature_kd, train_student
+from kdbench.distill.recipes.base import Recipe
+from kdbench.distill.tokens import Pair, encode_pairs, right_pad, scored_positions
 from kdbench.distill.topk import TopK, bucket_log_probs, cached_topk, teacher_buckets
-from kdbench.distill.trainer import LossFn, kd_term, model_inputs, report_terms, train
+from kdbench.distill.trainer import BatchFn, LossFn, kd_term, model_inputs, report_terms
 from kdbench.errors import KdbenchError
-from kdbench.models.loading import count_parameters, load_for_head, load_tokenizer, model_revision
-from kdbench.models.students import build_student
-from kdbench.tasks.base import LoadedModel, RunSettings, Task
-
-# (prompt, completion): the loss scores the completion's tokens given the prompt; a language-
-# modelling text is ("", text).
-Pair = tuple[str, str]
+from kdbench.models.loading import load_tokenizer
+from kdbench.registry import RECIPES
+from kdbench.roles import STUDENT, TEACHER
+from kdbench.tasks.base import LoadedModel, Task, TrainableTask
+from kdbench.timing import timed
 
 
-# --------------------------------------------------------------------------------------------------
-# training data
-# --------------------------------------------------------------------------------------------------
-def train_split(task: Task, rows: int | None, seed: int) -> tuple[Any, LoadedSplit]:
-    """The task's shuffled training data (its own ``train_data`` when it has one, e.g. the reasoning
-    and language-modelling families) and the split it came from (for the run record)."""
-    if hasattr(task, "train_data"):
-        data = task.train_data(rows, seed)
-    else:
-        split = task.spec.dataset.train_split if task.spec.dataset is not None else None
-        if split is None:
-            raise KdbenchError(f"task {task.name}: no training split is defined (dataset.train_split)")
-        data = task.load(split, rows, shuffle_seed=seed)
-    return data, data if isinstance(data, LoadedSplit) else data.split
-
-
-def training_pairs(task: Task, data: Any, tokenizer) -> list[Pair]:
-    """(prompt, completion) pairs to train on, formatted as the task prompts its models.
-
-    The task says it through ``training_texts(data, tokenizer)`` (a str item is a plain text, all
-    of it scored). Without that method (e.g. lm-eval bridge tasks), on a ``LoadedSplit``: a
-    ``question``/``answer`` dataset (GSM8K) is formatted as lm-eval's gsm8k prompts it, prompt
-    "Question: {question}\nAnswer:" and completion " {answer}" closed by the end-of-sequence token
-    (so the student learns to stop); a ``text`` dataset is used as plain text.
-    """
-    if hasattr(task, "training_texts"):
-        items = task.training_texts(data, tokenizer)
-        return [("", item) if isinstance(item, str) else (item[0], item[1]) for item in items]
-    columns = data.rows.column_names
-    if {"question", "answer"} <= set(columns):
-        eos = tokenizer.eos_token or ""
-        return [(f"Question: {q}\nAnswer:", f" {a}{eos}") for q, a in zip(data.rows["question"], data.rows["answer"])]
-    if "text" in columns:
-        return [("", t) for t in data.rows["text"] if t and t.strip()]
-    raise KdbenchError(
-        f"task {task.name}: cannot tell the training texts (no training_texts method, and the "
-        f"columns {', '.join(columns)} have neither question/answer nor text)"
-    )
-
-
-def encode_pairs(tokenizer, pairs: Sequence[Pair], max_length: int) -> tuple[list[dict], list[list[int]]]:
-    """Token features (input_ids, attention_mask) and, per example, a 0/1 mask marking the tokens
-    the loss scores (the completion's). Prompt and completion are tokenised apart and joined, so
-    the boundary is exact; texts longer than ``max_length`` tokens are cut at the end.
-
-    A plain text (empty prompt) starts with the prefix token — BOS, else EOS — so that its first
-    token is learnt as the language-modelling family scores it (lm-eval's rolling log-likelihood).
-    """
-    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    # tokenizers that prepend BOS themselves (Llama 2) get it once, at the start of a prompt
-    bos = tokenizer.bos_token_id if getattr(tokenizer, "add_bos_token", False) else None
-    features, masks = [], []
-    for prompt, completion in pairs:
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else [prefix]
-        if bos is not None and p[:1] != [bos]:
-            p = [bos] + p
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        ids, mask = (p + c)[:max_length], ([0] * len(p) + [1] * len(c))[:max_length]
-        features.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
-        masks.append(mask)
-    return features, masks
-
-
-def right_pad(pad_id: int):
-    """A collate function padding token features on the right (causal LMs: positions stay 0..n−1
-    and a sequence's logits do not depend on the padding after it)."""
-    def collate(features: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(features), width), dtype=torch.long)
-        for row, f in enumerate(features):
-            ids[row, : len(f["input_ids"])] = torch.as_tensor(f["input_ids"])
-            attention[row, : len(f["input_ids"])] = 1
-        return {"input_ids": ids, "attention_mask": attention}
-
-    return collate
-
-
-# --------------------------------------------------------------------------------------------------
-# the loss
-# --------------------------------------------------------------------------------------------------
-def scored_positions(batch: dict[str, torch.Tensor], loss_masks: Sequence[Sequence[int]] | None) -> torch.Tensor:
-    """(B, L−1) bool: position t predicts token t+1, scored when token t+1 is a completion token
-    and not padding. ``loss_masks`` are the batch's per-example masks, in batch order; None: the
-    batch's own ``loss_mask`` (an on-policy batch, whose completions the student sampled)."""
-    ids = batch["input_ids"]
-    if loss_masks is None:
-        target = batch["loss_mask"].bool()
-    else:
-        target = torch.zeros_like(ids, dtype=torch.bool)
-        for row, mask in enumerate(loss_masks):
-            target[row, : len(mask)] = torch.as_tensor(mask, dtype=torch.bool)
-    return target[:, 1:] & batch["attention_mask"][:, 1:].bool()
+def training_pairs(task: TrainableTask, data, tokenizer) -> list[Pair]:
+    """(prompt, completion) pairs to train on, formatted as the task prompts its models (its
+    ``training_texts``; a plain text is ("", text), all of it scored)."""
+    return [("", item) if isinstance(item, str) else (item[0], item[1]) for item in task.training_texts(data, tokenizer)]
 
 
 def token_loss(
@@ -210,27 +104,7 @@ def token_loss(
         report_terms(kd=soft, label=ce)
         return distill.alpha * soft + (1.0 - distill.alpha) * ce
 
-    loss_fn.taid = None if kd is None else kd.taid
     return loss_fn
-
-
-# --------------------------------------------------------------------------------------------------
-# the recipe
-# --------------------------------------------------------------------------------------------------
-def _check_teacher(task: Task, suite: SuiteConfig) -> None:
-    if suite.teacher.finetune is not None:
-        raise KdbenchError(
-            f"suite {suite.name}: teacher.finetune must be null for the causal-LM task {task.name} "
-            f"(kdbench uses a causal teacher as it is and does not fine-tune it)"
-        )
-
-
-def _teacher(suite: SuiteConfig, tokenizer) -> tuple[LoadedModel, dict]:
-    spec = suite.teacher
-    model = load_for_head(spec.model, "causal_lm", spec.revision, devices.resolve(suite.device)).eval()
-    info = {"id": spec.model, "revision": model_revision(spec.model, spec.revision),
-            "params": count_parameters(model), "finetuned": False}
-    return LoadedModel(model, tokenizer, spec.model), info
 
 
 def check_vocabularies(suite: SuiteConfig, teacher_vocab: int, student_vocab: int) -> None:
@@ -240,132 +114,123 @@ def check_vocabularies(suite: SuiteConfig, teacher_vocab: int, student_vocab: in
                            f"has {teacher_vocab} (token-level KD needs the same tokenizer)")
 
 
-def _student_init(teacher: torch.nn.Module, suite: SuiteConfig) -> tuple[torch.nn.Module, dict]:
-    """The student before training and how it was made (builder, layer map)."""
-    cfg = suite.student
-    if cfg.builder == "pretrained":
-        student = load_for_head(cfg.model, "causal_lm", cfg.revision, teacher.device)
-        check_vocabularies(suite, teacher.config.vocab_size, student.config.vocab_size)
-        return student, {"builder": "pretrained", "init_from": cfg.model}
-    return build_student(teacher, cfg, suite.seed)
-
-
-def teacher_answers(task: Task, suite: SuiteConfig, teacher: LoadedModel, pairs: list[Pair]) -> list[Pair]:
+def teacher_answers(task: Task, suite: SuiteConfig, teacher: LoadedModel, pairs: list[Pair], max_length: int,
+                    stop: Sequence[str]) -> list[Pair]:
     """Sequence-level KD data: each prompt with the teacher's greedy answer (closed by EOS, so the
-    student learns to stop) in place of the gold completion."""
+    student learns to stop) in place of the gold completion, cut at the task's ``stop`` strings."""
     from kdbench.backends.causal_lm import HFCausalLM
 
     if any(not prompt for prompt, _ in pairs):
         raise KdbenchError(f"suite {suite.name}, task {task.name}: distill.sequence_level needs prompts to answer; "
                            "this task trains on plain texts")
-    generation = getattr(getattr(task, "spec", None), "generation", None)
-    stop = list(generation.stop) if generation is not None else []
-    backend = HFCausalLM(teacher.model, teacher.tokenizer, suite.dtype, suite.eval.batch_size,
-                         max_length=task.max_length(RunSettings.of(suite)))
-    answers = backend.generate([p for p, _ in pairs], suite.distill.sequence_max_new_tokens, stop)
+    backend = HFCausalLM(teacher.model, teacher.tokenizer, suite.dtype, suite.eval.batch_size, max_length=max_length)
+    answers = backend.generate([p for p, _ in pairs], suite.distill.sequence_max_new_tokens, list(stop))
     eos = teacher.tokenizer.eos_token or ""
     return [(prompt, f"{answer}{eos}") for (prompt, _), answer in zip(pairs, answers)]
 
 
-def _on_policy(suite: SuiteConfig, teacher: torch.nn.Module, features: list[dict], loss_masks: list[list[int]],
-               pad_id: int, max_length: int) -> OnPolicy | None:
-    """The student's sampler for on-policy KD, or None (no ``distill.on_policy``, or λ = 0: off-policy)."""
-    cfg = suite.distill.on_policy
-    if cfg is None or cfg.fraction == 0:
-        return None
-    from accelerate import PartialState
+@RECIPES.register("causal_lm", loss_levels=["logits"], default_loss="forward_kl", features=True,
+                  settings=["sequence_level", "sequence_max_new_tokens", "teacher_topk", "on_policy"])
+class CausalLMRecipe(Recipe):
+    """The teacher as it is; the student distilled token by token online (or from the teacher's
+    cached top-k), on its own samples for a share of the batches (on-policy), or on the teacher's
+    answers (sequence-level)."""
 
-    eos = teacher.generation_config.eos_token_id
-    return OnPolicy(cfg, prompts_of(features, loss_masks, cfg.prompt_tokens), pad_id=pad_id,
-                    eos_ids=eos if isinstance(eos, list) else [eos], max_length=max_length,
-                    seed=suite.seed, dtype=suite.dtype, rank=PartialState().process_index)
+    @classmethod
+    def check_settings(cls, task: Task, suite: SuiteConfig) -> None:
+        if suite.distill.sequence_level and suite.distill.loss is not None:
+            raise KdbenchError(f"suite {suite.name}, task {task.name}: distill.loss {suite.distill.loss}: "
+                               "sequence-level KD trains on the teacher's answers with the LM loss (no KD loss)")
+        if suite.distill.sequence_level and suite.distill.teacher_topk:
+            raise KdbenchError(f"suite {suite.name}, task {task.name}: distill.teacher_topk caches the teacher's "
+                               "token distributions, which sequence-level KD does not use (it trains on the teacher's "
+                               "answers); set one of distill.teacher_topk and distill.sequence_level")
 
+    @classmethod
+    def check_models(cls, task: Task, suite: SuiteConfig, teacher_config, student_config) -> None:
+        if suite.student.model:
+            check_vocabularies(suite, teacher_config.vocab_size, student_config.vocab_size)
 
-def check(task: Task, suite: SuiteConfig) -> None:
-    """What the suite alone must say for this recipe (run first, and by the pre-flight for every task)."""
-    require(suite, "teacher", "student")
-    _check_teacher(task, suite)
-    if not suite.distill.sequence_level:
-        require_logit_loss(suite, task)
-    require_teacher_layers(suite, task, finetunes=False)
-    require_derived_student(suite, task, pretrained=True)
+    @classmethod
+    def training_rows(cls, task: Task, suite: SuiteConfig) -> int:
+        data = task.train_data(suite.data.train_rows, suite.seed)
+        return len(training_pairs(task, data, load_tokenizer(suite.teacher.model, suite.teacher.revision)))
 
+    def setup(self) -> None:
+        task, suite = self.task, self.suite
+        self.teacher, info = self.teacher_as_is()
+        self.add_teacher(TEACHER, self.teacher, info, suite.teacher.model)
+        tokenizer = self.teacher.tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        data = task.train_data(suite.data.train_rows, suite.seed)
+        pairs = training_pairs(task, data, tokenizer)
+        self.gold, self.masks = encode_pairs(tokenizer, pairs, self.max_length)
+        if not any(any(m) for m in self.masks):
+            raise KdbenchError(f"task {task.name}: no training tokens left within max_length {self.max_length}")
+        self.train_dataset = {**task.train_record(data), "tokens": sum(len(f["input_ids"]) for f in self.gold),
+                              "scored_tokens": sum(sum(m) for m in self.masks)}
+        self.topk = None
+        if suite.distill.sequence_level:
+            with timed(self.durations, "teacher_generation_s"):
+                answers = teacher_answers(task, suite, self.teacher, pairs, self.max_length, task.stop_strings())
+                self.answers, self.answer_masks = encode_pairs(tokenizer, answers, self.max_length)
+        elif self.k:
+            with timed(self.durations, "teacher_topk_s"):
+                self.topk, reused, key = cached_topk(
+                    self.teacher.model, suite.teacher.model, info["revision"], self.gold, self.masks,
+                    right_pad(self.pad_id), k=self.k, temperature=self.distill.temperature, dtype=suite.dtype,
+                    batch_size=suite.eval.batch_size)
+            info.update(topk_cache_key=key, topk_reused=reused, topk=self.k)
+        self.on_policy = self._on_policy()
 
-def check_data(task: Task, suite: SuiteConfig) -> None:
-    """The training batches fit in the training texts."""
-    data, _ = train_split(task, suite.data.train_rows, suite.seed)
-    pairs = training_pairs(task, data, load_tokenizer(suite.teacher.model, suite.teacher.revision))
-    check_batches(suite, task, len(pairs), {"distill": suite.distill})
+    def _on_policy(self) -> OnPolicy | None:
+        """The student's sampler for on-policy KD, or None (no ``distill.on_policy``, or λ = 0: off-policy)."""
+        cfg = self.suite.distill.on_policy
+        if cfg is None or cfg.fraction == 0:
+            return None
+        from accelerate import PartialState
 
+        eos = self.teacher.model.generation_config.eos_token_id
+        return OnPolicy(cfg, prompts_of(self.gold, self.masks, cfg.prompt_tokens), pad_id=self.pad_id,
+                        eos_ids=eos if isinstance(eos, list) else [eos], max_length=self.max_length,
+                        seed=self.seed, dtype=self.suite.dtype, rank=PartialState().process_index)
 
-def run(task: Task, suite: SuiteConfig, run_dir: Path) -> Trained:
-    check(task, suite)
-    durations: dict[str, float] = {}
-    tokenizer = load_tokenizer(suite.teacher.model, suite.teacher.revision)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    teacher, teacher_info = _teacher(suite, tokenizer)
+    @property
+    def k(self) -> int | None:
+        return self.suite.distill.teacher_topk
 
-    data, split = train_split(task, suite.data.train_rows, suite.seed)
-    max_length = task.max_length(RunSettings.of(suite))
-    pairs = training_pairs(task, data, tokenizer)
-    features, loss_masks = encode_pairs(tokenizer, pairs, max_length)
-    if not any(any(m) for m in loss_masks):
-        raise KdbenchError(f"task {task.name}: no training tokens left within max_length {max_length}")
-    sequence_level = suite.distill.sequence_level
-    if sequence_level:
-        with timed(durations, "teacher_generation_s"):
-            seq_features, seq_masks = encode_pairs(tokenizer, teacher_answers(task, suite, teacher, pairs), max_length)
+    def check_student(self, student: LoadedModel) -> None:
+        check_vocabularies(self.suite, self.teacher.model.config.vocab_size, student.model.config.vocab_size)
 
-    k = suite.distill.teacher_topk
-    on_policy = _on_policy(suite, teacher.model, features, loss_masks, pad_id, max_length)
-    if sequence_level:
-        kd_loss = token_loss(seq_masks)
-    elif k:
-        with timed(durations, "teacher_topk_s"):
-            topk, reused, key = cached_topk(teacher.model, suite.teacher.model, teacher_info["revision"], features,
-                                            loss_masks, right_pad(pad_id), k=k, temperature=suite.distill.temperature,
-                                            dtype=suite.dtype, batch_size=suite.eval.batch_size)
-        teacher_info.update(topk_cache_key=key, topk_reused=reused, topk=k)
-        # on-policy batches are scored by the teacher online: their tokens are not in the cache
-        kd_loss = token_loss(loss_masks, teacher.model if on_policy else None, suite.distill, suite.dtype, topk=topk)
-    else:
-        kd_loss = token_loss(loss_masks, teacher.model, suite.distill, suite.dtype)
-    roles = [(STUDENT, kd_loss)]
-    if suite.baseline:
-        roles.append((BASELINE, token_loss(loss_masks)))
-    models, info, dirs = {TEACHER: teacher}, {TEACHER: teacher_info}, {TEACHER: suite.teacher.model}
-    scored = sum(sum(m) for m in loss_masks)
-    fkd = feature_kd(suite, teacher.model, where(suite, task))
-    trained_curves = {}
-    for role, loss_fn in roles:
-        student, made = _student_init(teacher.model, suite)
-        role_features = seq_features if sequence_level and role == STUDENT else features
-        curve = curves.for_role(role, student, tokenizer, teacher)
-        with timed(durations, f"{role}_train_s"):
-            run = lambda model, fn: train(model, tokenizer, role_features, suite.distill, fn, seed=suite.seed,  # noqa: E731
-                                          dtype=suite.dtype, desc=f"train {role} on {task.name}",
-                                          collate_fn=right_pad(pad_id), batch_fn=on_policy if role == STUDENT else None,
-                                          step_hooks=[curve])
-            stats, extra = train_student(fkd if role == STUDENT else None, student, loss_fn, run)
-        if curve is not None:
-            trained_curves[role] = curve.points
-        models[role], record_id = save_student(student, tokenizer, run_dir, task, role)
-        dirs[role] = models[role].source
-        d = suite.distill
+    def loss_step(self, role: str, student: LoadedModel) -> LossFn:
         if role != STUDENT:
-            method = {"method": "labels_only"}
-        elif sequence_level:
-            method = {"method": "kd", "kd_level": "sequence", "loss": "lm_on_teacher_generations",
-                      "generation": {"decoding": "greedy", "max_new_tokens": d.sequence_max_new_tokens},
-                      "scored_tokens": sum(sum(m) for m in seq_masks), **extra}
-        else:
-            method = {"method": "kd", "kd_level": "token", "loss": d.loss, "loss_args": d.loss_args,
-                      "temperature": d.temperature, "t2_scaling": d.t2_scaling, "alpha": d.alpha,
-                      "teacher": f"top-{k} cache" if k else "online", **extra}
-            if on_policy is not None:
-                method["on_policy"] = on_policy.record()
-        info[role] = {"id": record_id, "revision": None, "params": count_parameters(student), **made, **method,
-                      "train_steps": stats.steps, "train_final_loss": stats.final_loss}
-    record = {"split": split.spec.split, "rows": len(split.rows), "sha256": split.sha256(),
-              "tokens": sum(len(f["input_ids"]) for f in features), "scored_tokens": scored}
-    return Trained(models, info, dirs, record, durations, curves=trained_curves)
+            return token_loss(self.masks)
+        if self.suite.distill.sequence_level:
+            return token_loss(self.answer_masks)
+        if self.topk is not None:
+            # on-policy batches are scored by the teacher online: their tokens are not in the cache
+            return token_loss(self.masks, self.teacher.model if self.on_policy else None, self.distill,
+                              self.suite.dtype, topk=self.topk)
+        return token_loss(self.masks, self.teacher.model, self.distill, self.suite.dtype)
+
+    def features(self, role: str, student: LoadedModel) -> list[dict]:
+        return self.answers if role == STUDENT and self.suite.distill.sequence_level else self.gold
+
+    def collate(self, student: LoadedModel):
+        return right_pad(self.pad_id)
+
+    def batch_fn(self, role: str) -> BatchFn | None:
+        return self.on_policy if role == STUDENT else None
+
+    def method(self, role: str) -> dict:
+        d = self.distill
+        if role != STUDENT:
+            return {"method": "labels_only"}
+        if d.sequence_level:
+            return {"method": "kd", "kd_level": "sequence", "loss": "lm_on_teacher_generations",
+                    "generation": {"decoding": "greedy", "max_new_tokens": d.sequence_max_new_tokens},
+                    "scored_tokens": sum(sum(m) for m in self.answer_masks)}
+        method = {**super().method(role), "kd_level": "token", "teacher": f"top-{self.k} cache" if self.k else "online"}
+        if self.on_policy is not None:
+            method["on_policy"] = self.on_policy.record()
+        return method

@@ -27,64 +27,54 @@ from torch import nn
 
 from kdbench.backends.hf import autocast
 from kdbench.config import FeatureLossConfig, SuiteConfig
-from kdbench.distill.losses import HiddenStateMSE, attention_transfer, minilm_relation, record_values
+from kdbench.distill.losses._layers import Features, FeatureTerm
+from kdbench.distill.losses.minilm import record_values
 from kdbench.distill.trainer import LossFn, model_inputs, report_terms
 from kdbench.errors import KdbenchError
 from kdbench.models.students import default_layer_map, layer_stack
-
-
-def _heads(config) -> int:
-    return int(config.num_attention_heads)
-
-
-def _value_heads(config) -> int:
-    """Heads of the value projection: key/value heads for grouped-query attention (Llama family)."""
-    return int(getattr(config, "num_key_value_heads", None) or _heads(config))
+from kdbench.registry import LOSSES
 
 
 def check_feature_term(spec: FeatureLossConfig, student_config, teacher_config, student_map: Callable[[], list[int]],
                        where: str) -> list[tuple[int, int]] | None:
     """What a feature term needs of the two models' configs (the pre-flight checks it before any
-    work, the trainer again on the models): its (student, teacher) layer pairs in range, the same
-    attention heads for attention maps, value widths that split into MiniLM's relation heads.
-    ``student_map()``: the teacher layer matched to each student layer (the default pairs).
-    Returns the layer pairs (None for minilm_relation, which uses the last layers)."""
-    def error(message: str) -> KdbenchError:
-        return KdbenchError(f"{where}: distill.features {spec.loss}: {message}")
-
-    if spec.loss == "attention_transfer" and _heads(student_config) != _heads(teacher_config):
-        raise error(f"the student has {_heads(student_config)} attention heads and the teacher "
-                    f"{_heads(teacher_config)}; attention maps are compared head by head")
-    if spec.loss == "minilm_relation":
-        heads = _value_heads(teacher_config)
-        for who, config in (("student", student_config), ("teacher", teacher_config)):
-            width = _value_heads(config) * (config.hidden_size // _heads(config))
-            if width % heads:
-                raise error(f"the {who}'s value width {width} does not split into {heads} relation heads")
+    work, the trainer again on the models): its own check (the same attention heads for attention
+    maps, value widths that split into MiniLM's relation heads...) and its (student, teacher) layer
+    pairs in range. ``student_map()``: the teacher layer matched to each student layer (the default
+    pairs). Returns the layer pairs (None for a term registered ``layer_map=False``: the last layer)."""
+    term: type[FeatureTerm] = LOSSES.get(spec.loss)
+    problem = term.check_models(student_config, teacher_config)
+    if problem:
+        raise KdbenchError(f"{where}: distill.features {spec.loss}: {problem}")
+    if not LOSSES.meta(spec.loss).get("layer_map", True):
         return None
-    hidden = spec.loss == "hidden_mse"  # hidden_states[0] is the embedding output
+    shift = int(term.embeddings)  # hidden_states[0] is the embedding output
     if spec.layer_map is not None:
         pairs = [tuple(p) for p in spec.layer_map]
     else:
-        pairs = ([(0, 0)] if hidden else []) + [(i + hidden, t + hidden) for i, t in enumerate(student_map())]
-    top_s, top_t = student_config.num_hidden_layers + hidden, teacher_config.num_hidden_layers + hidden
+        pairs = ([(0, 0)] if shift else []) + [(i + shift, t + shift) for i, t in enumerate(student_map())]
+    top_s, top_t = student_config.num_hidden_layers + shift, teacher_config.num_hidden_layers + shift
     for s, t in pairs:
         if not (0 <= s < top_s and 0 <= t < top_t):
-            raise error(f"layer pair ({s}, {t}) out of range (student 0..{top_s - 1}, teacher 0..{top_t - 1})")
+            raise KdbenchError(f"{where}: distill.features {spec.loss}: layer pair ({s}, {t}) out of range "
+                               f"(student 0..{top_s - 1}, teacher 0..{top_t - 1})")
     return pairs
 
 
 class FeatureStudent(nn.Module):
-    """The student and the projections of its feature losses, trained as one module. ``forward``
-    returns the student's outputs with the hidden states / attention maps the losses need, and
-    keeps the last layer's value vectors for MiniLM in ``values``."""
+    """The student and its feature terms (their learned projections), trained as one module.
+    ``forward`` returns the student's outputs with what the terms read (:meth:`features`)."""
 
-    def __init__(self, student: nn.Module, projections: nn.ModuleDict, hidden: bool, attentions: bool, values: bool):
+    def __init__(self, student: nn.Module, terms: nn.ModuleList, reads: set[str]):
         super().__init__()
-        self.student, self.projections = student, projections
-        self._kwargs = {k: True for k, on in (("output_hidden_states", hidden), ("output_attentions", attentions)) if on}
-        self._values = values
+        self.student, self.terms = student, terms
+        self.kwargs = {f"output_{k}": True for k in ("hidden_states", "attentions") if k in reads}
+        self._values = "values" in reads
         self.values: torch.Tensor | None = None
+
+    @property
+    def projections(self) -> nn.ModuleList:  # what the optimiser trains beside the student
+        return self.terms
 
     @property
     def device(self) -> torch.device:
@@ -96,9 +86,13 @@ class FeatureStudent(nn.Module):
 
     def forward(self, **batch):
         with record_values(self.student) if self._values else contextlib.nullcontext({}) as rec:
-            out = self.student(**batch, **self._kwargs)
+            out = self.student(**batch, **self.kwargs)
         self.values = rec.get("values")
         return out
+
+
+def _features(outputs, values) -> Features:
+    return Features(getattr(outputs, "hidden_states", None), getattr(outputs, "attentions", None), values)
 
 
 class FeatureKD:
@@ -106,18 +100,18 @@ class FeatureKD:
 
     def __init__(self, specs: list[FeatureLossConfig], teacher: nn.Module, dtype: str, where: str):
         self.specs, self.teacher, self.dtype, self.where = specs, teacher, dtype, where
-        self.levels = {s.loss for s in specs}
+        self.reads = {r for s in specs for r in LOSSES.get(s.loss).reads}
         self.n_teacher = len(layer_stack(teacher)[1])
 
     @property
     def attentions(self) -> bool:
-        return "attention_transfer" in self.levels
+        return "attentions" in self.reads
 
     def _check(self, spec: FeatureLossConfig, student: nn.Module) -> list[tuple[int, int]] | None:
-        """:func:`check_feature_term` on the models, and that MiniLM can read their value vectors."""
+        """:func:`check_feature_term` on the models, and that both models' value vectors can be read."""
         pairs = check_feature_term(spec, student.config, self.teacher.config,
                                    lambda: default_layer_map(student, self.n_teacher), self.where)
-        if spec.loss == "minilm_relation":
+        if "values" in LOSSES.get(spec.loss).reads:
             for model in (student, self.teacher):
                 try:
                     with record_values(model):
@@ -129,36 +123,24 @@ class FeatureKD:
     def wrap(self, student: nn.Module, head_loss: LossFn) -> tuple[FeatureStudent, LossFn, list[dict]]:
         """The module to train, its loss (head objective + weighted feature terms) and the record
         of the terms (loss, weight, resolved layer map, args)."""
-        terms, projections, record = [], nn.ModuleDict(), []
-        for n, spec in enumerate(self.specs):
+        terms, record = nn.ModuleList(), []
+        for spec in self.specs:
             pairs = self._check(spec, student)
-            if spec.loss == "hidden_mse":
-                projections[str(n)] = HiddenStateMSE(pairs, student.config.hidden_size, self.teacher.config.hidden_size,
-                                                     shared=spec.args.get("projection", "shared") == "shared")
-            terms.append((n, spec, pairs))
+            terms.append(LOSSES.get(spec.loss).build(pairs, student.config, self.teacher.config, dict(spec.args)))
             record.append({"loss": spec.loss, "weight": spec.weight, "layer_map": pairs, "args": dict(spec.args)})
-        model = FeatureStudent(student.to(self.teacher.device), projections.to(self.teacher.device),
-                               hidden="hidden_mse" in self.levels, attentions=self.attentions,
-                               values="minilm_relation" in self.levels)
-        teacher_kwargs = dict(model._kwargs)
-        value_heads = _value_heads(self.teacher.config)
+        model = FeatureStudent(student.to(self.teacher.device), terms.to(self.teacher.device), self.reads)
 
         def loss_fn(outputs, idx: np.ndarray, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             total = head_loss(outputs, idx, batch)
             with torch.no_grad(), autocast(self.dtype, self.teacher.device), \
                     (record_values(self.teacher) if model._values else contextlib.nullcontext({})) as rec:
-                t_out = self.teacher(**model_inputs(batch), **teacher_kwargs)
+                t_out = self.teacher(**model_inputs(batch), **model.kwargs)
             mask = batch["attention_mask"]
-            for n, spec, pairs in terms:
-                if spec.loss == "hidden_mse":
-                    term = projections[str(n)](outputs.hidden_states, t_out.hidden_states, mask)
-                elif spec.loss == "attention_transfer":
-                    term = attention_transfer(outputs.attentions, t_out.attentions, pairs,
-                                              spec.args.get("kind", "kl"), mask=mask)
-                else:
-                    term = minilm_relation(model.values, rec["values"], value_heads, mask=mask)
-                report_terms(**{spec.loss: term})
-                total = total + spec.weight * term
+            s_feats, t_feats = _features(outputs, model.values), _features(t_out, rec.get("values"))
+            for spec, term in zip(self.specs, terms):
+                value = term.term(s_feats, t_feats, mask)
+                report_terms(**{spec.loss: value})
+                total = total + spec.weight * value
             return total
 
         return model, loss_fn, record

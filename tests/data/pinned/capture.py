@@ -17,6 +17,7 @@ import yaml
 
 from kdbench import pipeline
 from kdbench.config import load_suite
+from kdbench.distill.run import train_and_eval
 from kdbench.models.loading import load_for_head, load_tokenizer, save_model
 from kdbench.models.students import layer_selection
 from kdbench.tasks import get_task
@@ -52,9 +53,9 @@ def main(out: Path) -> None:
 
     kw = dict(reports_dir=work / "reports", leaderboard_dir=None)
     tiny = ["data.train_rows=160", "distill.epochs=1", "teacher.finetune.epochs=1", *QUICK]
-    pipeline.train_and_eval(load_suite("glue", ["tasks=[cola, mrpc, stsb]", "data.eval_rows=96", *tiny]), **kw)
+    train_and_eval(load_suite("glue", ["tasks=[cola, mrpc, stsb]", "data.eval_rows=96", *tiny]), **kw)
     save("glue")
-    pipeline.train_and_eval(load_suite("ner", ["data.eval_rows=60", *tiny]), **kw)
+    train_and_eval(load_suite("ner", ["data.eval_rows=60", *tiny]), **kw)
     save("ner")
 
     tasks = work / "tasks"
@@ -72,9 +73,9 @@ def main(out: Path) -> None:
 
     lm = ["data.train_rows=16", "data.eval_rows=4", "distill.epochs=1", "distill.batch_size=8", "distill.lr=1e-3",
           "student.layers=[0, 29]", *QUICK]
-    pipeline.train_and_eval(load_suite("lm", [*lm, "max_length=64"]), **kw)
+    train_and_eval(load_suite("lm", [*lm, "max_length=64"]), **kw)
     save("lm")
-    pipeline.train_and_eval(load_suite("reasoning", lm), include_paths=[tasks], **kw)
+    train_and_eval(load_suite("reasoning", lm), include_paths=[tasks], **kw)
     save("reasoning")
 
     students = {}

@@ -292,7 +292,7 @@ def _efficiency(run: _TaskRun, eval_data, suite: SuiteConfig, settings: RunSetti
             for role, folder in progress.bar(run.dirs.items(), desc="efficiency", unit="model")}
 
 
-def _aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:
+def aggregate_seeds(per_seed: dict[str, list[tuple[dict, dict]]]) -> dict:
     """``{task: {"results": {role: {metric: ...}}, "pairs": {pair: {metric: ...}}}}``: each metric's
     mean ± std over seeds with a t interval (kdbench.metrics.stats.aggregate_seed_results)."""
     out = {}
@@ -373,7 +373,7 @@ def score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, le
         if curve_records:
             record["curves"] = curve_records
         if len(suite.run_seeds) > 1:
-            record["seed_results"] = _aggregate_seeds(per_seed)
+            record["seed_results"] = aggregate_seeds(per_seed)
         summary = glue_average(record)
         if summary:
             record["summary"] = summary

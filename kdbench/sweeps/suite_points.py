@@ -2,7 +2,7 @@
 into the one run record the suite makes in one process.
 
 Each task × seed of ``train-and-eval`` (each task of ``eval``) is one point: an ordinary run of
-the one-task, one-seed suite that ``pipeline.train_and_eval`` makes for that task and seed
+the one-task, one-seed suite that ``kdbench.distill.run.train_and_eval`` makes for that task and seed
 (``per_task`` merged in, the suite's ``seed`` set to that seed), written into the staging folder
 of the suite's run. When every point is done their records are merged: each task's results,
 pairs, datasets and models from its first seed, mean ± std over seeds in ``seed_results``, the
@@ -113,8 +113,9 @@ def run(suite: SuiteConfig, executor, *, models: dict[str, str] | None = None, r
 
 def _check_points(suites, models, revisions, includes, allow_code) -> None:
     """Bad input fails here, before any point runs: every point's suite against its task, models and data."""
-    from kdbench import preflight
+    from kdbench.distill.preflight import check_training
     from kdbench.pipeline import TASK_PLACEHOLDER
+    from kdbench.preflight import check_evaluation
     from kdbench.tasks import get_task
 
     for (task_name, seed), suite_json in suites.items():
@@ -122,16 +123,16 @@ def _check_points(suites, models, revisions, includes, allow_code) -> None:
         task = get_task(task_name, includes, allow_code=allow_code)
         if models is None:
             if seed == next(s for t, s in suites if t == task_name):
-                preflight.check_training(cfg, [task])
+                check_training(cfg, [task])
         else:
             ids = {task_name: {role: m.replace(TASK_PLACEHOLDER, task_name) for role, m in models.items()}}
-            preflight.check_evaluation(cfg, [task], ids, revisions or {})
+            check_evaluation(cfg, [task], ids, revisions or {})
 
 
 def merge(suite: SuiteConfig, seeds: list[int], point_dirs: dict, run_dir: Path, run_id: str, executor: str,
           wall_s: float) -> dict:
     """The suite's run record from its points' records; their saved models moved into ``run_dir``."""
-    from kdbench.pipeline import _aggregate_seeds
+    from kdbench.pipeline import aggregate_seeds
     from kdbench.report.record import RECORD_FILE
 
     records = {key: json.loads((path / RECORD_FILE).read_text()) for key, path in point_dirs.items()}
@@ -167,7 +168,7 @@ def merge(suite: SuiteConfig, seeds: list[int], point_dirs: dict, run_dir: Path,
         if not record[key]:
             del record[key]
     if len(suite.run_seeds) > 1:  # as one process writes it (eval too, over its one scoring)
-        record["seed_results"] = _aggregate_seeds(per_seed)
+        record["seed_results"] = aggregate_seeds(per_seed)
     return record
 
 

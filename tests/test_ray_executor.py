@@ -165,7 +165,7 @@ def test_suite_of_two_tasks_and_two_seeds_on_ray_is_one_run_like_one_process(tmp
     import pandas as pd
 
     from kdbench.config import load_suite
-    from kdbench.pipeline import train_and_eval
+    from kdbench.distill.run import train_and_eval
     from kdbench.report.record import validate_record
     from kdbench.report.runs import scan
     from kdbench.sweeps import suite_points

@@ -54,9 +54,11 @@ baselines: models
 	$(OFFLINE) $(BIN)/kdbench baseline make quickstart --name quickstart-small \
 		--set data.train_rows=1000 --set data.eval_rows=300
 
-# docs/metrics.md is generated from the metric registry (a test fails when it is out of date)
+# The reference pages docs/{losses,tasks,suites,metrics}.md are generated from the registries
+# (kdbench.reference.PAGES; tests/test_metric_registry.py fails when a committed page is out of date)
+REFERENCE_PAGES := losses tasks suites metrics
 docs: $(BIN)/.installed
-	$(BIN)/kdbench metrics --markdown > docs/metrics.md
+	for p in $(REFERENCE_PAGES); do $(BIN)/kdbench $$p --markdown > docs/$$p.md.tmp && mv docs/$$p.md.tmp docs/$$p.md || exit 1; done
 
 test: models
 	$(OFFLINE) $(BIN)/python -m pytest -q

@@ -68,6 +68,19 @@ def _executor_options(fn):
     return fn
 
 
+def _markdown_option(page: str):
+    """``--markdown`` on a listing command: print its reference page of ``docs/`` (kdbench.reference.PAGES,
+    what ``make docs`` writes) instead of the listing."""
+
+    def show(ctx, _param, value):
+        if value and not ctx.resilient_parsing:
+            from kdbench import reference
+
+            click.echo(reference.PAGES[page](), nl=False)
+            ctx.exit()
+
+    return click.option("--markdown", is_flag=True, is_eager=True, expose_value=False, callback=show,
+                        help=f"Print the reference page {page} instead (generated from the registry; `make docs`).")
 
 
 class _Kdbench(click.Group):
@@ -485,6 +498,7 @@ def export(run, to, task, role, reports_dir, repo_id, private):
 @click.option("--show", metavar="NAME|FILE", help="Print this suite resolved (every default filled in) as YAML to "
                                                   "copy and edit.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With --show: override a value first.")
+@_markdown_option("docs/suites.md")
 @_user_errors
 def suites(show, overrides):
     """List the suites under suites/ and their tasks, or print one resolved.
@@ -492,6 +506,7 @@ def suites(show, overrides):
     \b
     Examples:
       kdbench suites
+      kdbench suites --markdown > docs/suites.md
       kdbench suites --show quickstart > my_suite.yaml   # then: kdbench train-and-eval --suite my_suite.yaml
     """
     from kdbench import reference
@@ -507,6 +522,7 @@ def suites(show, overrides):
 
 @main.command()
 @click.option("--level", type=click.Choice(LOSS_LEVELS), help="Only losses of this level.")
+@_markdown_option("docs/losses.md")
 @_user_errors
 def losses(level):
     """List the distillation losses: name, level, one-line description, and the arguments
@@ -516,6 +532,7 @@ def losses(level):
     Examples:
       kdbench losses
       kdbench losses --level logits
+      kdbench losses --markdown > docs/losses.md
       kdbench train-and-eval --set distill.loss=generalized_jsd --set distill.loss_args.beta=0.5
     """
     from kdbench import reference
@@ -525,9 +542,9 @@ def losses(level):
 
 @main.command()
 @click.option("--kind", "kind_name", metavar="KIND", help="Only the metrics of this predictions kind (e.g. ner, lm_pair).")
-@click.option("--markdown", is_flag=True, help="Print the reference page docs/metrics.md instead (generated from the registry).")
+@_markdown_option("docs/metrics.md")
 @_user_errors
-def metrics(kind_name, markdown):
+def metrics(kind_name):
     """List the metric registry: name, predictions kind, better direction, CI method and paired
     test (what `kdbench gate` runs), then each metric's formula and reference.
 
@@ -540,9 +557,6 @@ def metrics(kind_name, markdown):
     from kdbench.metrics import docs
     from kdbench.metrics.spec import kind
 
-    if markdown:
-        click.echo(docs.markdown(), nl=False)
-        return
     if kind_name is not None:
         kind(kind_name)  # an unknown kind is a one-line error with the known ones
     click.echo(docs.listing(kind_name))
@@ -550,13 +564,15 @@ def metrics(kind_name, markdown):
 
 @main.command()
 @click.option("--include-path", multiple=True, type=click.Path(file_okay=False), help="Folder of extra task YAML files.")
+@_markdown_option("docs/tasks.md")
 @_user_errors
 def tasks(include_path):
     """List the registered tasks: name, family, dataset, main score and the other metrics.
 
     \b
-    Example:
+    Examples:
       kdbench tasks --include-path my_tasks/
+      kdbench tasks --markdown > docs/tasks.md   # the built-in tasks
     """
     from kdbench import reference
 

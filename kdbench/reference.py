@@ -1,6 +1,6 @@
 """The reference listings of what is registered — losses, tasks, suites — as the CLI prints them and
 as the Markdown pages in ``docs/`` (``make docs``; a test fails when a page is out of date), read
-from the registries and the task and suite files so they cannot drift. (Metrics:
+from the registries and the task and suite files so they cannot drift. (Metrics' page and listing:
 :mod:`kdbench.metrics.docs`.)"""
 from __future__ import annotations
 
@@ -123,4 +123,14 @@ def suites_markdown() -> str:
     return "\n".join(out) + "\n"
 
 
-PAGES = {"docs/losses.md": losses_markdown, "docs/tasks.md": tasks_markdown, "docs/suites.md": suites_markdown}
+def metrics_markdown() -> str:
+    """docs/metrics.md."""
+    from kdbench.metrics import docs
+
+    return docs.markdown()
+
+
+# every generated page of docs/, by path: `kdbench losses|tasks|suites|metrics --markdown` print them, `make docs`
+# writes them, tests/test_metric_registry.py fails when a committed page differs
+PAGES = {"docs/losses.md": losses_markdown, "docs/tasks.md": tasks_markdown, "docs/suites.md": suites_markdown,
+         "docs/metrics.md": metrics_markdown}

@@ -1,5 +1,5 @@
 """The metric registry: the generic Registry (templates, did-you-mean, discovery), `kdbench
-metrics`, docs/metrics.md generated from it, every built-in task's names resolving, and a new
+metrics`, the reference pages of docs/ (metrics, losses, tasks, suites) generated from the registries, every built-in task's names resolving, and a new
 metric added as one file that then appears in the listing, the docs, the task checks and the gate."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from kdbench import reference
 from kdbench.cli import main
 from kdbench.errors import KdbenchError
-from kdbench.metrics import docs
 from kdbench.metrics.spec import KINDS, all_metrics, kind
 from kdbench.registry import Registry
 from kdbench.tasks import list_tasks
@@ -62,9 +62,14 @@ def test_kdbench_metrics_lists_the_registry_and_names_a_wrong_kind():
     assert bad.exit_code == 2 and "did you mean 'ner'" in bad.stderr
 
 
-def test_docs_metrics_md_is_generated_from_the_registry():
-    assert (ROOT / "docs" / "metrics.md").read_text() == docs.markdown(), \
-        f"docs/metrics.md is out of date: {docs.REGENERATE}"
+@pytest.mark.parametrize("page", sorted(reference.PAGES))
+def test_docs_reference_pages_are_generated_from_the_registries(page):
+    """docs/{losses,tasks,suites,metrics}.md are what `kdbench CMD --markdown` prints (`make docs`)."""
+    command = Path(page).stem
+    out = CliRunner().invoke(main, [command, "--markdown"])
+    assert out.exit_code == 0 and out.stdout == reference.PAGES[page](), out.output
+    path = ROOT / page
+    assert path.exists() and path.read_text() == out.stdout, f"{page} is out of date: run `make docs`"
 
 
 NEW_METRIC = '''
@@ -85,6 +90,7 @@ kdbench.metrics.__path__.append(sys.argv[1])  # as if error_rate.py were a new f
 import report_helpers
 from click.testing import CliRunner
 from kdbench import gate
+from kdbench import reference
 from kdbench.cli import main
 from kdbench.metrics import docs
 from kdbench.tasks.registry import load_spec

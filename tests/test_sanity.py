@@ -47,3 +47,27 @@ def test_a_sound_run_has_no_warnings_but_its_slice_sizes(tmp_path):
     _, found = _warnings(few)
     assert {w["code"] for w in found} == {"small_slice"}
     assert any("under 30" in w["message"] and "accuracy" in w["message"] for w in found)
+
+
+def _with_speculative(record: dict, dtype: str, identical: dict[str, int]) -> dict:
+    """The record's speculative section as eval.speculative writes it (the counts of a real bf16 run of
+    SmolLM2-135M-Instruct with an 8-of-30-layer student and an untrained one as drafts: 2 and 3 of 8)."""
+    drafts = {draft: {"identical_rows": n, "rows": 8, "identical_outputs": n == 8, "speedup": 0.45}
+              for draft, n in identical.items()}
+    return {**record, "config": {**record["config"], "dtype": dtype},
+            "speculative": {"gsm8k": {"target": "teacher", "engines": {"hf": {"drafts": drafts}}}}}
+
+
+def test_speculative_decoding_that_was_not_lossless_is_named_with_its_likely_cause(tmp_path):
+    record, _ = _warnings(make_run(tmp_path, "fine", n=400, accuracies={"teacher": 0.9, "student": 0.85}))
+    samples = pd.read_parquet(tmp_path / "fine" / "samples.parquet")
+    found = run_warnings(_with_speculative(record, "bf16", {"student": 2, "untrained": 3, "same": 8}), samples)
+    spec = [w for w in found if w["code"] == "speculative_not_lossless"]
+    assert [(w["task"], w["model"]) for w in spec] == [("gsm8k", "student"), ("gsm8k", "untrained")]
+    assert "teacher's own greedy text on 2 of 8 prompts only" in spec[0]["message"]
+    assert "expected in bf16" in spec[0]["message"] and "--dtype fp32" in spec[0]["message"]
+    (exact,) = [w for w in run_warnings(_with_speculative(record, "fp32", {"student": 7}), samples)
+                if w["code"] == "speculative_not_lossless"]
+    assert "in fp32 that is a defect of the engine" in exact["message"]
+    assert not [w for w in run_warnings(_with_speculative(record, "fp32", {"student": 8}), samples)
+                if w["code"] == "speculative_not_lossless"]

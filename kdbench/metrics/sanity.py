@@ -12,6 +12,11 @@ intervals too wide to read, said in one sentence each.
 * ``small_slice`` — too few units for a metric's CI to mean much: fewer than 20 examples per bin
   for the binned calibration metrics (HELM's rule of thumb: ~300 examples for 10-bin ECE; Liang et
   al. 2022) and fewer than 30 units for any other CI.
+* ``speculative_not_lossless`` — with a draft, greedy speculative decoding gave other text than the
+  teacher alone on some prompts. In fp32 that is a defect of the engine. In bf16 it is expected: the
+  verification pass scores γ + 1 tokens in one forward pass, whose bf16 rounding differs from
+  one-token decoding, so a near-tie between two tokens can flip and the texts part from there (both
+  still valid greedy decodings up to rounding); the speed-up then compares slightly different texts.
 """
 from __future__ import annotations
 
@@ -72,7 +77,20 @@ def run_warnings(record: dict, samples) -> list[dict]:
                     f"{task}: the KD student's {main} {value['student']:.4g} is significantly worse than the no-KD "
                     f"baseline's {value['baseline']:.4g} ({t.test}, {_p(t.p_value, how.n_samples)}); distillation hurt.")))
         out += _small(record, task, kind_name)
-    return out
+    return out + _speculative(record)
+
+
+def _speculative(record: dict) -> list[dict]:
+    exact = record["config"].get("dtype") == "fp32"
+    why = ("in fp32 that is a defect of the engine" if exact else
+           "expected in bf16, where verifying several tokens in one pass rounds differently from one-token "
+           "decoding and flips near-ties; --dtype fp32 checks losslessness")
+    return [_warning(task, draft, "speculative_not_lossless", (
+                f"{task}: with {draft} as draft, {engine} speculative decoding gave the teacher's own greedy text on "
+                f"{d['identical_rows']} of {d['rows']} prompts only; {why}."))
+            for task, section in record.get("speculative", {}).items()
+            for engine, by_engine in section["engines"].items()
+            for draft, d in by_engine["drafts"].items() if not d["identical_outputs"]]
 
 
 def _p(p: float, n_samples: int) -> str:

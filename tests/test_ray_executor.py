@@ -155,9 +155,22 @@ SUITE_TINY = ["tasks=[sst2,rte]", "seeds=[0,1]", "data.train_rows=64", "data.eva
               "teacher.finetune.epochs=1", "max_length=32", "eval.efficiency=false", "eval.bootstrap_samples=200"]
 
 
+@pytest.fixture
+def one_thread(monkeypatch):
+    """This process computes with one thread, as each Ray point does (1 CPU per point): bf16 sums
+    depend on the thread count, so a two-thread reference would differ in the fifth digit."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # and the record's thread policy says so, as a point's does
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
 @needs_ray
-def test_suite_of_two_tasks_and_two_seeds_on_ray_is_one_run_like_one_process(tmp_path, cluster, monkeypatch):
+def test_suite_of_two_tasks_and_two_seeds_on_ray_is_one_run_like_one_process(tmp_path, cluster, monkeypatch, one_thread):
     """train-and-eval of 2 tasks × 2 seeds as 4 Ray tasks: one run record equal to the one-process
     run's (every result, pair, seed aggregate, dataset, model entry and sample), the models where one
     process puts them, and one leaderboard with that one run; then eval of the saved models, a Ray

@@ -374,20 +374,26 @@ def score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, le
             record["curves"] = curve_records
         if len(suite.run_seeds) > 1:
             record["seed_results"] = aggregate_seeds(per_seed)
-        summary = glue_average(record)
-        if summary:
-            record["summary"] = summary
-        frame = samples_frame(frames)
-        record["warnings"] = run_warnings(record, frame)
-        frame.to_parquet(run_dir / SAMPLES_FILE, index=False)
-        write_atomic(run_dir / "report.html", html.render_run(record, frame))
-        card.write_cards(record, run_dir)  # a model card beside every saved student and baseline
+        write_outputs(record, samples_frame(frames), run_dir)
         with tracking.scope(suite.log_with, within(run_dir, "logs"), run_id):
             tracking.log_results(record)
         write_record(run_dir / RECORD_FILE, record)
         if finish is not None:
             finish(run_dir)
     return RunResult(within(reports_dir, run_id), record, build_leaderboard(reports_dir, leaderboard_dir))
+
+
+def write_outputs(record: dict, frame, run_dir: Path) -> None:
+    """A finished run's GLUE summary and sanity warnings into ``record``, then its samples, HTML
+    report and model cards into ``run_dir``; the caller writes the record itself, last (a staging
+    folder holding one is a whole run)."""
+    summary = glue_average(record)
+    if summary:
+        record["summary"] = summary
+    record["warnings"] = run_warnings(record, frame)
+    frame.to_parquet(run_dir / SAMPLES_FILE, index=False)
+    write_atomic(run_dir / "report.html", html.render_run(record, frame))
+    card.write_cards(record, run_dir)  # a model card beside every saved student and baseline
 
 
 def build_leaderboard(reports_dir, leaderboard_dir) -> Path | None:

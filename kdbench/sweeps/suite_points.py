@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kdbench.config import SuiteConfig
-from kdbench.fsio import within, write_atomic
+from kdbench.fsio import within
 from kdbench.sweeps.executors import Job, run_points
 
 POINTS = "points"  # in the suite run's staging folder, while its points run
@@ -188,20 +188,10 @@ def _write(record: dict, first_seeds: list[Path], run_dir: Path) -> None:
     staging folder with one is a whole run); the points' folders are removed before it."""
     import pandas as pd
 
-    from kdbench.metrics.glue import glue_average
-    from kdbench.metrics.sanity import run_warnings
-    from kdbench.models import card
+    from kdbench.pipeline import write_outputs
     from kdbench.predictions import samples_frame
-    from kdbench.report import html
     from kdbench.report.record import RECORD_FILE, SAMPLES_FILE, write_record
 
-    frame = samples_frame([pd.read_parquet(p / SAMPLES_FILE) for p in first_seeds])
-    summary = glue_average(record)
-    if summary:
-        record["summary"] = summary
-    record["warnings"] = run_warnings(record, frame)
-    frame.to_parquet(run_dir / SAMPLES_FILE, index=False)
-    write_atomic(run_dir / "report.html", html.render_run(record, frame))
-    card.write_cards(record, run_dir)
+    write_outputs(record, samples_frame([pd.read_parquet(p / SAMPLES_FILE) for p in first_seeds]), run_dir)
     shutil.rmtree(run_dir / POINTS)
     write_record(run_dir / RECORD_FILE, record)

@@ -199,7 +199,10 @@ class Registry(Generic[T]):
                         current = self._entries.get(name)
                         if current is not None and getattr(current, "__module__", getattr(current, "module", None)) \
                                 == module:
-                            continue  # imported before the scan: already the object
+                            # imported before the scan: already the object; moved to its place in the scan
+                            # so that listings do not depend on what was imported first
+                            self._entries[name] = self._entries.pop(name)
+                            continue
                         self.add(name, _Lazy(module, qualname), **meta)
 
     # lookup -------------------------------------------------------------------------------------

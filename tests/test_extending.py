@@ -306,3 +306,17 @@ def test_a_new_head_is_its_backend_its_recipe_and_its_family(tmp_path, monkeypat
     scores = record["results"]["stsb_cosine"]
     assert scores["teacher"]["spearman"]["value"] > 0.5  # MiniLM-L6's cosine on STS-B
     assert "regression_loyalty" in record["pairs"]["stsb_cosine"]["student|teacher"]
+
+
+def test_listing_order_does_not_depend_on_what_was_imported_first():
+    """docs/tasks.md lists FAMILIES in order: a family module imported before the registry's scan
+    (as the CLI or a test may do) must not move its entries to the front."""
+    import subprocess
+
+    def families(first_import: str) -> str:
+        code = f"{first_import}\nfrom kdbench.registry import FAMILIES\nprint(FAMILIES.names())"
+        return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+
+    plain = families("")
+    assert families("import kdbench.tasks.generation") == plain
+    assert families("import kdbench.tasks.ner, kdbench.tasks.classification") == plain

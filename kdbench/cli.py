@@ -241,8 +241,12 @@ def _print_run(result) -> None:
 @main.command("capacity-gap")
 @click.option("--suite", help="Suite name under suites/ or a YAML path (classification or regression tasks).")
 @click.option("--student", "student_spec", metavar="SPEC",
-              help="The fixed student: a hub id or folder (pretrained), or config:KEY=V,... (random init of the "
+              help="One fixed student: a hub id or folder (pretrained), or config:KEY=V,... (random init of the "
                    "teachers' shared architecture); default: the suite's student if it is fixed.")
+@click.option("--students", metavar="SPEC,SPEC",
+              help="Several fixed students (a grid), each a --student SPEC, comma-separated.")
+@click.option("--student-layers", multiple=True, metavar="MODEL:K1,K2",
+              help="Students of MODEL's first K layers with its pretrained weights (repeatable).")
 @click.option("--teachers", help="Teachers, comma-separated hub ids or folders.")
 @click.option("--teacher-layers", multiple=True, metavar="MODEL:K1,K2",
               help="A family: MODEL truncated to its first K layers before fine-tuning (repeatable).")
@@ -257,16 +261,20 @@ def _print_run(result) -> None:
               help="Continue an interrupted sweep (REPORTS/capacity-gap-ID) with its own plan; finished points are skipped.")
 @_executor_options
 @_user_errors
-def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, overrides, device, reports_dir,
-                 leaderboard_dir, resume, executor, ray_address, cpus_per_point, gpus_per_point):
-    """Distil one fixed student from each teacher (same budget, several seeds): student and teacher
-    score against teacher size with CIs, the best teacher, the size ratio there; a curve record,
-    SVG/PNG plot and page in the sweep folder, and the curve on the leaderboard.
+def capacity_gap(suite, student_spec, students, student_layers, teachers, teacher_layers, seeds, jobs, overrides, device,
+                 reports_dir, leaderboard_dir, resume, executor, ray_address, cpus_per_point, gpus_per_point):
+    """Distil each fixed student from each teacher (same budget, several seeds): per student, the
+    score against teacher size with seed-pooled CIs, the best teacher and its tier (paired tests,
+    Holm-corrected) or "no teacher helps" (against the no-KD baseline); across students, the
+    optimal teacher size fitted against the student size. A curve record, plots and page in the
+    sweep folder, and the grid on the leaderboard.
 
     \b
     Example:
       kdbench capacity-gap --suite quickstart --student config:num_hidden_layers=1 \\
           --teacher-layers sentence-transformers/all-MiniLM-L6-v2:1,2,4,6 --seeds 0,1,2 --jobs 2
+      kdbench capacity-gap --suite quickstart --student-layers sentence-transformers/all-MiniLM-L6-v2:1,2,4 \\
+          --teacher-layers sentence-transformers/all-MiniLM-L6-v2:2,4,6 --teachers sentence-transformers/all-mpnet-base-v2
       kdbench capacity-gap ... --executor ray --ray-address HEAD:6379 --gpus-per-point 1   # on a Ray cluster
     """
     from kdbench.sweeps import capacity_gap as sweep
@@ -274,7 +282,8 @@ def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, ove
 
     points = executors.make(executor, jobs=jobs, ray_address=ray_address, num_cpus=cpus_per_point, num_gpus=gpus_per_point)
     if resume:
-        given = [n for n, v in (("--suite", suite), ("--student", student_spec), ("--teachers", teachers),
+        given = [n for n, v in (("--suite", suite), ("--student", student_spec), ("--students", students),
+                                ("--student-layers", student_layers), ("--teachers", teachers),
                                 ("--teacher-layers", teacher_layers), ("--set", overrides), ("--device", device)) if v]
         if given:
             raise KdbenchError(f"--resume continues the sweep with its own plan; drop {', '.join(given)}")
@@ -282,16 +291,29 @@ def capacity_gap(suite, student_spec, teachers, teacher_layers, seeds, jobs, ove
     else:
         if not suite:
             raise KdbenchError("capacity-gap: --suite is required (or --resume SWEEP_DIR)")
-        plan = sweep.new_plan(suite, [*overrides, *([f"device={device}"] if device else []), *sweep.student_override(student_spec)],
-                              sweep.parse_teachers(teachers, teacher_layers), sweep.parse_seeds(seeds))
+        plan = sweep.new_plan(suite, [*overrides, *([f"device={device}"] if device else [])],
+                              sweep.parse_teachers(teachers, teacher_layers), sweep.parse_seeds(seeds),
+                              sweep.parse_students(student_spec, students, student_layers))
     result = sweep.run_sweep(plan, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, resume=resume, executor=points)
     for task, c in result.curve["tasks"].items():
-        click.echo(f"{task} ({c['metric']}, student mean over seeds, {result.curve['ci_method']}):")
-        for p in c["points"]:
-            ci = f"[{p['ci'][0]:.4f}, {p['ci'][1]:.4f}]" if p["ci"] else "–"
-            tv = f"{p['teacher_value']:.4f}" if p["teacher_value"] is not None else "–"
-            click.echo(f"  {p['teacher']:<48} {p['teacher_params']:>11,d} params  student {p['value']:.4f} {ci}  teacher {tv}")
-        click.echo(f"  best teacher: {c['best_teacher']}; student/teacher size ratio there {c['size_ratio_at_best']:.3f}")
+        click.echo(f"{task} ({c['metric']}, student mean over seeds, {c['ci_method']}):")
+        for s in c["students"]:
+            click.echo(f"  student {s['student']} ({s['student_params']:,d} params)")
+            for p in (p for p in c["points"] if p["student"] == s["student"]):
+                ci = f"[{p['ci'][0]:.4f}, {p['ci'][1]:.4f}]" if p["ci"] else "–"
+                tv = f"{p['teacher_value']:.4f}" if p["teacher_value"] is not None else "–"
+                tier = " (best tier)" if p["in_best_tier"] else ""
+                click.echo(f"    {p['teacher']:<46} {p['teacher_params']:>11,d} params  student {p['value']:.4f} {ci}  "
+                           f"teacher {tv}{tier}")
+            click.echo(f"    {s['verdict']}")
+        fit = c["fit"]
+        if "ratio" in fit:
+            def ci(v):
+                return f" [{v[0]:.2f}, {v[1]:.2f}]" if v else ""
+            slope = f"; log-log slope {fit['slope']:.2f}{ci(fit['slope_ci'])}" if "slope" in fit else ""
+            click.echo(f"  law: optimal teacher/student size ratio {fit['ratio']:.2f}{ci(fit['ratio_ci'])}{slope}")
+        if fit["limits"]:
+            click.echo("  too little data to show a law: " + "; ".join(fit["limits"]))
     click.echo(f"\nsweep:       {result.sweep_dir}\ncurve:       {result.sweep_dir / sweep.CURVE_FILE}")
     click.echo(f"report:      {result.sweep_dir / 'report.html'}")
     if result.leaderboard:

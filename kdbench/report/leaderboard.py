@@ -182,9 +182,9 @@ class _Board:
                     stem = f"{name}-{task}-{cost}" + (f"-{names.slug(hw)}" if on else "")
                     figures.append({"task": task, "file": self.write_plot(f"{stem}.svg", svg),
                                     "alt": f"{task}: {head[task]} against {cost}{on}, Pareto front dashed"})
-            curves = [{"label": r["run_id"][-6:] + " " + r["capacity_gap"][task].get("student", ""),
-                       **r["capacity_gap"][task]}
-                      for _, r in runs if task in r.get("capacity_gap", {}) and not self.note(r, task)]
+            curves = [{"label": r["run_id"][-6:] + " " + c.get("student", ""), "metric": r["capacity_gap"][task]["metric"], **c}
+                      for _, r in runs if task in r.get("capacity_gap", {}) and not self.note(r, task)
+                      for c in capacity_curves(r["capacity_gap"][task])]
             if curves:
                 svg = plots.capacity_gap(curves, curves[0]["metric"], f"{task}: capacity gap")
                 figures.append({"task": task, "file": self.write_plot(f"{name}-{task}-capacity-gap.svg", svg),
@@ -240,7 +240,8 @@ class _Board:
             cap = record.get("capacity_gap", {}).get(task)
             cap_file = None
             if cap:
-                svg = plots.capacity_gap([{"label": cap.get("student", ""), **cap}], cap["metric"], f"{task}: capacity gap")
+                svg = plots.capacity_gap([{"label": c.get("student", ""), **c} for c in capacity_curves(cap)], cap["metric"],
+                                         f"{task}: capacity gap")
                 cap_file = "../" + self.write_plot(f"run-{record['run_id']}-{task}-capacity-gap.svg", svg)
             tasks.append({
                 "name": task, "dataset": record["datasets"].get(task, {}), "note": self.note(record, task),
@@ -248,12 +249,18 @@ class _Board:
                 "cells": {role: {n: _cell(ms.get(n)) for n in names} for role, ms in by_role.items()},
                 "pairs": list(pairs), "pair_names": pair_names,
                 "pair_cells": {p: {n: _cell(ms.get(n)) for n in pair_names} for p, ms in pairs.items()},
-                "capacity": cap, "capacity_file": cap_file,
+                "capacity": cap, "capacity_curves": capacity_curves(cap) if cap else [], "capacity_file": cap_file,
             })
         return {"record": record, "tasks": tasks, "report_href": self.report_href(run_dir, self.out_dir / "runs"),
                 "config": json.dumps(record.get("config"), indent=2),
                 "environment": json.dumps(record.get("environment"), indent=2),
                 "durations": json.dumps(record.get("durations"), indent=2)}
+
+
+def capacity_curves(entry: dict) -> list[dict]:
+    """A record's ``capacity_gap`` task entry as curves, one per student: its ``curves`` (a grid), or
+    the entry itself (one student)."""
+    return entry.get("curves") or [entry]
 
 
 def _cell(m: dict | None) -> str:

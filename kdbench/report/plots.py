@@ -9,6 +9,7 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 COLORS = {"teacher": "#1f4e79", "student": "#c55a11", "baseline": "#7f7f7f"}
 
@@ -90,9 +91,10 @@ def pareto(points: list[dict], xlabel: str, ylabel: str, title: str) -> str:
 
 
 def capacity_gap(curves: list[dict], metric: str, title: str, png: Path | None = None) -> str:
-    """Student score against teacher size, one line per curve ``{"label", "points": [{"teacher",
-    "teacher_params", "value", "ci", "teacher_value"}], "best_teacher"}``; teachers' own scores dashed.
-    ``png``: also write the figure there (a sweep folder keeps both formats)."""
+    """Student score against teacher size, one line per curve (a student) ``{"label", "points":
+    [{"teacher", "teacher_params", "value", "ci", "teacher_value"}], "best_teacher"}``; teachers' own
+    scores dashed; the best teacher circled (a curve without the key: its highest point; null: no
+    teacher helps, nothing circled). ``png``: also write the figure there (a sweep folder keeps both formats)."""
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
     for i, curve in enumerate(curves):
         pts = sorted(curve["points"], key=lambda p: p["teacher_params"])
@@ -105,8 +107,12 @@ def capacity_gap(curves: list[dict], metric: str, title: str, png: Path | None =
         tv = [(p["teacher_params"], p["teacher_value"]) for p in pts if p.get("teacher_value") is not None]
         if tv:
             ax.plot(*zip(*tv), ls="--", marker="s", ms=4, color=color, alpha=0.5, label=f"teachers — {curve['label']}")
-        best = next((p for p in pts if p["teacher"] == curve.get("best_teacher")), None) or max(pts, key=lambda p: p["value"])
-        ax.scatter([best["teacher_params"]], [best["value"]], s=160, facecolors="none", edgecolors=color, lw=1.5)
+        if "best_teacher" not in curve:
+            best = max(pts, key=lambda p: p["value"])
+        else:
+            best = next((p for p in pts if p["teacher"] == curve["best_teacher"]), None)
+        if best is not None:
+            ax.scatter([best["teacher_params"]], [best["value"]], s=160, facecolors="none", edgecolors=color, lw=1.5)
     ax.set_xscale("log")
     # short labels; every minor tick on a narrow range (a truncated family), else only 2× and 5× ticks
     xs = [p["teacher_params"] for c in curves for p in c["points"]]
@@ -117,6 +123,33 @@ def capacity_gap(curves: list[dict], metric: str, title: str, png: Path | None =
     ax.set(xlabel="teacher parameters (log scale)", ylabel=metric, title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
+    if png is not None:
+        fig.savefig(png, format="png", dpi=150, bbox_inches="tight")
+    return _svg(fig)
+
+
+def capacity_law(fit: dict, title: str, png: Path | None = None) -> str:
+    """The optimal teacher size against the student size (log-log), one point per student a teacher
+    helps, with the least-squares line and the constant-ratio line of ``fit``
+    (:func:`kdbench.sweeps.capacity_law.fit_law`); its limits, if any, under the title."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    pts = fit["points"]
+    if pts:
+        x = np.array([p["student_params"] for p in pts], dtype=np.float64)
+        ax.scatter(x, [p["teacher_params"] for p in pts], color="C0", zorder=3, label="optimal teacher")
+        span = np.geomspace(x.min() / 1.2, x.max() * 1.2, 20)
+        if "slope" in fit:
+            ax.plot(span, np.exp(fit["intercept"]) * span ** fit["slope"], color="C0",
+                    label=f"fit: T* ∝ S^{fit['slope']:.2f}")
+        ax.plot(span, fit["ratio"] * span, ls="--", color="C1", label=f"T* = {fit['ratio']:.2f}·S")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no student with a best teacher", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlabel="student parameters (log scale)", ylabel="optimal teacher parameters (log scale)")
+    ax.set_title(title + ("" if fit["enough_data"] else "\n(too little data to show a law)"), fontsize=10)
+    ax.grid(alpha=0.3, which="both")
     if png is not None:
         fig.savefig(png, format="png", dpi=150, bbox_inches="tight")
     return _svg(fig)

@@ -1,20 +1,24 @@
-"""``kdbench capacity-gap``: one fixed student distilled from each of several teachers, over seeds.
+"""``kdbench capacity-gap``: fixed students, each distilled from each of several teachers, over seeds.
 
-Each point (teacher, seed) is an ordinary ``train-and-eval`` of the suite with ``teacher.model``
-(and ``teacher.layers`` for a truncated family member) overridden and the student's own seed
-``distill.seed`` set; the suite's ``seed`` stays fixed, so the training slice, the fine-tuned
-teacher and its cached logits are the same for every seed: each teacher is fine-tuned and run once
-per sweep (its other seeds wait for its first seed's point in the job graph, so points running side
-by side never fine-tune the same teacher twice). The points run locally or on a Ray cluster
+Each point (student, teacher, seed) is an ordinary ``train-and-eval`` of the suite with ``student``
+(one of ``--students``), ``teacher.model`` (and ``teacher.layers`` for a truncated family member)
+overridden and the student's own seed ``distill.seed`` set; the suite's ``seed`` stays fixed, so the
+training slice, the fine-tuned teacher and its cached logits are the same for every student and
+seed: each teacher is fine-tuned and run once per sweep (its other points wait for its first point
+in the job graph, so points running side by side never fine-tune the same teacher twice). A student
+at a seed starts from the same weights whatever the teacher; its no-KD baseline, the same for every
+teacher, is trained in the first teacher's points only. The points run locally or on a Ray cluster
 (:mod:`kdbench.sweeps.executors`); the records, the curve and resume are the same either way.
 
 Layout of a sweep folder ``REPORTS/capacity-gap-<id>/``::
 
-    sweep.json               the plan (suite, overrides, teachers, seeds): what --resume continues
-    points/<teacher>-seed<N>/<run id>/report.json   one ordinary run record per point
-    capacity_gap.json        the curve record: per teacher params, student mean and CI over seeds,
-                             teacher score, the runs it came from; best teacher; size ratio there
-    capacity_gap.svg/.png    the curve; report.html the sweep's page
+    sweep.json               the plan (suite, overrides, students, teachers, seeds): what --resume continues
+    points/[<student>--]<teacher>-seed<N>/<run id>/report.json   one ordinary run record per point
+                             (the student's part only when the sweep has several students)
+    capacity_gap.json        the curve record: the grid (per student and teacher: params, student
+                             score with its seed-pooled CI, teacher score, the runs), per student
+                             the best teacher, its tier and whether any teacher helps, and the law fit
+    capacity_gap-TASK.svg/.png, capacity_law-TASK.svg/.png   the curves and the law; report.html the page
     report.json              a run record for the leaderboard: the best point's, with ``capacity_gap``
 
 A point is finished when its folder holds a run record whose config is the point's suite; a resumed
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from kdbench import names
@@ -41,7 +46,8 @@ from kdbench.fsio import held, within, write_atomic
 
 PLAN_FILE, CURVE_FILE = "sweep.json", "capacity_gap.json"
 SWEEP_LOCK = ".lock"  # in a sweep folder: held by the process running the sweep
-CI_METHOD = "t interval over seeds (95%); with one seed, that run's bootstrap CI"
+CI_METHOD = ("95% two-stage percentile bootstrap: seeds resampled, then the examples within each seed "
+             "(kdbench.metrics.pooled); value: the mean over seeds")
 
 
 @dataclass(frozen=True)
@@ -59,15 +65,21 @@ class Teacher:
         return names.slug(self.model.rstrip("/").rsplit("/", 1)[-1] + (f"-L{self.layers}" if self.layers else ""))
 
 
+def _family(rule: str, option: str) -> tuple[str, list[int]]:
+    """``MODEL:K1,K2,...`` -> (MODEL, [K1, K2, ...]) with layer counts >= 1, or a one-line error."""
+    model, sep, depths = rule.rpartition(":")
+    if not sep or not model or not re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)*", depths) or any(int(k) < 1 for k in depths.split(",")):
+        raise KdbenchError(f"{option} '{rule}' is not MODEL:K1,K2,... with layer counts >= 1 "
+                           "(e.g. sentence-transformers/all-MiniLM-L6-v2:1,2,4,6)")
+    return model, [int(k) for k in depths.split(",")]
+
+
 def parse_teachers(teachers: str | None, teacher_layers: tuple[str, ...] = ()) -> list[Teacher]:
     """``--teachers A,B`` and ``--teacher-layers MODEL:1,2,4`` (repeatable) -> teachers, in order."""
     out = [Teacher(t.strip()) for t in (teachers or "").split(",") if t.strip()]
     for rule in teacher_layers:
-        model, sep, depths = rule.rpartition(":")
-        if not sep or not model or not re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)*", depths) or any(int(k) < 1 for k in depths.split(",")):
-            raise KdbenchError(f"--teacher-layers '{rule}' is not MODEL:K1,K2,... with layer counts >= 1 "
-                               "(e.g. sentence-transformers/all-MiniLM-L6-v2:1,2,4,6)")
-        out += [Teacher(model, int(k)) for k in depths.split(",")]
+        model, depths = _family(rule, "--teacher-layers")
+        out += [Teacher(model, k) for k in depths]
     if not out:
         raise KdbenchError("capacity-gap: name the teachers (--teachers A,B,... and/or --teacher-layers MODEL:1,2,4)")
     if len({t.slug for t in out}) != len(out):
@@ -85,11 +97,9 @@ def parse_seeds(seeds: str) -> list[int]:
     return out
 
 
-def student_override(spec: str | None) -> list[str]:
-    """``--student``: a hub id or folder (``builder: pretrained``), or ``config:KEY=V,...`` (a random-init
-    student of the teacher's architecture with those config overrides); none = the suite's student."""
-    if not spec:
-        return []
+def _student_section(spec: str) -> dict:
+    """One student spec -> its suite ``student`` section: a hub id or folder (``builder: pretrained``),
+    or ``config:KEY=V,...`` (a random-init student of the teacher's architecture with those overrides)."""
     if spec.startswith("config:"):
         pairs = [p.partition("=") for p in spec[len("config:"):].split(",")]
         if not pairs or any(not k or not sep or not v for k, sep, v in pairs):
@@ -98,8 +108,56 @@ def student_override(spec: str | None) -> list[str]:
             config = {k.strip(): yaml.safe_load(v) for k, _, v in pairs}
         except yaml.YAMLError:
             raise KdbenchError(f"--student '{spec}': a value is not valid YAML (e.g. config:num_hidden_layers=1)") from None
-        return [f"student={json.dumps({'builder': 'config', 'config': config})}"]
-    return [f"student={json.dumps({'builder': 'pretrained', 'model': spec})}"]
+        return {"builder": "config", "config": config}
+    return {"builder": "pretrained", "model": spec}
+
+
+def student_override(spec: str | None) -> list[str]:
+    """``--student``: the ``--set`` item of one student spec (:func:`_student_section`); none = the suite's student."""
+    return [f"student={json.dumps(_student_section(spec))}"] if spec else []
+
+
+@dataclass(frozen=True)
+class Student:
+    label: str
+    section: str  # the suite's ``student`` section, JSON
+
+    @property
+    def slug(self) -> str:
+        return names.slug(self.label.rstrip("/").rsplit("/", 1)[-1].replace("config:", "config-").replace("@", "-"))
+
+    @property
+    def override(self) -> str:
+        return f"student={self.section}"
+
+
+def _split_specs(text: str) -> list[str]:
+    """``--students A,config:k=1,j=2,B``: a piece with ``=`` but no ``config:`` continues the config
+    spec before it (a hub id never holds ``=``)."""
+    out: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if out and out[-1].startswith("config:") and "=" in piece and not piece.startswith("config:"):
+            out[-1] += "," + piece
+        elif piece:
+            out.append(piece)
+    return out
+
+
+def parse_students(student: str | None, students: str | None = None, student_layers: tuple[str, ...] = ()) -> list[Student]:
+    """``--student S`` (one), ``--students A,B`` and ``--student-layers MODEL:1,2,4`` (repeatable: MODEL's
+    first K layers with their pretrained weights, the same whatever the teacher) -> students, in order;
+    none given = [] (the suite's own student)."""
+    if student and (students or student_layers):
+        raise KdbenchError("capacity-gap: --student names one student; for several use --students and/or --student-layers")
+    specs = _split_specs(students or "") + ([student] if student else [])
+    out = [Student(spec, json.dumps(_student_section(spec))) for spec in specs]
+    for rule in student_layers:
+        model, depths = _family(rule, "--student-layers")
+        out += [Student(f"{model}@L{k}", json.dumps({"builder": "layer_selection", "model": model, "layers": list(range(k))}))
+                for k in depths]
+    if len({s.slug for s in out}) != len(out) or len({s.section for s in out}) != len(out):
+        raise KdbenchError(f"capacity-gap: a student is named twice: {', '.join(s.label for s in out)}")
+    return out
 
 
 @dataclass
@@ -107,59 +165,79 @@ class Point:
     teacher: Teacher
     seed: int
     suite: dict  # the point's validated suite, JSON form
+    student: Student | None = None  # None: the suite's own student
+    grid: bool = False  # one of several students: its name starts with the student's (a one-student sweep's does not)
 
     @property
     def name(self) -> str:
-        return names.slug(f"{self.teacher.slug}-seed{self.seed}")
+        return names.slug((f"{self.student.slug}--" if self.grid else "") + f"{self.teacher.slug}-seed{self.seed}")
+
+
+def plan_students(plan: dict) -> list[Student | None]:
+    """The plan's students; [None] for the suite's own student (or a plan from before ``students``)."""
+    return [Student(s["label"], s["section"]) for s in plan.get("students", [])] or [None]
 
 
 def plan_points(plan: dict) -> list[Point]:
-    """Every (teacher, seed) point's suite, validated now (against each teacher's config and the data
-    too: :mod:`kdbench.preflight`) so bad input fails before any work."""
+    """Every (student, teacher, seed) point's suite, validated now (against each teacher's config and
+    the data too: :mod:`kdbench.preflight`) so bad input fails before any work. The no-KD baseline,
+    when the suite trains one, is trained in the first teacher's points only (it does not depend on
+    the teacher)."""
     from kdbench.distill import preflight
     from kdbench.config import SuiteConfig, load_suite
     from kdbench.tasks import get_task
 
     teachers = [Teacher(t["model"], t.get("layers")) for t in plan["teachers"]]
+    students = plan_students(plan)
+    several = len(students) > 1
     points = []
-    for teacher in teachers:
-        for seed in plan["seeds"]:
-            overrides = [*plan["overrides"], f"teacher.model={json.dumps(teacher.model)}",
-                         f"teacher.layers={teacher.layers if teacher.layers else 'null'}",
-                         f"distill.seed={seed}", "seeds=null"]
-            suite = load_suite(plan["suite"], overrides)
-            points.append(Point(teacher, seed, suite.model_dump(mode="json")))
+    for student in students:
+        for i, teacher in enumerate(teachers):
+            for seed in plan["seeds"]:
+                overrides = [*plan["overrides"], *([student.override] if student else []),
+                             f"teacher.model={json.dumps(teacher.model)}",
+                             f"teacher.layers={teacher.layers if teacher.layers else 'null'}",
+                             f"distill.seed={seed}", "seeds=null", *(["baseline=false"] if i else [])]
+                suite = load_suite(plan["suite"], overrides)
+                points.append(Point(teacher, seed, suite.model_dump(mode="json"), student, several))
     first = SuiteConfig.model_validate(points[0].suite)
     from kdbench import devices
 
     devices.resolve(first.device)  # a GPU that is not there fails before the sweep folder exists
     from kdbench.registry import BUILDERS
 
-    for name in first.tasks:  # every recipe keeps the teacher fixed across student seeds (distill.seed)
-        st = first.for_task(name).student
-        if st is None:
-            raise KdbenchError(f"suite {first.name}: capacity-gap needs a student (--student MODEL or config:...)")
-        derives = BUILDERS.meta(st.builder).get("derives")
-        if derives and not st.model:
-            if derives == "weights":
-                raise KdbenchError(f"capacity-gap needs a fixed student: student.builder {st.builder} copies layers "
-                                   "of each teacher; use --student MODEL or --student config:num_hidden_layers=N")
-            if len({t.model for t in teachers}) > 1:
-                raise KdbenchError("capacity-gap: a student.builder config student takes the teacher's architecture, "
-                                   "so it is fixed only when all teachers are one model truncated (--teacher-layers); "
-                                   "use --student MODEL")
+    for point in points[::len(teachers) * len(plan["seeds"])]:  # each student: fixed across teachers and seeds
+        suite = SuiteConfig.model_validate(point.suite)
+        who = f"student {point.student.label}: " if point.grid else ""
+        for name in suite.tasks:
+            st = suite.for_task(name).student
+            if st is None:
+                raise KdbenchError(f"suite {suite.name}: capacity-gap needs a student (--student MODEL or config:...)")
+            derives = BUILDERS.meta(st.builder).get("derives")
+            if derives and not st.model:
+                if derives == "weights":
+                    raise KdbenchError(f"capacity-gap needs a fixed student: {who}student.builder {st.builder} copies "
+                                       "layers of each teacher; use --student MODEL, --student config:num_hidden_layers=N "
+                                       "or --student-layers MODEL:K")
+                if len({t.model for t in teachers}) > 1:
+                    raise KdbenchError(f"capacity-gap: {who}a student.builder config student takes the teacher's "
+                                       "architecture, so it is fixed only when all teachers are one model truncated "
+                                       "(--teacher-layers); use --student MODEL")
     tasks = [get_task(name) for name in first.tasks]
     for point in points:
         if point.seed == plan["seeds"][0]:  # the checks do not depend on the student's seed
             try:
                 preflight.check_training(SuiteConfig.model_validate(point.suite), tasks)
             except KdbenchError as e:
-                raise KdbenchError(f"capacity-gap teacher {point.teacher.label}: {e}") from None
+                who = f" with student {point.student.label}" if point.grid else ""
+                raise KdbenchError(f"capacity-gap teacher {point.teacher.label}{who}: {e}") from None
     return points
 
 
-def new_plan(suite: str, overrides: list[str], teachers: list[Teacher], seeds: list[int]) -> dict:
+def new_plan(suite: str, overrides: list[str], teachers: list[Teacher], seeds: list[int],
+             students: list[Student] = ()) -> dict:
     return {"suite": suite, "overrides": list(overrides), "seeds": seeds,
+            "students": [{"label": s.label, "section": s.section} for s in students],
             "teachers": [{"model": t.model, "layers": t.layers} for t in teachers]}
 
 
@@ -233,7 +311,7 @@ def run_sweep(plan: dict | None, *, reports_dir: str | Path = "reports", leaderb
                 log(f"point {p.name}: skipped (finished: run {done.name})")
             else:
                 todo.append(p)
-        _run_points(todo, plan["seeds"][0], sweep_dir, executor or LocalExecutor(jobs), status, log)
+        _run_points(todo, points, sweep_dir, executor or LocalExecutor(jobs), status, log)
         return _write_outputs(plan, points, status, sweep_dir, reports_dir, leaderboard_dir)
 
 
@@ -245,7 +323,8 @@ def _read_plan(sweep_dir: Path) -> dict:
     try:
         plan = json.loads(path.read_text())
         if not (isinstance(plan, dict) and isinstance(plan["suite"], str) and isinstance(plan["overrides"], list)
-                and isinstance(plan["seeds"], list) and all(isinstance(t["model"], str) for t in plan["teachers"])):
+                and isinstance(plan["seeds"], list) and all(isinstance(t["model"], str) for t in plan["teachers"])
+                and all(isinstance(st["label"], str) and isinstance(st["section"], str) for st in plan.get("students", []))):
             raise ValueError("not a sweep plan")
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
         raise KdbenchError(f"--resume {sweep_dir}: {path} cannot be used ({str(e).splitlines()[0] or type(e).__name__}); "
@@ -253,17 +332,21 @@ def _read_plan(sweep_dir: Path) -> dict:
     return plan
 
 
-def _run_points(todo: list[Point], first_seed: int, sweep_dir: Path, executor, status: dict, log) -> None:
-    """Run the unfinished points. The first seed of every teacher fine-tunes it and caches its
-    outputs; the teacher's later seeds wait for that point in the job graph, then reuse them."""
+def _run_points(todo: list[Point], points: list[Point], sweep_dir: Path, executor, status: dict, log) -> None:
+    """Run the unfinished points. A teacher's first point (first student, first seed) fine-tunes it
+    and caches its outputs; while that point is still to run, the teacher's other points wait for it
+    in the job graph, then reuse them."""
     from kdbench.sweeps.executors import Job, run_points
 
     if not todo:
         return
-    firsts = {p.teacher: p.name for p in todo if p.seed == first_seed}
+    firsts: dict[Teacher, str] = {}
+    for p in points:
+        firsts.setdefault(p.teacher, p.name)
+    pending = {p.name for p in todo}
     folder = sweep_dir.resolve()  # absolute: a worker elsewhere (a Ray node) has its own working folder
     jobs = [Job(p.name, run_point, (p.suite, str(within(folder, "points", p.name))),
-                (firsts[p.teacher],) if p.seed != first_seed and p.teacher in firsts else (),
+                (firsts[p.teacher],) if firsts[p.teacher] != p.name and firsts[p.teacher] in pending else (),
                 gpu=p.suite["device"].startswith("cuda"))
             for p in todo]
 
@@ -273,42 +356,110 @@ def _run_points(todo: list[Point], first_seed: int, sweep_dir: Path, executor, s
     run_points(executor, jobs, done, log)
 
 
-def curve_of(points: list[Point], records: dict[str, dict], status: dict, sweep_dir: Path) -> dict:
-    """The curve record's per-task part from the points' run records."""
-    from kdbench.metrics.stats import aggregate_seed_results
-    from kdbench.report.summary import main_score
+def _student_label(student: Student | None, record: dict) -> str:
+    if student is not None:
+        return student.label
+    st = record["config"]["student"]
+    return st.get("model") or f"config {st.get('config')}"
 
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def curve_of(plan: dict, points: list[Point], records: dict[str, dict], status: dict, sweep_dir: Path) -> dict:
+    """The curve record's per-task part from the points' run records and samples: the grid, each
+    student's verdict over its teachers (:func:`capacity_law.best_tier`) and the law fit."""
+    from kdbench.metrics import pooled as pool
+    from kdbench.metrics import spec as metric_spec
+    from kdbench.metrics.samples import options, read_side
+    from kdbench.report.summary import main_score
+    from kdbench.sweeps import capacity_law
+
+    sides = {p.name: read_side(status[p.name]["run_dir"], p.name) for p in points}
+    students = plan_students(plan)
+    teachers = list(dict.fromkeys(p.teacher for p in points))
     first = records[points[0].name]
     tasks = {}
     for task in first["results"]:
         metric = main_score(first, task)
-        by_teacher: dict[Teacher, list[Point]] = {}
-        for p in points:
-            by_teacher.setdefault(p.teacher, []).append(p)
-        rows = []
-        for teacher, pts in by_teacher.items():
-            recs = [records[p.name] for p in pts]
-            student = aggregate_seed_results([r["results"][task]["student"] for r in recs])[metric]
-            teacher_scores = [r["results"][task]["teacher"][metric]["value"] for r in recs]
-            rows.append({
-                "teacher": teacher.label, "model": teacher.model, "layers": teacher.layers,
-                "teacher_params": recs[0]["models_by_task"][task]["teacher"]["params"],
-                "value": student["value"], "ci": student["ci"], "std": student["std"], "n_seeds": student["n_seeds"],
-                "per_seed": student["per_seed"],
-                "teacher_value": sum(teacher_scores) / len(teacher_scores),
-                "teacher_finetuned_once": len({r["models_by_task"][task]["teacher"].get("cache_key") for r in recs}) == 1,
-                "runs": [{"seed": p.seed, "run_id": records[p.name]["run_id"], "status": status[p.name]["status"],
-                          "path": os.path.relpath(status[p.name]["run_dir"], sweep_dir),
-                          **({"wall_s": status[p.name]["wall_s"]} if "wall_s" in status[p.name] else {})}
-                         for p in pts],
-            })
-        student_params = sorted({r["models_by_task"][task]["student"]["params"] for r in records.values()})
-        best = max(rows, key=lambda r: r["value"])
-        tasks[task] = {"metric": metric, "student_params": student_params[0], "best_teacher": best["teacher"],
-                       "size_ratio_at_best": student_params[0] / best["teacher_params"], "points": rows}
-        if len(student_params) > 1:
-            raise KdbenchError(f"capacity-gap: the student differs between points ({student_params} parameters)")
+        kind_name = sides[points[0].name].kind(task)
+        spec = metric_spec.kind(kind_name).find(metric)
+        opts = options(first, task)
+        how = metric_spec.Resampling(int(opts.get("bootstrap_samples", 1000)), float(opts.get("confidence", 0.95)), 0, opts)
+        rows, verdicts = [], []
+        for i, student in enumerate(students):
+            mine = [p for p in points if p.student == student]
+            label = _student_label(student, records[mine[0].name])
+            params = {records[p.name]["models_by_task"][task]["student"]["params"] for p in mine}
+            if len(params) > 1:
+                raise KdbenchError(f"capacity-gap: student {label} differs between points ({sorted(params)} parameters)")
+            ids = list(sides[mine[0].name].rows(task, "student").index)
+            pooled, mine_rows = {}, []
+            for teacher in teachers:
+                pts = [p for p in mine if p.teacher == teacher]
+                recs, pts_sides = [records[p.name] for p in pts], [sides[p.name] for p in pts]
+                per_seed = [r["results"][task]["student"][metric]["value"] for r in recs]
+                pooled[teacher.label] = pool.pooled_table(pts_sides, task, "student", kind_name, ids)
+                teacher_scores = [r["results"][task]["teacher"][metric]["value"] for r in recs]
+                mine_rows.append({
+                    "student": label, "student_params": next(iter(params)),
+                    "teacher": teacher.label, "model": teacher.model, "layers": teacher.layers,
+                    "teacher_params": recs[0]["models_by_task"][task]["teacher"]["params"],
+                    "value": _mean(per_seed),
+                    "ci": pool.seed_pooled_ci(spec, pool.seed_tables(pts_sides, task, "student", kind_name, ids), how),
+                    "std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0, "n_seeds": len(per_seed),
+                    "per_seed": per_seed, "teacher_value": _mean(teacher_scores),
+                    "teacher_finetuned_once": len({r["models_by_task"][task]["teacher"].get("cache_key") for r in recs}) == 1,
+                    "runs": [{"seed": p.seed, "run_id": records[p.name]["run_id"], "status": status[p.name]["status"],
+                              "path": os.path.relpath(status[p.name]["run_dir"], sweep_dir),
+                              **({"wall_s": status[p.name]["wall_s"]} if "wall_s" in status[p.name] else {})}
+                             for p in pts],
+                })
+            # the no-KD baseline: trained in the first teacher's points (the same for every teacher)
+            base_pts = [p for p in mine if p.teacher == teachers[0]]
+            base_sides = [sides[p.name] for p in base_pts]
+            has_baseline = all("baseline" in records[p.name]["results"][task] for p in base_pts)
+            baseline = None
+            if has_baseline:
+                values = [records[p.name]["results"][task]["baseline"][metric]["value"] for p in base_pts]
+                baseline = {"value": _mean(values), "per_seed": values,
+                            "ci": pool.seed_pooled_ci(spec, pool.seed_tables(base_sides, task, "baseline", kind_name, ids), how)}
+            v = capacity_law.best_tier(spec, pooled, pool.pooled_table(base_sides, task, "baseline", kind_name, ids)
+                                       if has_baseline else None, how)
+            by_teacher = {r["teacher"]: r for r in mine_rows}
+            best = by_teacher.get(v["best_teacher"])
+            entry = {"student": label, "student_params": next(iter(params)), "baseline": baseline, **v,
+                     "optimal_teacher_params": best["teacher_params"] if best else None,
+                     "size_ratio_at_best": next(iter(params)) / best["teacher_params"] if best else None}
+            entry["verdict"] = capacity_law.verdict(entry, metric)
+            for r in mine_rows:
+                r["in_best_tier"] = r["teacher"] in v["best_tier"]
+            rows += mine_rows
+            verdicts.append(entry)
+        params_range = sorted(r["teacher_params"] for r in rows)
+        higher = spec.higher_is_better is not False
+        helped = [e for e in verdicts if e["best_teacher"] is not None]
+        top = max(helped, key=lambda e: (1 if higher else -1) * next(
+            r["value"] for r in rows if r["student"] == e["student"] and r["teacher"] == e["best_teacher"]), default=None)
+        tasks[task] = {"metric": metric, "higher_is_better": higher, "ci_method": CI_METHOD,
+                       "tier_method": capacity_law.TIER_METHOD,
+                       "best_student": top["student"] if top else None, "best_teacher": top["best_teacher"] if top else None,
+                       "points": rows, "students": verdicts,
+                       "fit": capacity_law.fit_law(verdicts, (params_range[0], params_range[-1]))}
     return tasks
+
+
+def _best_point(points: list[Point], tasks: dict, records: dict) -> Point:
+    """The point the leaderboard's record is: the first task's best student at its best teacher, or,
+    when no teacher helps any student, the grid's best score."""
+    c = next(iter(tasks.values()))
+    label = {p.name: _student_label(p.student, records[p.name]) for p in points}
+    if c["best_teacher"] is not None:
+        row = next(r for r in c["points"] if r["student"] == c["best_student"] and r["teacher"] == c["best_teacher"])
+    else:
+        row = max(c["points"], key=lambda r: r["value"] if c["higher_is_better"] else -r["value"])
+    return next(p for p in points if label[p.name] == row["student"] and p.teacher.label == row["teacher"])
 
 
 def _write_outputs(plan, points, status, sweep_dir: Path, reports_dir, leaderboard_dir) -> SweepResult:
@@ -317,31 +468,42 @@ def _write_outputs(plan, points, status, sweep_dir: Path, reports_dir, leaderboa
     from kdbench.report.record import RECORD_FILE, dumps
 
     records = {p.name: json.loads((status[p.name]["run_dir"] / RECORD_FILE).read_text()) for p in points}
-    tasks = curve_of(points, records, status, sweep_dir)
-    student = records[points[0].name]["config"]["student"]
-    student_label = student.get("model") or f"config {student.get('config')}"
+    tasks = curve_of(plan, points, records, status, sweep_dir)
     curve = {"sweep_id": sweep_dir.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "suite": plan["suite"], "overrides": plan["overrides"], "seeds": plan["seeds"], "student": student,
+             "suite": plan["suite"], "overrides": plan["overrides"], "seeds": plan["seeds"],
+             "students": [s["student"] for s in next(iter(tasks.values()))["students"]],
+             "teachers": [t["model"] + (f"@L{t['layers']}" if t.get("layers") else "") for t in plan["teachers"]],
              "ci_method": CI_METHOD, "tasks": tasks}
     write_atomic(sweep_dir / CURVE_FILE, json.dumps(curve, indent=2))
-    figures = []
+    figures = {}
     for task, c in tasks.items():
-        svg = plots.capacity_gap([{"label": student_label, **c}], c["metric"], f"{task}: capacity gap",
-                                 png=within(sweep_dir, f"capacity_gap-{task}.png"))
-        write_atomic(within(sweep_dir, f"capacity_gap-{task}.svg"), svg)
-        figures.append(f"capacity_gap-{task}")
-    # the leaderboard's view: the best point's run record under the sweep's id, with the curve
-    best_task = next(iter(tasks))
-    best = next(p for p in points if p.teacher.label == tasks[best_task]["best_teacher"])
+        lines = [{"label": s["student"], "best_teacher": s["best_teacher"],
+                  "points": [r for r in c["points"] if r["student"] == s["student"]]} for s in c["students"]]
+        write_atomic(within(sweep_dir, f"capacity_gap-{task}.svg"),
+                     plots.capacity_gap(lines, c["metric"], f"{task}: capacity gap",
+                                        png=within(sweep_dir, f"capacity_gap-{task}.png")))
+        write_atomic(within(sweep_dir, f"capacity_law-{task}.svg"),
+                     plots.capacity_law(c["fit"], f"{task}: optimal teacher size", png=within(sweep_dir, f"capacity_law-{task}.png")))
+        figures[task] = (f"capacity_gap-{task}", f"capacity_law-{task}")
+    # the leaderboard's view: the best point's run record under the sweep's id, with the grid
+    best = _best_point(points, tasks, records)
     record = {**records[best.name], "run_id": sweep_dir.name, "created": curve["created"],
-              "capacity_gap": {t: {"metric": c["metric"], "student": student_label, "student_params": c["student_params"],
-                                   "best_teacher": c["best_teacher"],
-                                   "points": [{k: r[k] for k in ("teacher", "teacher_params", "value", "ci", "teacher_value")}
-                                              for r in c["points"]]}
-                               for t, c in tasks.items()},
+              "capacity_gap": {t: leaderboard_entry(c) for t, c in tasks.items()},
               "sweep": {"curve": CURVE_FILE, "best_point": os.path.relpath(status[best.name]["run_dir"], sweep_dir)}}
     write_atomic(sweep_dir / RECORD_FILE, dumps(record))
     page = environment().get_template("capacity_gap.html").render(curve=curve, figures=figures, tasks=tasks)
     write_atomic(sweep_dir / "report.html", page)
     board = leaderboard.build(Path(reports_dir), Path(leaderboard_dir)) if leaderboard_dir is not None else None
     return SweepResult(sweep_dir, curve, board)
+
+
+def leaderboard_entry(c: dict) -> dict:
+    """A task's grid as the run record's ``capacity_gap`` entry (docs/reports.md): one curve per student, the fit."""
+    keep = ("ratio", "ratio_ci", "slope", "slope_ci", "enough_data", "limits", "points")
+    return {"metric": c["metric"],
+            "curves": [{"student": s["student"], "student_params": s["student_params"], "best_teacher": s["best_teacher"],
+                        "best_tier": s["best_tier"], "no_teacher_helps": s["no_teacher_helps"],
+                        "points": [{k: r[k] for k in ("teacher", "teacher_params", "value", "ci", "teacher_value")}
+                                   for r in c["points"] if r["student"] == s["student"]]}
+                       for s in c["students"]],
+            "fit": {k: c["fit"][k] for k in keep if k in c["fit"]}}

@@ -1,9 +1,11 @@
 """One model setting scored over several seeds at once, from the seeds' ``samples.parquet``: the
 per-seed tables of one role on one task, the **pooled table** of every (seed, example) unit (what a
 paired test of two settings run with the same seeds on the same examples compares), and the
-**seed-pooled bootstrap**, a two-stage bootstrap over seeds and then examples within each seed
-(Davison & Hinkley 1997, §3.8, the two-stage resampling of hierarchical data), so the interval of
-a setting whose seeds happen to score the same does not collapse to a point.
+**seed-pooled bootstrap**: seeds resampled, then the examples within them (Davison & Hinkley 1997,
+§3.8, resampling data with two sources of variation), so the interval of a setting whose seeds
+happen to score the same does not collapse to a point. Every seed is scored on the same examples
+(a crossed design, not nested), so one resample of the examples is shared by all the seeds of a
+replicate: the evaluation slice's error does not shrink with more seeds.
 
 Every resample goes through the metric's own resampling context
 (:class:`kdbench.metrics.stats.Resampled`), so any registered metric of any kind gets the same
@@ -12,13 +14,11 @@ treatment: a mean of per-unit values and a statistic (F1, perplexity, nDCG...) a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-
 import numpy as np
 
 from kdbench.metrics import spec as metric_spec
 from kdbench.metrics.samples import Side, task_spec, tables
-from kdbench.metrics.stats import percentile_ci
+from kdbench.metrics.stats import paired_draws, percentile_ci
 
 SEED_STREAM = 7919  # the seed-level draws' own random stream, apart from every example-level one
 
@@ -41,18 +41,20 @@ def pooled_table(sides: Sequence[Side], task: str, role: str, kind_name: str, id
 
 def seed_pooled_samples(spec: metric_spec.MetricSpec, per_seed: Sequence, how: metric_spec.Resampling) -> np.ndarray | None:
     """``how.n_samples`` resamples of the mean over seeds of ``spec``: each draws the S seeds with
-    replacement and, for every seed drawn, scores ``spec`` on a fresh resample of that seed's
-    examples (each seed its own example draws). None when ``spec`` has no resamples (no CI)."""
+    replacement and one resample of the examples, the same draws in every seed (the seeds are
+    scored on the same examples, so the error of the evaluation slice is shared, not averaged away
+    by more seeds), and averages ``spec`` over the drawn seeds. None when ``spec`` has no resamples."""
     s, b = len(per_seed), max(how.n_samples, 1)
+    draws = paired_draws(per_seed[0].n, b, how.seed)
     reps = []
-    for i, table in enumerate(per_seed):  # S·B example resamples per seed: one per (replicate, draw)
-        r = spec.samples(replace(how, n_samples=b * s, seed=how.seed + i).context(table))
+    for table in per_seed:
+        r = spec.samples(how.context(table, draws))
         if r is None:
             return None
-        reps.append(np.asarray(r, dtype=np.float64).reshape(b, s))
-    reps = np.stack(reps)  # (seed, replicate, draw)
+        reps.append(np.asarray(r, dtype=np.float64))
+    reps = np.stack(reps)  # (seed, replicate)
     pick = np.random.default_rng([how.seed, SEED_STREAM]).integers(0, s, size=(b, s))
-    return reps[pick, np.arange(b)[:, None], np.arange(s)[None, :]].mean(axis=1)
+    return reps[pick, np.arange(b)[:, None]].mean(axis=1)
 
 
 def seed_pooled_ci(spec: metric_spec.MetricSpec, per_seed: Sequence, how: metric_spec.Resampling) -> list[float] | None:

@@ -46,8 +46,8 @@ from kdbench.fsio import held, within, write_atomic
 
 PLAN_FILE, CURVE_FILE = "sweep.json", "capacity_gap.json"
 SWEEP_LOCK = ".lock"  # in a sweep folder: held by the process running the sweep
-CI_METHOD = ("95% two-stage percentile bootstrap: seeds resampled, then the examples within each seed "
-             "(kdbench.metrics.pooled); value: the mean over seeds")
+CI_METHOD = ("95% percentile bootstrap over seeds x examples: seeds resampled, and the examples resampled with the "
+             "same draws in every seed (kdbench.metrics.pooled); value: the mean over seeds")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""kdbench capacity-gap: plan parsing and bad input (fast), and a tiny real sweep of two truncations of
-all-MiniLM-L6-v2 with a fixed 1-layer student, over two seeds: each teacher fine-tuned once, the curve
-on the leaderboard, and an interrupted sweep resumed without recomputing its finished points (slow)."""
+"""kdbench capacity-gap: plan parsing and bad input (fast), and a tiny real grid: two students (the first
+1 and 2 layers of all-MiniLM-L6-v2) × two truncations of it as teachers × two seeds: each teacher
+fine-tuned once, each student's baseline trained once per seed, the verdicts and the fit in the curve
+record, the grid on the leaderboard, and an interrupted sweep resumed without recomputing its
+finished points (slow). The statistics on constructed outcomes: tests/test_capacity_law.py."""
 from __future__ import annotations
 
 import json
@@ -9,6 +11,7 @@ import shutil
 import pytest
 
 from kdbench.errors import KdbenchError
+from kdbench.report.record import read_record
 from kdbench.sweeps import capacity_gap as sweep
 from tests.cli_helpers import run_kdbench
 
@@ -36,6 +39,28 @@ def test_teacher_and_seed_parsing():
         sweep.student_override("config:num_hidden_layers")
 
 
+def test_student_parsing():
+    students = sweep.parse_students(None, "a/b,config:num_hidden_layers=1,intermediate_size=64", (f"{MINILM}:1,2",))
+    assert [s.label for s in students] == ["a/b", "config:num_hidden_layers=1,intermediate_size=64",
+                                           f"{MINILM}@L1", f"{MINILM}@L2"]
+    assert [json.loads(s.section) for s in students] == [
+        {"builder": "pretrained", "model": "a/b"},
+        {"builder": "config", "config": {"num_hidden_layers": 1, "intermediate_size": 64}},
+        {"builder": "layer_selection", "model": MINILM, "layers": [0]},
+        {"builder": "layer_selection", "model": MINILM, "layers": [0, 1]}]
+    assert students[2].slug == "all-MiniLM-L6-v2-L1"
+    assert sweep.parse_students(None) == []  # the suite's own student
+    assert [s.label for s in sweep.parse_students("a/b")] == ["a/b"]
+    with pytest.raises(KdbenchError, match="a student is named twice"):
+        sweep.parse_students(None, "a/b,x/b")  # two folders named b would share the points' folders
+    with pytest.raises(KdbenchError, match="a student is named twice"):
+        sweep.parse_students(None, f"{MINILM}", (f"{MINILM}:1,1",))
+    with pytest.raises(KdbenchError, match="--student-layers 'm:0' is not MODEL:K1,K2"):
+        sweep.parse_students(None, None, ("m:0",))
+    with pytest.raises(KdbenchError, match="--student names one student"):
+        sweep.parse_students("a/b", "c/d")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--teachers", "no-such-org/no-such-model", "--student", "config:num_hidden_layers=1"],
      "model 'no-such-org/no-such-model': cannot load its config"),
@@ -45,6 +70,12 @@ def test_teacher_and_seed_parsing():
      f"capacity-gap teacher {MINILM}@L9: suite quickstart, task sst2: teacher.layers 9: model '{MINILM}' has 6 layers"),
     (["--teachers", f"{MINILM},sentence-transformers/paraphrase-MiniLM-L3-v2", "--student",
       "config:num_hidden_layers=1"], "fixed only when all teachers are one model truncated"),
+    (["--teacher-layers", f"{MINILM}:1", "--students", "no-such-org/no-such-student,config:num_hidden_layers=1"],
+     "model 'no-such-org/no-such-student'"),
+    (["--teacher-layers", f"{MINILM}:1", "--students", "config:num_hidden_layers=1,config:num_hidden_layers=1"],
+     "a student is named twice"),
+    (["--teacher-layers", f"{MINILM}:1", "--student-layers", f"{MINILM}:2,9"],
+     f"capacity-gap teacher {MINILM}@L1 with student {MINILM}@L9:"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     out = run_kdbench("capacity-gap", "--suite", "quickstart", *args, "--reports-dir", tmp_path / "reports")
@@ -54,46 +85,75 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
 
 
 @pytest.mark.slow
-def test_sweep_runs_resumes_and_renders(tmp_path):
+def test_grid_sweep_runs_resumes_and_renders(tmp_path):
     env = {"KDBENCH_CACHE_DIR": str(tmp_path / "cache")}
     reports, board = tmp_path / "reports", tmp_path / "leaderboards"
     out = run_kdbench("capacity-gap", "--suite", "quickstart", "--teacher-layers", f"{MINILM}:1,2",
-                      "--student", "config:num_hidden_layers=1", "--seeds", "0,1", "--jobs", "2", *TINY,
-                      "--reports-dir", reports, "--leaderboard-dir", board, env=env)
+                      "--student-layers", f"{MINILM}:1,2", "--seeds", "0,1", "--jobs", "2", *TINY,
+                      "--set", "baseline=true", "--reports-dir", reports, "--leaderboard-dir", board, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     (sweep_dir,) = reports.glob("capacity-gap-*")
-    curve = json.loads((sweep_dir / "capacity_gap.json").read_text())["tasks"]["sst2"]
-    assert [p["teacher"] for p in curve["points"]] == [f"{MINILM}@L1", f"{MINILM}@L2"]
-    assert curve["points"][0]["teacher_params"] < curve["points"][1]["teacher_params"]
-    assert curve["best_teacher"] in {p["teacher"] for p in curve["points"]}
-    best = next(p for p in curve["points"] if p["teacher"] == curve["best_teacher"])
-    assert curve["size_ratio_at_best"] == pytest.approx(curve["student_params"] / best["teacher_params"])
-    for point in curve["points"]:
+    curve = json.loads((sweep_dir / "capacity_gap.json").read_text())
+    students, teachers = [f"{MINILM}@L1", f"{MINILM}@L2"], [f"{MINILM}@L1", f"{MINILM}@L2"]
+    assert curve["students"] == students and curve["teachers"] == teachers
+    c = curve["tasks"]["sst2"]
+    assert c["metric"] == "accuracy" and c["higher_is_better"] and "seeds resampled" in c["ci_method"]
+    assert [(p["student"], p["teacher"]) for p in c["points"]] == [(s, t) for s in students for t in teachers]
+    assert c["points"][0]["student_params"] < c["points"][2]["student_params"]  # 1 layer < 2 layers
+    assert c["points"][0]["teacher_params"] < c["points"][1]["teacher_params"]
+    records = {}
+    for point in c["points"]:
         assert point["n_seeds"] == 2 and len(point["runs"]) == 2 and point["teacher_finetuned_once"]
-        assert point["ci"][0] <= point["value"] <= point["ci"][1]
-        later = json.loads((sweep_dir / point["runs"][1]["path"] / "report.json").read_text())
-        teacher = later["models"]["teacher"]
-        # the second seed reused the first seed's fine-tuned teacher and its cached logits
-        assert teacher["reused_from_cache"] and teacher["train_logits_reused"]
-        assert later["config"]["distill"]["seed"] == 1 and later["config"]["seed"] == 0
-    for name in ("capacity_gap-sst2.svg", "capacity_gap-sst2.png", "report.html", "report.json"):
+        assert point["ci"][0] <= point["value"] <= point["ci"][1] and point["ci"][0] < point["ci"][1]
+        for run in point["runs"]:
+            records[point["student"], point["teacher"], run["seed"]] = json.loads(
+                (sweep_dir / run["path"] / "report.json").read_text())
+    for (student, teacher, seed), record in records.items():
+        assert record["config"]["distill"]["seed"] == seed and record["config"]["seed"] == 0
+        assert record["config"]["student"]["layers"] == list(range(students.index(student) + 1))
+        # each teacher fine-tuned once for the whole grid: every later point reused it and its logits
+        if (student, seed) != (students[0], 0):
+            assert record["models"]["teacher"]["reused_from_cache"] and record["models"]["teacher"]["train_logits_reused"]
+        # the no-KD baseline does not depend on the teacher: trained in the first teacher's points only
+        assert ("baseline" in record["results"]["sst2"]) == (teacher == teachers[0])
+    for s in c["students"]:
+        assert s["top_teacher"] in teachers and s["top_teacher"] in s["best_tier"]
+        assert s["baseline"]["ci"][0] <= s["baseline"]["value"] <= s["baseline"]["ci"][1]
+        (cmp,) = s["comparisons"]
+        assert cmp["in_tier"] == (cmp["teacher"] in s["best_tier"]) and cmp["test"].startswith("exact McNemar")
+        helps = s["baseline_test"]["p_value"] < 0.05 and s["baseline_test"]["delta"] > 0
+        assert s["no_teacher_helps"] is (not helps)
+        assert s["best_teacher"] == (s["top_teacher"] if helps else None) and s["verdict"]
+        assert (s["optimal_teacher_params"] is None) == (not helps)
+    fit = c["fit"]
+    assert not fit["enough_data"] and "a law needs at least 3" in fit["limits"][0]  # two students cannot show a law
+    for name in ("capacity_gap-sst2.svg", "capacity_gap-sst2.png", "capacity_law-sst2.svg", "capacity_law-sst2.png",
+                 "report.html", "report.json"):
         assert (sweep_dir / name).stat().st_size > 0, name
+    page = (sweep_dir / "report.html").read_text()
+    assert "Too little data to show a law" in page and all(s["verdict"] in page for s in c["students"])
+    record = read_record(sweep_dir / "report.json")  # the leaderboard's record validates
+    entry = record["capacity_gap"]["sst2"]
+    assert [e["student"] for e in entry["curves"]] == students and len(entry["curves"][0]["points"]) == 2
+    assert entry["fit"]["limits"] == fit["limits"]
     assert (board / "plots" / "quickstart-sst2-capacity-gap.svg").exists()
-    assert f"{MINILM}@L1" in (board / "runs" / f"{sweep_dir.name}.html").read_text()
+    run_page = (board / "runs" / f"{sweep_dir.name}.html").read_text()
+    assert all(f"<code>{s}</code>" in run_page for s in students)
 
     # an interrupted sweep: one point's run is gone; --resume reruns it alone
-    kept = sweep_dir / curve["points"][0]["runs"][0]["path"] / "report.json"
+    kept = sweep_dir / c["points"][0]["runs"][0]["path"] / "report.json"
     kept_mtime = kept.stat().st_mtime_ns
-    lost = sweep_dir / curve["points"][1]["runs"][1]["path"]
+    lost = sweep_dir / c["points"][3]["runs"][1]["path"]
     shutil.rmtree(lost)
     out = run_kdbench("capacity-gap", "--resume", sweep_dir, "--leaderboard-dir", board, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stderr.count(": skipped (finished") == 3 and "point all-MiniLM-L6-v2-L2-seed1: running" in out.stderr
+    assert out.stderr.count(": skipped (finished") == 7
+    assert "point all-MiniLM-L6-v2-L2--all-MiniLM-L6-v2-L2-seed1: running" in out.stderr
     assert kept.stat().st_mtime_ns == kept_mtime
     resumed = json.loads((sweep_dir / "capacity_gap.json").read_text())["tasks"]["sst2"]
-    assert [r["status"] for p in resumed["points"] for r in p["runs"]] == ["skipped", "skipped", "skipped", "ran"]
+    assert [r["status"] for p in resumed["points"] for r in p["runs"]] == ["skipped"] * 7 + ["ran"]
     assert resumed["points"][0]["runs"] == [{k: v for k, v in r.items() if k != "wall_s"} | {"status": "skipped"}
-                                            for r in curve["points"][0]["runs"]]
+                                            for r in c["points"][0]["runs"]]
     assert all(p["n_seeds"] == 2 for p in resumed["points"])
-    rerun = json.loads((sweep_dir / resumed["points"][1]["runs"][1]["path"] / "report.json").read_text())
+    rerun = json.loads((sweep_dir / resumed["points"][3]["runs"][1]["path"] / "report.json").read_text())
     assert rerun["models"]["teacher"]["reused_from_cache"]  # the teacher is not fine-tuned again

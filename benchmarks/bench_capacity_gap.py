@@ -65,7 +65,7 @@ def main() -> None:
     print(f"  caching disabled (empty per point): {uncached:7.1f} s")
     print(f"  ratio uncached / cached:           {uncached / cached:7.2f}x")
     for task, c in result.curve["tasks"].items():
-        print(f"  {task}: best teacher {c['best_teacher']}, size ratio there {c['size_ratio_at_best']:.3f}")
+        print(f"  {task}: {c['students'][0]['verdict']}")
         for p in c["points"]:
             print(f"    {p['teacher']:<48} {p['teacher_params']:>11,d}  student {p['value']:.4f} ± {p['std']:.4f}"
                   f"  teacher {p['teacher_value']:.4f}")

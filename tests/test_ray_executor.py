@@ -177,6 +177,10 @@ def test_suite_of_two_tasks_and_two_seeds_on_ray_is_one_run_like_one_process(tmp
     task per task, equal to the one-process eval."""
     import pandas as pd
 
+    # Ray's workers start with kdbench's short spin already in their environment, so they record it as
+    # set; the one-process run must run under the same thread policy (it passed only after a test that set it)
+    monkeypatch.setenv("GOMP_SPINCOUNT", "20000")
+
     from kdbench.config import load_suite
     from kdbench.distill.run import train_and_eval
     from kdbench.report.record import validate_record

@@ -432,7 +432,7 @@ def curve_of(plan: dict, points: list[Point], records: dict[str, dict], status: 
             entry = {"student": label, "student_params": next(iter(params)), "baseline": baseline, **v,
                      "optimal_teacher_params": best["teacher_params"] if best else None,
                      "size_ratio_at_best": next(iter(params)) / best["teacher_params"] if best else None}
-            entry["verdict"] = capacity_law.verdict(entry, metric)
+            entry["verdict"] = capacity_law.verdict(entry, metric, how.n_samples)
             for r in mine_rows:
                 r["in_best_tier"] = r["teacher"] in v["best_tier"]
             rows += mine_rows

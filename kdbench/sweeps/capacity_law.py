@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from kdbench.metrics import spec as metric_spec
-from kdbench.metrics.stats import adjust_p_values, percentile_ci
+from kdbench.metrics.stats import adjust_p_values, format_p, percentile_ci
 
 ALPHA = 0.05
 MIN_STUDENTS = 3
@@ -67,18 +67,20 @@ def best_tier(spec: metric_spec.MetricSpec, pooled: dict[str, object], baseline,
     return out
 
 
-def verdict(student: dict, metric: str) -> str:
-    """One sentence for people: what the student's grid row shows."""
+def verdict(student: dict, metric: str, n_samples: int) -> str:
+    """One sentence for people: what the student's grid row shows (``n_samples``: the bootstrap's
+    resamples, the bound of a resampled p of 0)."""
     b = student["baseline_test"]
     if student["no_teacher_helps"]:
         return (f"No teacher helps: the top teacher {student['top_teacher']} is not significantly better than the "
-                f"no-KD baseline on {metric} ({b['test']}, p = {b['p_value']:.2g}).")
+                f"no-KD baseline on {metric} ({b['test']}, {format_p(b['p_value'], n_samples, b['test'])}).")
     tier = student["best_tier"]
     size = "all the teachers" if len(tier) == len(student["comparisons"]) + 1 else f"{len(tier)} teacher(s)"
     said = f"Best teacher {student['top_teacher']}; the best tier (not significantly worse) holds {size}: {', '.join(tier)}."
     if b is None:
         return said + " No no-KD baseline was trained, so whether any teacher helps is not tested."
-    return said + f" It beats the no-KD baseline by {b['delta']:+.4g} ({b['test']}, p = {b['p_value']:.2g})."
+    p = format_p(b["p_value"], n_samples, b["test"])
+    return said + f" It beats the no-KD baseline by {b['delta']:+.4g} ({b['test']}, {p})."
 
 
 def fit_law(students: list[dict], teacher_range: tuple[int, int], seed: int = 0) -> dict:

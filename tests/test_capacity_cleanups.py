@@ -1,12 +1,14 @@
 """Small capacity-gap cleanups, each pinned: a resampled p-value of 0 reads "p < 1/n" everywhere
-(one formatter, kdbench.metrics.stats.format_p, the gate's table cells unchanged)."""
+(one formatter, kdbench.metrics.stats.format_p, the gate's table cells unchanged); a percentile
+interval is None, not NaN, when too few resamples are finite (kdbench.metrics.stats.finite_ci, for
+the seed-pooled CI and the law fit alike)."""
 from __future__ import annotations
 
 import numpy as np
 
 from kdbench.metrics import spec as metric_spec
-from kdbench.metrics.stats import format_p
-from kdbench.sweeps.capacity_law import best_tier, verdict
+from kdbench.metrics.stats import finite_ci, format_p
+from kdbench.sweeps.capacity_law import best_tier, fit_law, verdict
 from tests.test_capacity_law import HOW, outcomes, table
 
 
@@ -28,3 +30,13 @@ def test_capacity_verdict_does_not_say_p_is_zero():
     assert v["baseline_test"]["p_value"] == 0.0 and v["baseline_test"]["test"].startswith("paired bootstrap")
     said = verdict({**v, "student": "s"}, "nll", HOW.n_samples)
     assert "p < 0.001" in said and "p = 0" not in said
+
+
+def test_an_interval_of_no_finite_samples_is_none():
+    assert finite_ci(np.array([np.nan, np.inf, np.nan])) is None
+    assert finite_ci(np.array([1.0, np.nan, 2.0, 3.0]), 0.5) == [1.5, 2.5]  # the finite ones
+    # the law fit's slope over two students: resamples of one size give NaN slopes, the rest an interval
+    two = [{"student": "a", "student_params": 1_000_000, "optimal_teacher_params": 4_000_000},
+           {"student": "b", "student_params": 2_000_000, "optimal_teacher_params": 9_000_000}]
+    fit = fit_law(two, (1, 10 ** 9))
+    assert all(isinstance(v, float) for v in fit["slope_ci"]) and fit["ratio_ci"][0] <= fit["ratio_ci"][1]

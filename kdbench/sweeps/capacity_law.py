@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from kdbench.metrics import spec as metric_spec
-from kdbench.metrics.stats import adjust_p_values, format_p, percentile_ci
+from kdbench.metrics.stats import adjust_p_values, finite_ci, format_p
 
 ALPHA = 0.05
 MIN_STUDENTS = 3
@@ -111,20 +111,15 @@ def fit_law(students: list[dict], teacher_range: tuple[int, int], seed: int = 0)
     out["ratio"] = float(np.exp(np.mean(y - x)))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(x), size=(FIT_BOOTSTRAP, len(x)))
-    out["ratio_ci"] = _ci(np.exp(np.mean((y - x)[idx], axis=1)))
+    out["ratio_ci"] = finite_ci(np.exp(np.mean((y - x)[idx], axis=1)))
     if len(sizes) >= 2:
         slope, intercept = np.polyfit(x, y, 1)
         out.update(slope=float(slope), intercept=float(intercept),
                    ratio_at_mean_student=float(math.exp(intercept + (slope - 1) * x.mean())))
         boot = np.array([_line(x[i], y[i]) for i in idx])
-        out["slope_ci"], out["intercept_ci"] = _ci(boot[:, 0]), _ci(boot[:, 1])
+        out["slope_ci"], out["intercept_ci"] = finite_ci(boot[:, 0]), finite_ci(boot[:, 1])
     out["ratios"] = [float(r) for r in ratio]
     return out
-
-
-def _ci(samples: np.ndarray) -> list[float] | None:
-    ci = percentile_ci(samples)
-    return list(ci) if all(math.isfinite(v) for v in ci) else None
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

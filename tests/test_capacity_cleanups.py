@@ -1,14 +1,19 @@
 """Small capacity-gap cleanups, each pinned: a resampled p-value of 0 reads "p < 1/n" everywhere
 (one formatter, kdbench.metrics.stats.format_p, the gate's table cells unchanged); a percentile
 interval is None, not NaN, when too few resamples are finite (kdbench.metrics.stats.finite_ci, for
-the seed-pooled CI and the law fit alike)."""
+the seed-pooled CI and the law fit alike); recipes that use their teacher as it is (retrieval's
+embedding, causal LM) refuse a truncated teacher (teacher.layers) in a suite file, in one line."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import yaml
 
 from kdbench.metrics import spec as metric_spec
 from kdbench.metrics.stats import finite_ci, format_p
 from kdbench.sweeps.capacity_law import best_tier, fit_law, verdict
+from kdbench.config import SUITES_DIR
+from tests.cli_helpers import run_kdbench
 from tests.test_capacity_law import HOW, outcomes, table
 
 
@@ -40,3 +45,16 @@ def test_an_interval_of_no_finite_samples_is_none():
            {"student": "b", "student_params": 2_000_000, "optimal_teacher_params": 9_000_000}]
     fit = fit_law(two, (1, 10 ** 9))
     assert all(isinstance(v, float) for v in fit["slope_ci"]) and fit["ratio_ci"][0] <= fit["ratio_ci"][1]
+
+
+@pytest.mark.parametrize("suite, head", [("retrieval", "embedding"), ("lm", "causal_lm")])
+def test_a_truncated_teacher_is_refused_where_the_teacher_is_used_as_it_is(tmp_path, suite, head):
+    config = yaml.safe_load((SUITES_DIR / f"{suite}.yaml").read_text())
+    config["name"], config["teacher"]["layers"] = f"truncated_{suite}", 2
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = run_kdbench("train-and-eval", "--suite", path, "--reports-dir", tmp_path / "reports")
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert f"suite truncated_{suite}, task" in line and f"({head} head): teacher.layers" in line
+    assert "cannot honour it" in line and not (tmp_path / "reports").exists()

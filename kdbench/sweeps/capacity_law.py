@@ -31,6 +31,9 @@ FIT_BOOTSTRAP = 2000
 TIER_METHOD = ("top teacher by the main score; paired test (the metric's: exact McNemar or paired bootstrap) against "
                "each other teacher on the (seed, example) units pooled across seeds, Holm-corrected; best tier = "
                f"corrected p >= {ALPHA}; no teacher helps unless the top teacher beats the no-KD baseline at p < {ALPHA}")
+VIA_METHOD = ("each student distilled from the assistant that each teacher taught (--assistant), against the same "
+              "student distilled from the teacher directly: the same paired test on the (seed, example) units pooled "
+              f"across seeds, Holm-corrected across the student's teachers; a difference at corrected p < {ALPHA}")
 FIT_METHOD = ("least squares log(optimal teacher params) = a + b log(student params), and the constant-ratio fit "
               f"(b = 1); 95% percentile bootstrap over students ({FIT_BOOTSTRAP} resamples)")
 
@@ -64,6 +67,25 @@ def best_tier(spec: metric_spec.MetricSpec, pooled: dict[str, object], baseline,
         out["baseline_test"] = {"value": r.value_b, "delta": r.delta, "ci": r.ci, "p_value": r.p_value, "test": r.test}
         out["no_teacher_helps"] = not helps
         out["best_teacher"] = top if helps else None
+    return out
+
+
+def vs_direct(spec: metric_spec.MetricSpec, via: dict[str, object], direct: dict[str, object], how: metric_spec.Resampling,
+              alpha: float = ALPHA) -> dict[str, dict]:
+    """Per teacher, the student distilled through the teacher's assistant (``via``: teacher -> pooled
+    table) against the student distilled from the teacher (``direct``, the same units): the metric's
+    paired test, Holm-corrected across the teachers. ``delta`` is via − direct; ``finding`` says
+    which is better at corrected p < alpha, if either."""
+    higher = spec.higher_is_better is not False
+    tests = {t: metric_spec.paired_test(spec, via[t], direct[t], how) for t in via}
+    holm = adjust_p_values([r.p_value for r in tests.values()], "holm")
+    out = {}
+    for (t, r), q in zip(tests.items(), holm):
+        finding = "no significant difference"
+        if q < alpha and r.value_a != r.value_b:
+            finding = "via the assistant is better" if _better(higher, r.value_a, r.value_b) else "direct is better"
+        out[t] = {"via_value": r.value_a, "direct_value": r.value_b, "delta": r.delta, "ci": r.ci, "p_value": r.p_value,
+                  "p_holm": q, "test": r.test, "n_samples": how.n_samples, "finding": finding}
     return out
 
 

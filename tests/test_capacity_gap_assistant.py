@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kdbench.report.record import read_record
 from tests.cli_helpers import run_kdbench
 from tests.test_capacity_gap import MINILM, TINY
 
@@ -79,6 +80,10 @@ def test_assistant_sweep_records_compares_and_resumes(tmp_path):
     assert "via assistant layers:3" in out.stdout and t["finding"] in out.stdout
     page = (sweep_dir / "report.html").read_text()
     assert "Through the assistant" in page and t["finding"] in page
+    (curve_entry,) = read_record(sweep_dir / "report.json")["capacity_gap"]["sst2"]["curves"]  # validates (schema)
+    (lb,) = curve_entry["via_assistant"]
+    assert lb == {"teacher": MINILM, "assistant": "layers:3", "assistant_params": via["assistant_params"],
+                  "value": via["value"], "ci": via["ci"], "delta": t["delta"], "p_holm": t["p_holm"], "finding": t["finding"]}
 
     # resume: the via point's run is gone; only it reruns, from the same assistant
     shutil.rmtree(sweep_dir / via_run["path"])
@@ -88,3 +93,8 @@ def test_assistant_sweep_records_compares_and_resumes(tmp_path):
     again = json.loads((sweep_dir / "capacity_gap.json").read_text())["tasks"]["sst2"]["assistant_points"][0]
     assert [r["status"] for r in again["runs"] + again["assistant_runs"]] == ["ran", "skipped"]
     assert Path(record(again["runs"][0])["models"]["teacher"]["id"]) == assistant_folder
+
+
+def test_help_names_the_assistant():
+    out = run_kdbench("capacity-gap", "--help")
+    assert out.returncode == 0 and "--assistant SPEC" in out.stdout and "layers:K" in out.stdout

@@ -691,12 +691,17 @@ def _write_outputs(plan, points, status, sweep_dir: Path, reports_dir, leaderboa
 
 
 def leaderboard_entry(c: dict) -> dict:
-    """A task's grid as the run record's ``capacity_gap`` entry (docs/reports.md): one curve per student, the fit."""
+    """A task's grid as the run record's ``capacity_gap`` entry (docs/reports.md): one curve per student
+    (with ``--assistant``, its via-assistant points and their test against the direct ones), the fit."""
     keep = ("ratio", "ratio_ci", "slope", "slope_ci", "enough_data", "limits", "points")
     return {"metric": c["metric"],
             "curves": [{"student": s["student"], "student_params": s["student_params"], "best_teacher": s["best_teacher"],
                         "best_tier": s["best_tier"], "no_teacher_helps": s["no_teacher_helps"],
                         "points": [{k: r[k] for k in ("teacher", "teacher_params", "value", "ci", "teacher_value")}
-                                   for r in c["points"] if r["student"] == s["student"]]}
+                                   for r in c["points"] if r["student"] == s["student"]],
+                        **({"via_assistant": [
+                            {**{k: v[k] for k in ("teacher", "assistant", "assistant_params", "value", "ci")},
+                             **{k: v["vs_direct"][k] for k in ("delta", "p_holm", "finding")}}
+                            for v in c["assistant_points"] if v["student"] == s["student"]]} if "assistant_points" in c else {})}
                        for s in c["students"]],
             "fit": {k: c["fit"][k] for k in keep if k in c["fit"]}}

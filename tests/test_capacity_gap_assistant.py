@@ -8,13 +8,30 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kdbench.report.record import read_record
+from kdbench.sweeps.capacity_law import vs_direct
 from tests.cli_helpers import run_kdbench
 from tests.test_capacity_gap import MINILM, TINY
+from tests.test_capacity_law import ACCURACY, HOW, outcomes, table
 
 ONE = ["--teachers", MINILM, "--student-layers", f"{MINILM}:1"]
+
+
+def test_via_against_direct_on_constructed_outcomes():
+    direct = outcomes(600, 0.7, 1)
+    better = direct.copy()
+    better[np.flatnonzero(~direct)[:100]] = True  # right on 100 more examples
+    out = vs_direct(ACCURACY, {"big": table(better), "mid": table(direct)}, {"big": table(direct), "mid": table(direct)}, HOW)
+    big, mid = out["big"], out["mid"]
+    assert big["finding"] == "via the assistant is better" and big["delta"] == pytest.approx(100 / 600)
+    assert big["test"].startswith("exact McNemar") and big["p_value"] <= big["p_holm"] < 0.05
+    assert big["ci"][0] <= big["delta"] <= big["ci"][1] and big["n_samples"] == HOW.n_samples
+    assert mid == {**mid, "delta": 0.0, "p_value": 1.0, "finding": "no significant difference"}
+    worse = vs_direct(ACCURACY, {"big": table(direct)}, {"big": table(better)}, HOW)["big"]
+    assert worse["finding"] == "direct is better" and worse["delta"] < 0
 
 
 @pytest.mark.parametrize("args, message", [
@@ -93,6 +110,9 @@ def test_assistant_sweep_records_compares_and_resumes(tmp_path):
     again = json.loads((sweep_dir / "capacity_gap.json").read_text())["tasks"]["sst2"]["assistant_points"][0]
     assert [r["status"] for r in again["runs"] + again["assistant_runs"]] == ["ran", "skipped"]
     assert Path(record(again["runs"][0])["models"]["teacher"]["id"]) == assistant_folder
+    # resumed again with nothing lost: every point, the via point too, is finished
+    out = run_kdbench("capacity-gap", "--resume", sweep_dir, "--leaderboard-dir", tmp_path / "lb", env=env)
+    assert out.returncode == 0 and out.stderr.count(": skipped (finished") == 3, out.stderr[-3000:]
 
 
 def test_help_names_the_assistant():

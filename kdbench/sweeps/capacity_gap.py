@@ -583,8 +583,8 @@ def curve_of(plan: dict, points: list[Point], records: dict[str, dict], status: 
             rows += mine_rows
             verdicts.append(entry)
             if assistant is not None:
-                via += _via_rows(by_name, student, label, params, teachers, pooled, mine_rows, records, sides, status,
-                                 sweep_dir, task, metric, spec, kind_name, ids, how)
+                via += _via_rows(by_name, student, teachers, pooled, mine_rows, records, sides, status, sweep_dir, task,
+                                 metric, spec, kind_name, ids, how)
         params_range = sorted(r["teacher_params"] for r in rows)
         higher = spec.higher_is_better is not False
         helped = [e for e in verdicts if e["best_teacher"] is not None]
@@ -607,26 +607,27 @@ def _runs(pts: list[Point], records: dict, status: dict, sweep_dir: Path) -> lis
             for p in pts]
 
 
-def _via_rows(by_name, student, label, params, teachers, pooled, direct_rows, records, sides, status, sweep_dir, task,
-              metric, spec, kind_name, ids, how) -> list[dict]:
+def _via_rows(by_name, student, teachers, pooled, direct_rows, records, sides, status, sweep_dir, task, metric, spec,
+              kind_name, ids, how) -> list[dict]:
     """One student's via-assistant rows, one per teacher: the student distilled from the assistant that
     teacher taught, its seed-pooled score, the assistant's, and ``vs_direct``, the paired test against
     the student distilled from the teacher directly (:func:`capacity_law.vs_direct`)."""
     from kdbench.metrics import pooled as pool
     from kdbench.sweeps import capacity_law
 
+    label, size = direct_rows[0]["student"], direct_rows[0]["student_params"]
     rows, via_tables = [], {}
     for teacher, direct in zip(teachers, direct_rows):
         pts = [p for p in by_name.values() if p.kind == VIA and p.student == student and p.teacher == teacher]
         taught = [by_name[p.source] for p in pts]
         recs, pts_sides = [records[p.name] for p in pts], [sides[p.name] for p in pts]
-        if {r["models_by_task"][task]["student"]["params"] for r in recs} != params:
+        if {r["models_by_task"][task]["student"]["params"] for r in recs} != {size}:
             raise KdbenchError(f"capacity-gap: student {label} distilled from the assistant differs from the one "
                                f"distilled from teacher {teacher.label}")
         per_seed = [r["results"][task]["student"][metric]["value"] for r in recs]
         via_tables[teacher.label] = pool.pooled_table(pts_sides, task, "student", kind_name, ids)
         rows.append({
-            "student": label, "student_params": next(iter(params)), "teacher": teacher.label,
+            "student": label, "student_params": size, "teacher": teacher.label,
             "teacher_params": direct["teacher_params"], "assistant": pts[0].assistant.label,
             "assistant_params": recs[0]["models_by_task"][task]["teacher"]["params"],
             "assistant_value": _mean([r["results"][task]["teacher"][metric]["value"] for r in recs]),

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kdbench.config import SuiteConfig, load_suite
 from kdbench.report.record import read_record
+from kdbench.sweeps.capacity_gap import via_suite
 from kdbench.sweeps.capacity_law import vs_direct
 from tests.cli_helpers import run_kdbench
 from tests.test_capacity_gap import MINILM, TINY
@@ -51,6 +53,16 @@ def test_bad_assistant_is_one_line_exit_2(tmp_path, args, message):
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not (tmp_path / "reports").exists()  # nothing half-written
+
+
+def test_every_task_learns_from_its_own_assistant(tmp_path):
+    """A via point of a suite of several tasks, some with their own teacher (per_task): each task's
+    teacher is the assistant saved for that task, used as it is."""
+    suite = SuiteConfig.model_validate(via_suite(load_suite("full").model_dump(mode="json"), tmp_path / "run"))
+    for task in suite.tasks:
+        teacher = suite.for_task(task).teacher
+        assert (teacher.model, teacher.finetune, teacher.layers) == (str(tmp_path / "run" / "models" / task / "student"),
+                                                                     None, None)
 
 
 def test_resume_takes_no_new_assistant(tmp_path):

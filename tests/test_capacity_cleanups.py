@@ -28,6 +28,14 @@ def test_a_resampled_p_of_zero_is_a_bound():
     assert format_p(0.0, 1000, "exact McNemar", name="") == "0"
 
 
+def test_run_page_does_not_say_p_is_zero():
+    from kdbench.report.html import _kd_vs_baseline
+
+    record = {"config": {"eval": {"bootstrap_samples": 500}}, "kinds": {"stsb": "regression"}}
+    pair = {"pearson_difference": {"value": 0.1, "ci": [0.05, 0.15]}, "pearson_difference_p_value": {"value": 0.0}}
+    assert "paired bootstrap p < 0.002 (significant at 0.05)" in _kd_vs_baseline(record, "stsb", pair)
+
+
 def test_capacity_verdict_does_not_say_p_is_zero():
     nll = metric_spec.kind("classifier").metric("nll")  # paired bootstrap
     good, awful = outcomes(300, 0.95, 1), np.zeros(300, dtype=bool)

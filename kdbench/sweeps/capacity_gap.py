@@ -590,7 +590,7 @@ def curve_of(plan: dict, points: list[Point], records: dict[str, dict], status: 
         helped = [e for e in verdicts if e["best_teacher"] is not None]
         top = max(helped, key=lambda e: (1 if higher else -1) * next(
             r["value"] for r in rows if r["student"] == e["student"] and r["teacher"] == e["best_teacher"]), default=None)
-        tasks[task] = {"metric": metric, "higher_is_better": higher, "ci_method": CI_METHOD,
+        tasks[task] = {"metric": metric, "higher_is_better": higher, "ci_method": CI_METHOD, "bootstrap_samples": how.n_samples,
                        "tier_method": capacity_law.TIER_METHOD,
                        "best_student": top["student"] if top else None, "best_teacher": top["best_teacher"] if top else None,
                        "points": rows, "students": verdicts,

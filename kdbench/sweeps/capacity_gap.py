@@ -18,7 +18,7 @@ a direct point and a via-assistant point, compared by the same paired test as th
 
 Layout of a sweep folder ``REPORTS/capacity-gap-<id>/``::
 
-    sweep.json               the plan (suite, overrides, students, teachers, seeds): what --resume continues
+    sweep.json               the plan (suite, overrides, students, teachers, seeds, assistant): what --resume continues
     points/[<student>--]<teacher>-seed<N>/<run id>/report.json   one ordinary run record per point
                              (the student's part only when the sweep has several students)
     points/assistant-<assistant>--<teacher>-seed<N>/...   --assistant: the assistant distilled from the teacher

@@ -250,6 +250,10 @@ def _print_run(result) -> None:
 @click.option("--teachers", help="Teachers, comma-separated hub ids or folders.")
 @click.option("--teacher-layers", multiple=True, metavar="MODEL:K1,K2",
               help="A family: MODEL truncated to its first K layers before fine-tuning (repeatable).")
+@click.option("--assistant", metavar="SPEC",
+              help="A teacher assistant (TAKD): each teacher first distils it (once per seed), then each student is "
+                   "also distilled from it and compared with its direct point (paired test). A --student SPEC, or "
+                   "layers:K (each teacher's first K layers, with its fine-tuned weights).")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Student seeds (the teacher's seed stays the suite's).")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
               help="Points run side by side in this many processes, one thread each.")
@@ -261,12 +265,13 @@ def _print_run(result) -> None:
               help="Continue an interrupted sweep (REPORTS/capacity-gap-ID) with its own plan; finished points are skipped.")
 @_executor_options
 @_user_errors
-def capacity_gap(suite, student_spec, students, student_layers, teachers, teacher_layers, seeds, jobs, overrides, device,
-                 reports_dir, leaderboard_dir, resume, executor, ray_address, cpus_per_point, gpus_per_point):
+def capacity_gap(suite, student_spec, students, student_layers, teachers, teacher_layers, assistant, seeds, jobs, overrides,
+                 device, reports_dir, leaderboard_dir, resume, executor, ray_address, cpus_per_point, gpus_per_point):
     """Distil each fixed student from each teacher (same budget, several seeds): per student, the
     score against teacher size with seed-pooled CIs, the best teacher and its tier (paired tests,
     Holm-corrected) or "no teacher helps" (against the no-KD baseline); across students, the
-    optimal teacher size fitted against the student size. A curve record, plots and page in the
+    optimal teacher size fitted against the student size. With --assistant, each student also
+    through a teacher assistant, against its direct point. A curve record, plots and page in the
     sweep folder, and the grid on the leaderboard.
 
     \b
@@ -275,8 +280,11 @@ def capacity_gap(suite, student_spec, students, student_layers, teachers, teache
           --teacher-layers sentence-transformers/all-MiniLM-L6-v2:1,2,4,6 --seeds 0,1,2 --jobs 2
       kdbench capacity-gap --suite quickstart --student-layers sentence-transformers/all-MiniLM-L6-v2:1,2,4 \\
           --teacher-layers sentence-transformers/all-MiniLM-L6-v2:2,4,6 --teachers sentence-transformers/all-mpnet-base-v2
+      kdbench capacity-gap --suite quickstart --teachers sentence-transformers/all-MiniLM-L6-v2 \\
+          --student-layers sentence-transformers/all-MiniLM-L6-v2:1 --assistant layers:3   # teacher -> assistant -> student
       kdbench capacity-gap ... --executor ray --ray-address HEAD:6379 --gpus-per-point 1   # on a Ray cluster
     """
+    from kdbench.metrics.stats import format_p
     from kdbench.sweeps import capacity_gap as sweep
     from kdbench.sweeps import executors
 
@@ -284,16 +292,18 @@ def capacity_gap(suite, student_spec, students, student_layers, teachers, teache
     if resume:
         given = [n for n, v in (("--suite", suite), ("--student", student_spec), ("--students", students),
                                 ("--student-layers", student_layers), ("--teachers", teachers),
-                                ("--teacher-layers", teacher_layers), ("--set", overrides), ("--device", device)) if v]
+                                ("--teacher-layers", teacher_layers), ("--assistant", assistant), ("--set", overrides),
+                                ("--device", device)) if v]
         if given:
             raise KdbenchError(f"--resume continues the sweep with its own plan; drop {', '.join(given)}")
         plan = None
     else:
         if not suite:
             raise KdbenchError("capacity-gap: --suite is required (or --resume SWEEP_DIR)")
+        grid = sweep.parse_students(student_spec, students, student_layers)
         plan = sweep.new_plan(suite, [*overrides, *([f"device={device}"] if device else [])],
-                              sweep.parse_teachers(teachers, teacher_layers), sweep.parse_seeds(seeds),
-                              sweep.parse_students(student_spec, students, student_layers))
+                              sweep.parse_teachers(teachers, teacher_layers), sweep.parse_seeds(seeds), grid,
+                              sweep.parse_assistant(assistant, grid))
     result = sweep.run_sweep(plan, reports_dir=reports_dir, leaderboard_dir=leaderboard_dir, resume=resume, executor=points)
     for task, c in result.curve["tasks"].items():
         click.echo(f"{task} ({c['metric']}, student mean over seeds, {c['ci_method']}):")
@@ -306,6 +316,13 @@ def capacity_gap(suite, student_spec, students, student_layers, teachers, teache
                 click.echo(f"    {p['teacher']:<46} {p['teacher_params']:>11,d} params  student {p['value']:.4f} {ci}  "
                            f"teacher {tv}{tier}")
             click.echo(f"    {s['verdict']}")
+            for v in (v for v in c.get("assistant_points", []) if v["student"] == s["student"]):
+                ci = f"[{v['ci'][0]:.4f}, {v['ci'][1]:.4f}]" if v["ci"] else "–"
+                t = v["vs_direct"]
+                dci = f" [{t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}]" if t["ci"] else ""
+                click.echo(f"    via assistant {v['assistant']} ({v['assistant_params']:,d} params, {v['assistant_value']:.4f}) "
+                           f"from {v['teacher']}: student {v['value']:.4f} {ci}; vs direct {t['delta']:+.4f}{dci} "
+                           f"({t['test']}, Holm {format_p(t['p_holm'], t['n_samples'], t['test'])}): {t['finding']}")
         fit = c["fit"]
         if "ratio" in fit:
             def ci(v):

@@ -33,7 +33,7 @@ from kdbench.fsio import within, write_atomic
 from kdbench.metrics import lm
 from kdbench.metrics import spec as metric_spec
 from kdbench.metrics.samples import Side, matches, options, read_side, tables
-from kdbench.metrics.stats import adjust_p_values
+from kdbench.metrics.stats import adjust_p_values, format_p
 from kdbench.report import compare
 from kdbench.report.record import RECORD_FILE, read_record, read_samples, samples_path, write_record
 
@@ -415,12 +415,8 @@ def _num(x: float) -> str:
     return f"{x:.4f}"
 
 
-def _p(p: float | None, test: str, n_samples: int) -> str:
-    if p is None:
-        return "–"
-    if p == 0 and not test.startswith("exact"):  # no resample crossed zero
-        return f"< {1 / n_samples:g}"
-    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+def _cell(p: float | None, test: str, n_samples: int) -> str:
+    return format_p(p, n_samples, test, name="")
 
 
 _VERDICT_ICON = {"regression": "❌ regression", "worse, within tolerance": "⚠️ worse, within tolerance",
@@ -465,8 +461,8 @@ def render_markdown(result: GateResult) -> str:
         ci = f"[{ch.ci[0]:+.4f}, {ch.ci[1]:+.4f}]" if ch.ci else "–"
         arrow = "↑" if ch.higher_is_better else "↓"
         lines.append(f"| {_md(ch.task)} | {_md(ch.model)} | {_md(ch.metric)} {arrow} | {_num(ch.baseline)} | "
-                     f"{_num(ch.candidate)} | {ch.delta:+.4f} | {ci} | {_p(ch.p_value, ch.test, result.n_samples)} | "
-                     f"{_p(ch.p_corrected, ch.test, result.n_samples)} | {_md(ch.test)} | {ch.tolerance} | "
+                     f"{_num(ch.candidate)} | {ch.delta:+.4f} | {ci} | {_cell(ch.p_value, ch.test, result.n_samples)} | "
+                     f"{_cell(ch.p_corrected, ch.test, result.n_samples)} | {_md(ch.test)} | {ch.tolerance} | "
                      f"{_VERDICT_ICON[ch.verdict]} |")
     if result.not_gated:
         lines += ["", "Not gated: " + ", ".join(_md(x) for x in result.not_gated) + "."]

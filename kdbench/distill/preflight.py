@@ -59,6 +59,17 @@ def _truncated(config, layers: int | None):
     return config
 
 
+def resolved_teacher(suite: SuiteConfig):
+    """The (first) teacher's config as it is distilled from: truncated to ``teacher.layers``."""
+    first = (suite.teachers or [suite.teacher])[0]
+    return _truncated(model_config(first.model, first.revision), first.layers)
+
+
+def resolved_student(task: Task, suite: SuiteConfig, teacher_config):
+    """The student's config as its builder makes it from ``teacher_config`` (or its own model)."""
+    return _student_config(task, suite, teacher_config, f"suite {suite.name}, task {task.name}")[0]
+
+
 def check_training(suite: SuiteConfig, tasks: Sequence[Task]) -> None:
     """train-and-eval: for every task, the recipe's own checks, the teacher(s) and student against
     their configs, the token limits against their tokenizers, the training batches against the
@@ -75,8 +86,7 @@ def check_training(suite: SuiteConfig, tasks: Sequence[Task]) -> None:
         for spec in teachers:
             _teacher_depth(task, ts, spec, where)
             check_token_limits(task, ts, spec.model, spec.revision, where)
-        first = teachers[0]
-        teacher_config = _truncated(model_config(first.model, first.revision), first.layers)
+        teacher_config = resolved_teacher(ts)
         student_config, student_map = _student_config(task, ts, teacher_config, where)
         for feature in ts.distill.features:
             check_feature_term(feature, student_config, teacher_config, student_map, where)

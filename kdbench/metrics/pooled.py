@@ -18,7 +18,7 @@ import numpy as np
 
 from kdbench.metrics import spec as metric_spec
 from kdbench.metrics.samples import Side, task_spec, tables
-from kdbench.metrics.stats import paired_draws, percentile_ci
+from kdbench.metrics.stats import finite_ci, paired_draws
 
 SEED_STREAM = 7919  # the seed-level draws' own random stream, apart from every example-level one
 
@@ -62,5 +62,4 @@ def seed_pooled_ci(spec: metric_spec.MetricSpec, per_seed: Sequence, how: metric
     samples = seed_pooled_samples(spec, per_seed, how)
     if samples is None:
         return None
-    ci = percentile_ci(samples, how.confidence)
-    return list(ci) if all(np.isfinite(ci)) else None
+    return finite_ci(samples, how.confidence)

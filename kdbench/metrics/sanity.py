@@ -23,6 +23,7 @@ from __future__ import annotations
 from kdbench.errors import KdbenchError
 from kdbench.metrics import spec as metric_spec
 from kdbench.metrics.samples import Side, options, tables
+from kdbench.metrics.stats import format_p
 
 ALPHA = 0.05
 MIN_UNITS = 30
@@ -75,7 +76,7 @@ def run_warnings(record: dict, samples) -> list[dict]:
             if t.p_value < ALPHA and _better(spec, value["baseline"], value["student"]):
                 out.append(_warning(task, "student", "student_worse_than_baseline", (
                     f"{task}: the KD student's {main} {value['student']:.4g} is significantly worse than the no-KD "
-                    f"baseline's {value['baseline']:.4g} ({t.test}, {_p(t.p_value, how.n_samples)}); distillation hurt.")))
+                    f"baseline's {value['baseline']:.4g} ({t.test}, {format_p(t.p_value, how.n_samples, t.test)}); distillation hurt.")))
         out += _small(record, task, kind_name)
     return out + _speculative(record)
 
@@ -91,10 +92,6 @@ def _speculative(record: dict) -> list[dict]:
             for task, section in record.get("speculative", {}).items()
             for engine, by_engine in section["engines"].items()
             for draft, d in by_engine["drafts"].items() if not d["identical_outputs"]]
-
-
-def _p(p: float, n_samples: int) -> str:
-    return f"p < {1 / n_samples:g}" if p == 0 else f"p = {p:.2g}"  # no resample crossed zero
 
 
 def _small(record: dict, task: str, kind_name: str) -> list[dict]:

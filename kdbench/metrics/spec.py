@@ -26,6 +26,7 @@ import numpy as np
 from kdbench.errors import KdbenchError
 from kdbench.metrics.stats import (
     bootstrap_p_value,
+    finite_ci,
     mcnemar_exact,
     paired_bootstrap,
     paired_draws,
@@ -324,8 +325,7 @@ def paired_test(spec: MetricSpec, a: Table, b: Table, how: Resampling) -> Paired
                           f"exact McNemar (b={mc['b']}, c={mc['c']})", mc)
         return Paired(va, vb, boot["value"], boot["ci"], boot["p_value"], f"paired bootstrap over {unit}")
     deltas = np.asarray(spec.samples(ctx_a), dtype=np.float64) - np.asarray(spec.samples(ctx_b), dtype=np.float64)
-    ci = list(percentile_ci(deltas, how.confidence))
-    return Paired(va, vb, va - vb, ci if all(math.isfinite(x) for x in ci) else None, bootstrap_p_value(deltas),
+    return Paired(va, vb, va - vb, finite_ci(deltas, how.confidence), bootstrap_p_value(deltas),
                   f"paired bootstrap over {unit}")
 
 

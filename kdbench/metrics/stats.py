@@ -42,6 +42,26 @@ def percentile_ci(samples: np.ndarray, confidence: float = 0.95) -> tuple[float,
     return float(low), float(high)
 
 
+def finite_ci(samples: np.ndarray, confidence: float = 0.95) -> list[float] | None:
+    """:func:`percentile_ci` as a record's ``ci``: None when too few samples are finite to give one."""
+    ci = percentile_ci(samples, confidence)
+    return list(ci) if all(math.isfinite(v) for v in ci) else None
+
+
+def format_p(p: float | None, n_samples: int, test: str = "", *, name: str = "p") -> str:
+    """A p-value as people read it: ``name = value`` ("p = 0.012", "p = 0.00042"). A resampling p of 0
+    means only that no resample crossed zero, so it is the bound ``p < 1/n_samples``; an exact
+    test's (``test`` starting "exact") is shown as it is. ``name=""``: a table cell ("0.012",
+    "< 0.001"); None: "–" (not tested)."""
+    if p is None:
+        return "–"
+    if p == 0 and not test.startswith("exact"):
+        text = f"< {1 / n_samples:g}"
+    else:
+        text = ("= " if name else "") + (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
+    return f"{name} {text}" if name else text
+
+
 # --------------------------------------------------------------------------------------------------
 # resampling units and weights
 # --------------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import pandas as pd
 
 from kdbench.metrics.calibration import reliability_bins
 from kdbench.metrics.classification import labels_from_samples, probs_from_samples
+from kdbench.metrics.samples import options
+from kdbench.metrics.stats import format_p
 from kdbench.report import plots
 from kdbench.report.summary import fmt, fmt_ci, fmt_metric, fmt_params, percent, rows
 
@@ -17,8 +19,10 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 def environment() -> jinja2.Environment:
     # autoescape: model ids and suite names are user input and must render as text
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
-                              lstrip_blocks=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters["p"] = lambda p, n_samples, test="": format_p(p, n_samples, test, name="")  # a table cell
+    return env
 
 
 def _cell(metric: dict | None) -> str:
@@ -45,7 +49,8 @@ def _kd_vs_baseline(record: dict, task: str, pair: dict) -> str:
     if p:
         test = "exact McNemar" if "mcnemar_p_value" in pair else "paired bootstrap"
         verdict = "significant" if p["value"] < 0.05 else "not significant"
-        text += f"; {test} p = {p['value']:.3g} ({verdict} at 0.05)"
+        n_samples = int(options(record, task).get("bootstrap_samples", 1000))
+        text += f"; {test} {format_p(p['value'], n_samples, test)} ({verdict} at 0.05)"
     return text + "."
 
 

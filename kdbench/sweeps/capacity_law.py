@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from kdbench.metrics import spec as metric_spec
-from kdbench.metrics.stats import adjust_p_values, percentile_ci
+from kdbench.metrics.stats import adjust_p_values, finite_ci, format_p
 
 ALPHA = 0.05
 MIN_STUDENTS = 3
@@ -31,6 +31,9 @@ FIT_BOOTSTRAP = 2000
 TIER_METHOD = ("top teacher by the main score; paired test (the metric's: exact McNemar or paired bootstrap) against "
                "each other teacher on the (seed, example) units pooled across seeds, Holm-corrected; best tier = "
                f"corrected p >= {ALPHA}; no teacher helps unless the top teacher beats the no-KD baseline at p < {ALPHA}")
+VIA_METHOD = ("each student distilled from the assistant that each teacher taught (--assistant), against the same "
+              "student distilled from the teacher directly: the same paired test on the (seed, example) units pooled "
+              f"across seeds, Holm-corrected across the student's teachers; a difference at corrected p < {ALPHA}")
 FIT_METHOD = ("least squares log(optimal teacher params) = a + b log(student params), and the constant-ratio fit "
               f"(b = 1); 95% percentile bootstrap over students ({FIT_BOOTSTRAP} resamples)")
 
@@ -67,18 +70,39 @@ def best_tier(spec: metric_spec.MetricSpec, pooled: dict[str, object], baseline,
     return out
 
 
-def verdict(student: dict, metric: str) -> str:
-    """One sentence for people: what the student's grid row shows."""
+def vs_direct(spec: metric_spec.MetricSpec, via: dict[str, object], direct: dict[str, object], how: metric_spec.Resampling,
+              alpha: float = ALPHA) -> dict[str, dict]:
+    """Per teacher, the student distilled through the teacher's assistant (``via``: teacher -> pooled
+    table) against the student distilled from the teacher (``direct``, the same units): the metric's
+    paired test, Holm-corrected across the teachers. ``delta`` is via − direct; ``finding`` says
+    which is better at corrected p < alpha, if either."""
+    higher = spec.higher_is_better is not False
+    tests = {t: metric_spec.paired_test(spec, via[t], direct[t], how) for t in via}
+    holm = adjust_p_values([r.p_value for r in tests.values()], "holm")
+    out = {}
+    for (t, r), q in zip(tests.items(), holm):
+        finding = "no significant difference"
+        if q < alpha and r.value_a != r.value_b:
+            finding = "via the assistant is better" if _better(higher, r.value_a, r.value_b) else "direct is better"
+        out[t] = {"via_value": r.value_a, "direct_value": r.value_b, "delta": r.delta, "ci": r.ci, "p_value": r.p_value,
+                  "p_holm": q, "test": r.test, "n_samples": how.n_samples, "finding": finding}
+    return out
+
+
+def verdict(student: dict, metric: str, n_samples: int) -> str:
+    """One sentence for people: what the student's grid row shows (``n_samples``: the bootstrap's
+    resamples, the bound of a resampled p of 0)."""
     b = student["baseline_test"]
     if student["no_teacher_helps"]:
         return (f"No teacher helps: the top teacher {student['top_teacher']} is not significantly better than the "
-                f"no-KD baseline on {metric} ({b['test']}, p = {b['p_value']:.2g}).")
+                f"no-KD baseline on {metric} ({b['test']}, {format_p(b['p_value'], n_samples, b['test'])}).")
     tier = student["best_tier"]
     size = "all the teachers" if len(tier) == len(student["comparisons"]) + 1 else f"{len(tier)} teacher(s)"
     said = f"Best teacher {student['top_teacher']}; the best tier (not significantly worse) holds {size}: {', '.join(tier)}."
     if b is None:
         return said + " No no-KD baseline was trained, so whether any teacher helps is not tested."
-    return said + f" It beats the no-KD baseline by {b['delta']:+.4g} ({b['test']}, p = {b['p_value']:.2g})."
+    p = format_p(b["p_value"], n_samples, b["test"])
+    return said + f" It beats the no-KD baseline by {b['delta']:+.4g} ({b['test']}, {p})."
 
 
 def fit_law(students: list[dict], teacher_range: tuple[int, int], seed: int = 0) -> dict:
@@ -109,20 +133,15 @@ def fit_law(students: list[dict], teacher_range: tuple[int, int], seed: int = 0)
     out["ratio"] = float(np.exp(np.mean(y - x)))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(x), size=(FIT_BOOTSTRAP, len(x)))
-    out["ratio_ci"] = _ci(np.exp(np.mean((y - x)[idx], axis=1)))
+    out["ratio_ci"] = finite_ci(np.exp(np.mean((y - x)[idx], axis=1)))
     if len(sizes) >= 2:
         slope, intercept = np.polyfit(x, y, 1)
         out.update(slope=float(slope), intercept=float(intercept),
                    ratio_at_mean_student=float(math.exp(intercept + (slope - 1) * x.mean())))
         boot = np.array([_line(x[i], y[i]) for i in idx])
-        out["slope_ci"], out["intercept_ci"] = _ci(boot[:, 0]), _ci(boot[:, 1])
+        out["slope_ci"], out["intercept_ci"] = finite_ci(boot[:, 0]), finite_ci(boot[:, 1])
     out["ratios"] = [float(r) for r in ratio]
     return out
-
-
-def _ci(samples: np.ndarray) -> list[float] | None:
-    ci = percentile_ci(samples)
-    return list(ci) if all(math.isfinite(v) for v in ci) else None
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

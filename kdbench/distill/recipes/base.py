@@ -172,7 +172,7 @@ class Recipe:
         for spec in suite.teachers or [suite.teacher]:
             if spec.layers and not cls.finetunes_teacher:
                 raise KdbenchError(f"{at}: teacher.layers truncates a teacher before fine-tuning; this recipe uses its "
-                                   "teacher as it is")
+                                   "teacher as it is and cannot honour it (set teacher.layers: null)")
             if not cls.finetunes_teacher and spec.finetune is not None:
                 raise KdbenchError(f"suite {suite.name}: teacher.finetune must be null for the {task.head} task "
                                    f"{task.name} (kdbench uses a {task.head.replace('_', ' ')} teacher as it is and "

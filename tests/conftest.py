@@ -6,16 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
-from cli_helpers import SMALL, run_kdbench
+from tests.helpers import ROOT, TEACHER_ID
+from tests.helpers.cli import SMALL, run_kdbench
 
-ROOT = Path(__file__).resolve().parent.parent
 _MIRROR = ROOT.parent / "shared" / "data"
 if "KDBENCH_DATA_DIR" not in os.environ and _MIRROR.is_dir():
     os.environ["KDBENCH_DATA_DIR"] = str(_MIRROR)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def pytest_collection_modifyitems(config, items):

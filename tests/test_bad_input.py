@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import TEACHER_ID
+from tests.helpers import TEACHER_ID
 
 from kdbench.cli import main
 from kdbench.errors import KdbenchError

@@ -13,12 +13,9 @@ import pytest
 from kdbench.errors import KdbenchError
 from kdbench.report.record import read_record
 from kdbench.sweeps import capacity_gap as sweep
-from tests.cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
+from tests.helpers.capacity_gap import MINILM, TINY
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-TINY = ["--set", "data.train_rows=64", "--set", "data.eval_rows=64", "--set", "distill.epochs=1",
-        "--set", "teacher.finetune.epochs=1", "--set", "max_length=32", "--set", "eval.efficiency=false",
-        "--set", "baseline=false", "--set", "eval.bootstrap_samples=200"]
 
 
 def test_teacher_and_seed_parsing():

@@ -4,7 +4,7 @@ label-only baseline, tiny slices."""
 from __future__ import annotations
 
 import pytest
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 
 from kdbench.report.record import read_record
 

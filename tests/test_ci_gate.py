@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
-BASELINE = Path(__file__).resolve().parent.parent / "baselines" / "quickstart-small.json"
+BASELINE = ROOT / "baselines" / "quickstart-small.json"
 
 
 def test_the_small_quickstart_run_passes_the_committed_baseline(small_runs, tmp_path):

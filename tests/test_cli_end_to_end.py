@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from cli_helpers import SMALL, run_kdbench
+from tests.helpers.cli import SMALL, run_kdbench
 
 from kdbench.report.record import read_record
 

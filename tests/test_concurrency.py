@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
-from report_helpers import make_run
+from tests.helpers.reports import make_run
 
 from kdbench.report import leaderboard
 
-TESTS = Path(__file__).resolve().parent
 
 
 def _start(code: str, *args, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], cwd=TESTS, text=True,
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
 
 
@@ -46,12 +45,13 @@ def _go_when_ready(tmp_path, n: int) -> None:
 WAIT = """
 import sys, time
 from pathlib import Path
+from tests.helpers import ROOT
 tmp = Path(sys.argv[1]); (tmp / f"ready-{sys.argv[2]}").touch()
 while not (tmp / "go").exists():
     time.sleep(0.01)
 """
 
-BUILDER = WAIT.replace("import sys, time", "import sys, time\nfrom report_helpers import make_run\n"
+BUILDER = WAIT.replace("import sys, time", "import sys, time\nfrom tests.helpers.reports import make_run\n"
                        "from kdbench.report import leaderboard") + """
 reports, out, tag = tmp / "reports", tmp / "lb", sys.argv[2]
 for i in range(3):
@@ -129,7 +129,7 @@ def test_two_runs_compute_one_teachers_outputs_once(tmp_path):
 def test_resume_of_a_run_in_progress_is_refused(tmp_path):
     """The writer of a run holds its staging folder's lock for the run's life; here this test
     process holds it, as a running `kdbench train-and-eval` does."""
-    from cli_helpers import run_kdbench
+    from tests.helpers.cli import run_kdbench
 
     from kdbench.config import load_suite
 

@@ -5,7 +5,7 @@ on-policy student and the metrics on generated text on the way)."""
 import numpy as np
 import pytest
 import torch
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 
 from kdbench.config import DistillConfig, load_suite
 from kdbench.distill import curves

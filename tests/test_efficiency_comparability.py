@@ -3,7 +3,7 @@ leaderboard ranks them together), never in latency (the gate says it does not co
 leaderboard marks the other hardware's latencies and plots them apart)."""
 from __future__ import annotations
 
-from report_helpers import make_run
+from tests.helpers.reports import make_run
 
 from kdbench import gate
 from kdbench.report import compare, leaderboard

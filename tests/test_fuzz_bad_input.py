@@ -16,7 +16,7 @@ import traceback
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import TEACHER_ID
+from tests.helpers import TEACHER_ID
 
 from kdbench.cli import main
 
@@ -82,7 +82,7 @@ def mytask(**changes):
 
 
 def _make_run(t, name, mismatch=False):
-    from report_helpers import edit_record, make_run
+    from tests.helpers.reports import edit_record, make_run
 
     folder = make_run(t / "runs", name)
     if mismatch:  # a record whose metric the samples do not give (the gate would refuse it later)

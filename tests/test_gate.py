@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from report_helpers import edit_record, make_run
+from tests.helpers.reports import edit_record, make_run
 
 from kdbench import gate
 from kdbench.cli import main

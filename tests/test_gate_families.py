@@ -10,7 +10,7 @@ import copy
 
 import numpy as np
 import pytest
-from pinned_runs import write_run
+from tests.helpers.pinned_runs import _degrade, write_run
 from scipy import stats as st
 
 from kdbench import gate
@@ -48,25 +48,6 @@ def _flip(p, rng, share):
     q = copy.copy(p)
     flip = rng.random(len(p.probs)) < share
     q.probs = np.where(flip[:, None], p.probs[:, ::-1], p.probs)
-    return q
-
-
-def _degrade(role, p):
-    """The student made clearly worse, family by family."""
-    if role != "student":
-        return p
-    rng = np.random.default_rng(0)
-    q = copy.copy(p)
-    if p.kind == "classifier":  # 60% of its right answers turned wrong
-        q.probs = np.where(((p.probs.argmax(1) == p.labels) & (rng.random(len(p.labels)) < 0.6))[:, None],
-                           p.probs[:, ::-1], p.probs)
-        return q
-    if p.kind == "regression":
-        q.scores = p.scores + rng.normal(0, 3.0, len(p.scores))
-    elif p.kind == "ranking":
-        q.doc_ids = [list(reversed(d)) for d in p.doc_ids]
-    elif p.kind == "lm":
-        q.token_logprobs = [lp - 2.0 for lp in p.token_logprobs]
     return q
 
 
@@ -185,7 +166,7 @@ def test_ner_entity_f1_over_sentences_against_seqeval(folders, tmp_path):
 def test_retrieval_per_query_values_against_pytrec_eval(folders, tmp_path):
     import pytrec_eval
 
-    from pinned_runs import load
+    from tests.helpers.pinned_runs import load
 
     pinned = load("retrieval")["dbpedia_entity_5k"]["predictions"]
     _, _, base, cand, ids = _tables(folders, tmp_path, "retrieval", "dbpedia_entity_5k", "student")

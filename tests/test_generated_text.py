@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 
 from kdbench.backends.causal_lm import HFCausalLM
 from kdbench.config import EvalConfig, GeneratedTextConfig, load_suite

@@ -8,14 +8,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from kdbench.report.record import validate_record
 
-TINY = ["--train-rows", "160", "--eval-rows", "96", "--epochs", "1", "--set", "teacher.finetune.epochs=1",
-        "--set", "eval.efficiency=false", "--set", "eval.bootstrap_samples=200"]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from report_helpers import edit_record, make_run
+from tests.helpers.reports import edit_record, make_run
 
 from kdbench.cli import main
 from kdbench.report import leaderboard
@@ -215,7 +215,7 @@ def _board_rows(html: str) -> list[dict]:
 
 
 def test_rows_rank_by_significance_tier_with_percent_of_teacher_and_collapsed_reruns(tmp_path):
-    from report_helpers import make_run
+    from tests.helpers.reports import make_run
 
     root = tmp_path / "reports"
     make_run(root, "good", seed=0, n=800, accuracies={"teacher": 0.9, "student": 0.85})
@@ -245,7 +245,7 @@ def test_rows_rank_by_significance_tier_with_percent_of_teacher_and_collapsed_re
 
 def test_the_run_report_shows_each_familys_own_columns(tmp_path):
     import pandas as pd
-    from pinned_runs import write_run
+    from tests.helpers.pinned_runs import write_run
 
     from kdbench.report import html
 

@@ -294,7 +294,7 @@ def layer_selected_student(tmp_path_factory, smol):
 
 @pytest.mark.slow
 def test_kdbench_eval_lm_eval_suite(tmp_path, data_dir, layer_selected_student):
-    from cli_helpers import run_kdbench
+    from tests.helpers.cli import run_kdbench
 
     rows = 8
     proc = run_kdbench("eval", "--suite", "lm_eval", "--teacher", MODEL, "--student", layer_selected_student,

@@ -19,7 +19,6 @@ from kdbench.metrics.spec import KINDS, all_metrics, kind
 from kdbench.registry import Registry
 from kdbench.tasks import list_tasks
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_registry_templates_exact_names_first_and_did_you_mean():
@@ -87,13 +86,14 @@ import json, sys
 from pathlib import Path
 import kdbench.metrics
 kdbench.metrics.__path__.append(sys.argv[1])  # as if error_rate.py were a new file in kdbench/metrics/
-import report_helpers
+import tests.helpers.reports as report_helpers
 from click.testing import CliRunner
 from kdbench import gate
 from kdbench import reference
 from kdbench.cli import main
 from kdbench.metrics import docs
 from kdbench.tasks.registry import load_spec
+from tests.helpers import ROOT
 
 report_helpers.METRICS.append("error_rate")
 base = report_helpers.make_run(sys.argv[2], "base")
@@ -123,8 +123,8 @@ def test_a_new_metric_is_one_file(tmp_path):
         main_score: error_rate
         """))
     proc = subprocess.run([sys.executable, "-c", DRIVER, str(plugin), str(tmp_path / "runs"), str(task)],
-                          capture_output=True, text=True, cwd=ROOT / "tests", timeout=300,
-                          env={"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "PATH": "/usr/bin:/bin"})
+                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert any(line.startswith("error_rate ") and "exact McNemar" in line for line in out["listing"].splitlines())

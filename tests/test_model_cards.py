@@ -8,14 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 from huggingface_hub import EvalResult, ModelCard
 from huggingface_hub.repocard_data import eval_results_to_model_index
 
 from kdbench.models.card import model_card, saved_models
 from kdbench.report.record import read_record
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
 
 

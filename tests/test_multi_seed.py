@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from cli_helpers import run_kdbench
-from test_glue_end_to_end import TINY
+from tests.helpers.cli import run_kdbench
+from tests.helpers.cli import TINY
 
 from kdbench.report.record import validate_record
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from report_helpers import make_run
+from tests.helpers.reports import make_run
 
 from kdbench import names
 from kdbench.cli import main

@@ -19,6 +19,7 @@ from kdbench.metrics import ner as ner_metrics
 from kdbench.metrics import spec as metric_spec
 from kdbench.tasks import get_task
 from kdbench.tasks.base import LoadedModel, RunSettings
+from tests.helpers import ROOT
 
 TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 WNUT = Path("leondz/wnut_17/wnut_17")
@@ -82,7 +83,7 @@ def _mirror_copy(tmp_path: Path, rows: list[dict], dataset: str = "local/wnut_id
 
 
 def _task_yaml(tmp_path: Path, name: str, dataset: str, **extra) -> Path:
-    wnut = (Path(__file__).resolve().parent.parent / "kdbench/tasks/builtin/wnut_17.yaml").read_text()
+    wnut = (ROOT / "kdbench/tasks/builtin/wnut_17.yaml").read_text()
     text = wnut.replace("name: wnut_17", f"name: {name}").replace("id: leondz/wnut_17", f"id: {dataset}")
     text = text.replace("config: wnut_17", "config: null")
     for key, value in extra.items():
@@ -348,7 +349,7 @@ def test_recipe_trains_teacher_student_baseline_on_a_tiny_slice(tmp_path, monkey
 
     monkeypatch.setenv("KDBENCH_CACHE_DIR", str(tmp_path / "cache"))
     suite_file = tmp_path / "tiny.yaml"
-    suite_file.write_text((Path(__file__).resolve().parent.parent / "suites/ner.yaml").read_text())
+    suite_file.write_text((ROOT / "suites/ner.yaml").read_text())
     suite = load_suite(str(suite_file), ["data.train_rows=160", "data.eval_rows=60", "teacher.finetune.epochs=1",
                                          "distill.epochs=1", "eval.bootstrap_samples=200"])
     task = get_task("wnut_17")

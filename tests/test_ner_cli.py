@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 from seqeval.metrics import f1_score
 
 from kdbench.report.record import read_record

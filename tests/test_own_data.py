@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from cli_helpers import run_kdbench
-from own_data import make_folder, mirror_rows, write_jsonl, write_task
+from tests.helpers.cli import run_kdbench
+from tests.helpers.own_data import make_folder, mirror_rows, write_jsonl, write_task
 
 from kdbench.data import DatasetSpec, load_split
 from kdbench.errors import KdbenchError

@@ -6,11 +6,8 @@ pipeline's scoring step and must give the same ``results`` and ``pairs``, key fo
 from __future__ import annotations
 
 import gzip
-import importlib
 import math
 import pickle
-from dataclasses import fields
-from pathlib import Path
 
 import pytest
 
@@ -19,31 +16,10 @@ from kdbench.config import EvalConfig
 from kdbench.tasks.base import RunSettings
 from kdbench.tasks import get_task
 from kdbench.tasks.registry import family_class
+from tests.helpers.pinned_runs import PINNED, _predictions
 
-PINNED = Path(__file__).parent / "data" / "pinned"
 RUNS = ["glue", "ner", "retrieval", "lm", "reasoning", "lm_eval"]
 CI_RTOL = 1e-12  # CI endpoints: percentiles of sums whose summation order may differ in the last bit
-
-
-# classes the pinned runs were captured with that are gone: (their path) -> (the class now, its fields then)
-RENAMED = {
-    # the lm-eval bridge's second GenerationPredictions: the generation family's, with lm-eval's values;
-    # ``targets`` are the gold answers and the filter's fallback ("[invalid]") is no answer (None)
-    "kdbench.predictions.lm_eval:GenerationPredictions": (
-        "kdbench.predictions.lm_eval:LmEvalGenerationPredictions",
-        lambda f: {**f, "gold": f["targets"], "answers": [None if a == "[invalid]" else a for a in f["answers"]]}),
-}
-
-
-def _predictions(plain: dict):
-    path, values = plain["class"], plain["fields"]
-    if path in RENAMED:
-        path, convert = RENAMED[path]
-        values = convert(values)
-    module, name = path.split(":")
-    cls = getattr(importlib.import_module(module), name)
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def _rescored(pinned: dict):

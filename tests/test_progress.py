@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 
 from kdbench import progress
 

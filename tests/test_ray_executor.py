@@ -13,9 +13,9 @@ import pytest
 
 from kdbench.sweeps import capacity_gap as sweep
 from kdbench.sweeps.executors import Job, LocalExecutor, RayExecutor
-from tests.cli_helpers import run_kdbench
-from tests.ray_jobs import crash_once
-from tests.test_capacity_gap import MINILM, TINY
+from tests.helpers.cli import run_kdbench
+from tests.helpers.ray_jobs import crash_once
+from tests.helpers.capacity_gap import MINILM, TINY
 
 try:
     import ray

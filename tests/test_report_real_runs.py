@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 
 from kdbench.report import load_runs
 from kdbench.report.record import read_record

@@ -5,7 +5,7 @@ import json
 import warnings
 
 import pytest
-from report_helpers import make_run
+from tests.helpers.reports import make_run
 
 from kdbench.errors import KdbenchError
 from kdbench.report import ComparabilityWarning, compare, load_runs

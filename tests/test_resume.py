@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.helpers import ROOT
 
-JOB = Path(__file__).with_name("trainer_job.py")
+JOB = ROOT / "tests" / "helpers" / "trainer_job.py"
 pytestmark = pytest.mark.slow
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import torch
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 from safetensors.torch import load_file
 
 ARGS = ["--train-rows", "64", "--eval-rows", "32", "--layers", "0", "--epochs", "1", "--set", "distill.batch_size=8",
@@ -95,7 +95,7 @@ def test_a_run_killed_after_its_record_was_written_is_completed(tmp_path, monkey
     """The window between dropping the checkpoints and the rename: the staging folder holds the
     whole run (the record is written last); --resume renames it into place, nothing is redone, and
     the leaderboard is the run's own (resume.json), not ./leaderboards."""
-    from report_helpers import make_run
+    from tests.helpers.reports import make_run
 
     staging = _staging_with_resume_state(tmp_path)
     done = make_run(tmp_path / "made", "20260101-000000-quickstart-abcdef")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 
 from kdbench.report.record import read_record
 

@@ -5,9 +5,9 @@ the record, the HTML report and the terminal line."""
 from __future__ import annotations
 
 import pandas as pd
-from pinned_runs import write_run
-from report_helpers import make_run
-from test_gate_families import _degrade
+from tests.helpers.pinned_runs import write_run
+from tests.helpers.reports import make_run
+from tests.helpers.pinned_runs import _degrade
 
 from kdbench.metrics.sanity import run_warnings
 from kdbench.report import html

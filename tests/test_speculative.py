@@ -9,7 +9,7 @@ import os
 from types import SimpleNamespace
 
 import pytest
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 
 from kdbench.backends import speculative
 from kdbench.config import SpeculativeConfig, load_suite

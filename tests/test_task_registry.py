@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 
 from kdbench.errors import KdbenchError
 from kdbench.tasks import get_task, list_tasks

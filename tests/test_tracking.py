@@ -9,7 +9,7 @@ import importlib.util
 import os
 
 import pytest
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 
 from kdbench import tracking
 from kdbench.errors import KdbenchError
@@ -19,7 +19,7 @@ ALPHA = 0.7
 
 @pytest.fixture(scope="module")
 def job(data_dir):
-    from trainer_job import job
+    from tests.helpers.trainer_job import job
 
     return job(rows=48, loss="taid", loss_args={"t": 0.4}, alpha=ALPHA, epochs=1, batch_size=8, warmup_ratio=0.34)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from cli_helpers import run_kdbench
+from tests.helpers.cli import run_kdbench
 
 from kdbench.backends.vllm_lm import require_vllm
 from kdbench.errors import KdbenchError

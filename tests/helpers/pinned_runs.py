@@ -3,12 +3,15 @@
 ``edit(role, predictions)`` may change a model's predictions first (a degraded candidate)."""
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
+import importlib
 import pickle
+from dataclasses import fields
 from pathlib import Path
 
-from test_pinned_records import PINNED, _predictions
+import numpy as np
 
 from kdbench import pipeline
 from kdbench.config import EvalConfig
@@ -17,6 +20,30 @@ from kdbench.report.record import write_record
 from kdbench.tasks import get_task
 from kdbench.tasks.base import RunSettings
 from kdbench.tasks.registry import family_class
+from tests.helpers import ROOT
+
+PINNED = ROOT / "tests" / "data" / "pinned"
+
+
+# classes the pinned runs were captured with that are gone: (their path) -> (the class now, its fields then)
+RENAMED = {
+    # the lm-eval bridge's second GenerationPredictions: the generation family's, with lm-eval's values;
+    # ``targets`` are the gold answers and the filter's fallback ("[invalid]") is no answer (None)
+    "kdbench.predictions.lm_eval:GenerationPredictions": (
+        "kdbench.predictions.lm_eval:LmEvalGenerationPredictions",
+        lambda f: {**f, "gold": f["targets"], "answers": [None if a == "[invalid]" else a for a in f["answers"]]}),
+}
+
+
+def _predictions(plain: dict):
+    path, values = plain["class"], plain["fields"]
+    if path in RENAMED:
+        path, convert = RENAMED[path]
+        values = convert(values)
+    module, name = path.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def load(run: str) -> dict:
@@ -59,3 +86,22 @@ def write_run(run: str, folder: Path, edit=None, *, bootstrap_samples: int = 200
     write_record(folder / "report.json", record)
     samples_frame(frames).to_parquet(folder / "samples.parquet", index=False)
     return folder
+
+
+def _degrade(role, p):
+    """The student made clearly worse, family by family."""
+    if role != "student":
+        return p
+    rng = np.random.default_rng(0)
+    q = copy.copy(p)
+    if p.kind == "classifier":  # 60% of its right answers turned wrong
+        q.probs = np.where(((p.probs.argmax(1) == p.labels) & (rng.random(len(p.labels)) < 0.6))[:, None],
+                           p.probs[:, ::-1], p.probs)
+        return q
+    if p.kind == "regression":
+        q.scores = p.scores + rng.normal(0, 3.0, len(p.scores))
+    elif p.kind == "ranking":
+        q.doc_ids = [list(reversed(d)) for d in p.doc_ids]
+    elif p.kind == "lm":
+        q.token_logprobs = [lp - 2.0 for lp in p.token_logprobs]
+    return q

@@ -7,6 +7,9 @@ import sys
 
 # a small SST-2 slice: minutes on 2 cores, large enough for the quickstart's claims to show
 SMALL = ["--train-rows", "1000", "--eval-rows", "300"]
+# a tiny GLUE slice: one epoch of the teacher and the student, seconds per task
+TINY = ["--train-rows", "160", "--eval-rows", "96", "--epochs", "1", "--set", "teacher.finetune.epochs=1",
+        "--set", "eval.efficiency=false", "--set", "eval.bootstrap_samples=200"]
 
 
 def run_kdbench(*args, env=None) -> subprocess.CompletedProcess:

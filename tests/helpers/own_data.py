@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 TASK = {"family": "glue", "columns": {"text": "sentence", "label": "label", "id": "idx"},
@@ -58,3 +59,8 @@ def make_folder(root: Path, data_dir: Path, train_rows: int = 160, eval_rows: in
 def write_task(path: Path, fields: dict) -> Path:
     path.write_text(yaml.safe_dump({**TASK, **fields}))
     return path
+
+
+@pytest.fixture
+def own(tmp_path, data_dir):
+    return make_folder(tmp_path / "own", data_dir)

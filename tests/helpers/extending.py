@@ -1,0 +1,13 @@
+"""What tests/integration/recipes/test_extending.py and tests/unit/test_extending.py share."""
+import textwrap
+
+
+def plugin(tmp_path, monkeypatch, name: str, modules: dict[str, str]) -> str:
+    """A package ``name`` in ``tmp_path`` with these modules, importable for the test."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    for module, source in modules.items():
+        (folder / f"{module}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name

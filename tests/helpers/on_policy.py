@@ -1,0 +1,38 @@
+"""What tests/unit/distill/test_on_policy.py and tests/integration/recipes/test_on_policy.py share."""
+import pytest
+
+from kdbench.config import OnPolicyConfig
+from kdbench.distill.on_policy import OnPolicy
+from kdbench.distill.recipes.causal_lm import encode_pairs
+from kdbench.models.loading import load_for_head, load_tokenizer
+
+
+LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+PAD = EOS = 2
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return load_for_head(LM_ID, "causal_lm").eval()
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer(LM_ID)
+
+
+@pytest.fixture(scope="module")
+def reasoning(tok, data_dir):
+    """Four GSM8K train problems as the reasoning task trains on them: chat prompt, gold solution."""
+    from kdbench.tasks.registry import get_task
+
+    task = get_task("gsm8k")
+    pairs = task.training_texts(task.train_data(4, seed=0), tok)
+    return encode_pairs(tok, pairs, max_length=192)
+
+
+def _sampler(prompts, fraction=1.0, max_new_tokens=12, temperature=1.0, seed=0, **cfg):
+    return OnPolicy(OnPolicyConfig(fraction=fraction, max_new_tokens=max_new_tokens, temperature=temperature, **cfg),
+                    prompts, pad_id=PAD, eos_ids=[EOS], max_length=192, seed=seed, dtype="fp32")

@@ -1,0 +1,11 @@
+"""What tests/unit/test_tracking.py and tests/integration/train_and_eval/test_tracking.py share."""
+from __future__ import annotations
+
+
+def scalars(folder):
+    """{tag: [(step, value)]} from the TensorBoard event files in ``folder``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}

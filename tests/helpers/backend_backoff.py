@@ -1,4 +1,4 @@
-"""What tests/unit/backends/test_backend_backoff.py and tests/integration/backends/test_backend_backoff.py share."""
+"""The out-of-memory stand-in both backoff test files use: which batch sizes fit, and a forward that raises above them."""
 from __future__ import annotations
 
 

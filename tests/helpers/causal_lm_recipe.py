@@ -1,4 +1,5 @@
-"""What tests/unit/distill/recipes/test_causal_lm_recipe.py and tests/integration/recipes/test_causal_lm_recipe.py share."""
+"""SmolLM2 and GSM8K for the causal-LM recipe tests: the model, its tokenizer, prompt/answer pairs,
+a layer-selected student and a small suite (the unit checks of the loss and the real tiny distillation)."""
 
 import pytest
 
@@ -10,8 +11,6 @@ from kdbench.models.students import layer_selection
 
 
 LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
 PAD = 2  # SmolLM2's pad token is its eos <|im_end|>: masks, not token ids, must tell padding
 
 

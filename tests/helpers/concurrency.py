@@ -1,4 +1,4 @@
-"""What tests/unit/test_concurrency.py and tests/integration/train_and_eval/test_concurrency.py share."""
+"""Waiting for the real processes the concurrency tests start."""
 from __future__ import annotations
 
 

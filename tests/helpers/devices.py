@@ -1,4 +1,4 @@
-"""What tests/unit/test_devices.py and tests/integration/train_and_eval/test_devices.py share."""
+"""Whether this machine has a GPU (the device tests check the refusals a CPU-only machine gives)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""What tests/integration/recipes/test_extending.py and tests/unit/test_extending.py share."""
+"""A throwaway plugin package for the extension tests (a new loss, family or head as the user would write it)."""
 import textwrap
 
 

@@ -1,4 +1,4 @@
-"""What tests/unit/tasks/test_generated_text.py and tests/integration/eval/test_generated_text.py share."""
+"""The model the generated-text tests score."""
 
 
 LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -1,4 +1,4 @@
-"""What tests/unit/tasks/test_generation.py and tests/integration/backends/test_generation.py share."""
+"""SmolLM2 and its real GSM8K generations for the generation-family tests."""
 from __future__ import annotations
 
 import pytest
@@ -10,8 +10,6 @@ from kdbench.tasks.generation import GenerationSettings
 
 
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
 SETTINGS = RunSettings(dtype="bf16", max_length=512, seed=0, eval=EvalConfig(batch_size=8, bootstrap_samples=1000))
 
 

@@ -1,4 +1,4 @@
-"""What tests/unit/tasks/test_language_modeling.py and tests/integration/backends/test_language_modeling.py share."""
+"""SmolLM2 on GSM8K solutions for the language-modelling tests (perplexity, top-k approximations)."""
 from __future__ import annotations
 
 
@@ -10,8 +10,6 @@ from kdbench.tasks.base import RunSettings
 
 
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
 FP32 = RunSettings(dtype="fp32", max_length=256, seed=0, eval=EvalConfig(batch_size=8, bootstrap_samples=1000))
 
 

@@ -1,4 +1,4 @@
-"""What tests/unit/tasks/test_lm_eval_bridge.py and tests/integration/eval/test_lm_eval_bridge.py share."""
+"""The lm-eval bridge's test models, task folders and a real SST-2 run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,11 +9,7 @@ from kdbench.tasks.base import RunSettings
 
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
 SST2_ROWS = 30
-
-
 FP32 = RunSettings(dtype="fp32")
 
 

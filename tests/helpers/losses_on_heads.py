@@ -1,4 +1,4 @@
-"""What tests/integration/recipes/test_losses_on_heads.py and tests/unit/distill/losses/test_losses_on_heads.py share."""
+"""Small real suites for every head, for the tests of the losses each head takes."""
 from __future__ import annotations
 
 import functools
@@ -21,18 +21,12 @@ def get_task(name: str):
 
 
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
-
-
 DECODER = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
 TASKS = {"classification": "sst2", "regression": "stsb", "token_classification": "wnut_17",
          "embedding": "dbpedia_entity_5k", "causal_lm": "gsm8k_text"}
 
 
 FEATURES = ("hidden_mse", "attention_transfer", "minilm_relation")
-
-
 TINY_FINETUNE = {"epochs": 1, "batch_size": 16, "lr": 1.0e-4}
 
 

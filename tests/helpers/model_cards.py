@@ -1,4 +1,4 @@
-"""What tests/integration/train_and_eval/test_model_cards.py and tests/unit/models/test_model_cards.py share."""
+"""The teacher the model-card tests name and the checks every card must pass."""
 from __future__ import annotations
 
 

@@ -1,4 +1,4 @@
-"""What tests/integration/recipes/test_multi_teacher.py and tests/unit/distill/test_multi_teacher.py share."""
+"""The two teachers of the multi-teacher tests."""
 from __future__ import annotations
 
 

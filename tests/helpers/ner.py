@@ -1,4 +1,4 @@
-"""What tests/unit/tasks/test_ner.py and tests/integration/recipes/test_ner.py share."""
+"""WNUT-17 for the NER tests: the task, a real slice, an untrained tagger's predictions and its settings."""
 from __future__ import annotations
 
 
@@ -10,8 +10,6 @@ from kdbench.tasks.base import LoadedModel, RunSettings
 
 
 TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
-
 ROWS = 120
 
 

@@ -1,4 +1,4 @@
-"""What tests/unit/distill/test_on_policy.py and tests/integration/recipes/test_on_policy.py share."""
+"""SmolLM2 and GSM8K reasoning prompts for the on-policy tests, and the student's sampler."""
 import pytest
 
 from kdbench.config import OnPolicyConfig
@@ -8,8 +8,6 @@ from kdbench.models.loading import load_for_head, load_tokenizer
 
 
 LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
 PAD = EOS = 2
 
 

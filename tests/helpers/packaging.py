@@ -1,4 +1,4 @@
-"""What tests/integration/train_and_eval/test_packaging.py and tests/unit/test_packaging.py share."""
+"""A wheel of this checkout installed apart from it, and the CLI run from it."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""What tests/integration/capacity_gap/test_ray_executor.py and tests/unit/sweeps/test_ray_executor.py share."""
+"""Ray when it is installed (None otherwise: those tests skip)."""
 from __future__ import annotations
 
 

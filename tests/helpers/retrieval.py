@@ -1,4 +1,4 @@
-"""What tests/unit/tasks/test_retrieval.py and tests/integration/recipes/test_retrieval.py share."""
+"""DBpedia-Entity for the retrieval tests: the task, a small slice of it and the embedding models."""
 from __future__ import annotations
 
 
@@ -8,14 +8,8 @@ from kdbench.tasks.registry import get_task
 
 
 DATASET = "BeIR/dbpedia-entity-5k"
-
-
 TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
-
 STUDENT_ID = "sentence-transformers/paraphrase-MiniLM-L3-v2"
-
-
 CORPUS_ROWS = 300  # 23 evaluated queries keep a relevant document in the first 300
 
 

@@ -1,4 +1,4 @@
-"""What tests/integration/eval/test_speculative.py and tests/unit/backends/test_speculative.py share."""
+"""The model of the speculative-decoding tests and its tokenizer."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""What tests/unit/distill/test_topk_cache.py and tests/integration/recipes/test_topk_cache.py share."""
+"""SmolLM2 and a layer-selected student for the top-k teacher-cache tests."""
 
 import pytest
 

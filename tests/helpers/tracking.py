@@ -1,4 +1,4 @@
-"""What tests/unit/test_tracking.py and tests/integration/train_and_eval/test_tracking.py share."""
+"""Reading the scalars back from TensorBoard event files."""
 from __future__ import annotations
 
 

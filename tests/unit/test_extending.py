@@ -1,7 +1,7 @@
 """How many files a newcomer writes to extend kdbench, proved by writing them: each extension is a
 package of its own in a temporary folder that the registry is pointed at (``Registry.extended``),
 so nothing of kdbench is edited. A new logit loss is one module; a new metric one module
-(tests/test_metric_registry.py); a new family on an existing head one module and its task YAML; a
+(tests/unit/metrics/test_metric_registry.py); a new family on an existing head one module and its task YAML; a
 new head its backend, its recipe and its family (and the family's task YAML)."""
 import math
 import sys

@@ -1,6 +1,6 @@
 """The gate for every family, on run folders made from the pinned predictions of real runs (GLUE
 classification and STS-B regression, WNUT-17 NER, DBpedia-Entity retrieval, GSM8K language modelling
-and reasoning, lm-eval multiple choice and generation; tests/pinned_runs.py): a copy passes with every
+and reasoning, lm-eval multiple choice and generation; tests/helpers/pinned_runs.py): a copy passes with every
 metric gated or named as not gated, a degraded student fails on the metrics it degraded, and each
 family's paired test is checked against an independent implementation on the very resamples the gate
 uses (scikit-learn, scipy, seqeval, pytrec_eval, lm-eval's aggregations). No model is run."""

@@ -1,5 +1,5 @@
 """How the pinned records in this folder were made (run once, with the code of the commit before the
-metric registry; tests/test_pinned_records.py re-scores the pinned predictions with today's code and
+metric registry; tests/unit/test_pinned_records.py re-scores the pinned predictions with today's code and
 compares every value): real runs of each family on tiny slices, each task's predictions (every
 role), its run settings and task spec, and the ``results``/``pairs`` the pipeline wrote.
 

@@ -18,7 +18,7 @@ def test_backend_vllm_rejects_classifier_tasks(tmp_path):
 
 def test_backend_vllm_without_vllm_says_how_to_install(tmp_path):
     if importlib.util.find_spec("vllm") is not None:
-        pytest.skip("vLLM is installed here; tests/test_vllm_backend.py runs the backend")
+        pytest.skip("vLLM is installed here; tests/integration/eval/test_vllm_backend.py runs the backend")
     proc = run_kdbench("eval", "--suite", "reasoning", "--teacher", "HuggingFaceTB/SmolLM2-135M-Instruct",
                        "--backend", "vllm", "--reports-dir", tmp_path / "r")
     assert proc.returncode == 2

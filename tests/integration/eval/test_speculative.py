@@ -26,8 +26,6 @@ tok = shared.tok
 
 
 LAYERS = [0, 4, 8, 12, 16, 20, 24, 29]
-
-
 TASK = """name: gsm8k_short
 family: reasoning
 dataset: {id: openai/gsm8k, config: main, train_split: train, eval_split: test}
@@ -86,7 +84,7 @@ def test_assisted_generation_is_lossless_and_counted(pair, prompts):
 @pytest.fixture
 def environ_restored():
     # vLLM sets process variables on import and engine start; later tests start kdbench subprocesses
-    # from this environment (tests/test_threads.py checks their thread policy)
+    # from this environment (tests/unit/test_threads.py checks their thread policy)
     saved = dict(os.environ)
     yield
     os.environ.clear()

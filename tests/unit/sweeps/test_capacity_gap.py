@@ -2,7 +2,7 @@
 1 and 2 layers of all-MiniLM-L6-v2) × two truncations of it as teachers × two seeds: each teacher
 fine-tuned once, each student's baseline trained once per seed, the verdicts and the fit in the curve
 record, the grid on the leaderboard, and an interrupted sweep resumed without recomputing its
-finished points (slow). The statistics on constructed outcomes: tests/test_capacity_law.py."""
+finished points (slow). The statistics on constructed outcomes: tests/unit/sweeps/test_capacity_law.py."""
 from __future__ import annotations
 
 import json

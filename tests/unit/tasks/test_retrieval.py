@@ -75,11 +75,7 @@ def _mirror(root, corpus=None, queries=None, qrels=None):
 
 
 DOCS = [{"_id": "d1", "title": "A", "text": "alpha"}, {"_id": "d2", "title": "B", "text": "beta"}]
-
-
 QUERIES = [{"_id": "q1", "text": "alpha?"}]
-
-
 QRELS = [{"query-id": "q1", "corpus-id": "d1", "score": 1}]
 
 
@@ -158,8 +154,6 @@ def test_search_is_exact_across_blocks_and_excludes_identical_ids():
 # metrics against pytrec_eval on real rankings
 # ---------------------------------------------------------------------------------------------
 MEASURES = {"ndcg_cut.10,100", "recall.10,100", "map_cut.100"}
-
-
 PYTREC_NAMES = {"ndcg_at_10": "ndcg_cut_10", "ndcg_at_100": "ndcg_cut_100", "recall_at_10": "recall_10",
                 "recall_at_100": "recall_100", "map_at_100": "map_cut_100"}
 

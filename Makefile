@@ -11,7 +11,7 @@ OFFLINE := KDBENCH_DATA_DIR=$(abspath $(MIRROR)/data) HF_HUB_OFFLINE=1 HF_DATASE
 endif
 SEED_TOOL := $(wildcard $(MIRROR)/tools/seed-hf-cache)
 
-.PHONY: quickstart test models vllm ray docs baselines clean
+.PHONY: quickstart test test-fast lint models vllm ray docs baselines clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ quickstart: models
 
 # Re-make every committed baseline from this code (a change that moves the numbers re-promotes them in
 # the same commit; `kdbench gate` names a trainer change). quickstart-small is the slice CI gates
-# (tests/test_ci_gate.py: the small_runs fixture's first run, train 1000 / eval 300 rows).
+# (tests/integration/gate/test_ci_gate.py: the small_runs fixture's first run, train 1000 / eval 300 rows).
 BASELINE_SUITES ?= quickstart glue ner retrieval lm reasoning
 baselines: models
 	for s in $(BASELINE_SUITES); do $(OFFLINE) $(BIN)/kdbench baseline make $$s || exit 1; done
@@ -55,13 +55,21 @@ baselines: models
 		--set data.train_rows=1000 --set data.eval_rows=300
 
 # The reference pages docs/{losses,tasks,suites,metrics}.md are generated from the registries
-# (kdbench.reference.PAGES; tests/test_metric_registry.py fails when a committed page is out of date)
+# (kdbench.reference.PAGES; tests/unit/metrics/test_metric_registry.py fails when a committed page is out of date)
 REFERENCE_PAGES := losses tasks suites metrics
 docs: $(BIN)/.installed
 	for p in $(REFERENCE_PAGES); do $(BIN)/kdbench $$p --markdown > docs/$$p.md.tmp && mv docs/$$p.md.tmp docs/$$p.md || exit 1; done
 
+# tests/unit mirrors the package (fast tests: minutes on 2 cores); tests/integration trains and evaluates real
+# models through the CLI and the recipes. `make test` runs both.
 test: models
 	$(OFFLINE) $(BIN)/python -m pytest -q
+
+test-fast: models
+	$(OFFLINE) $(BIN)/python -m pytest -q tests/unit
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check kdbench tests benchmarks
 
 clean:
 	rm -rf $(VENV) reports leaderboards

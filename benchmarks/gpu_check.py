@@ -12,7 +12,7 @@ from a config with random weights). There, with the bundle carried beside the tr
 
     python3 benchmarks/gpu_check.py run               # installs missing wheels with --no-index, then:
 
-1. the ``gpu``-marked tests (tests/test_gpu.py);
+1. the ``gpu``-marked tests (tests/integration/backends/test_gpu.py);
 2. a small ``kdbench train-and-eval --device cuda`` (teacher fine-tune → KD student → baseline →
    evaluation → record) on the SST-2 slice, through the real CLI;
 3. agreement of GPU and CPU predictions of that run's models (same weights; fp32, which is TF32 on
@@ -242,10 +242,10 @@ class Check:
 
     # 1 ------------------------------------------------------------------------------------------
     def tests(self, s: Summary) -> None:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-q", "-rs",
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "tests/integration/backends/test_gpu.py", "-q", "-rs",
                                "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, timeout=600)
         tail = [line for line in proc.stdout.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
-        s.add("1 gpu tests", "pytest -m gpu tests/test_gpu.py", tail[0])
+        s.add("1 gpu tests", "pytest -m gpu tests/integration/backends/test_gpu.py", tail[0])
         if proc.returncode != 0 and not (self.cpu and "skipped" in tail[0]):
             print(proc.stdout[-4000:], proc.stderr[-2000:])
             raise RuntimeError(f"pytest exit {proc.returncode}")

@@ -131,6 +131,6 @@ def metrics_markdown() -> str:
 
 
 # every generated page of docs/, by path: `kdbench losses|tasks|suites|metrics --markdown` print them, `make docs`
-# writes them, tests/test_metric_registry.py fails when a committed page differs
+# writes them, tests/unit/metrics/test_metric_registry.py fails when a committed page differs
 PAGES = {"docs/losses.md": losses_markdown, "docs/tasks.md": tasks_markdown, "docs/suites.md": suites_markdown,
          "docs/metrics.md": metrics_markdown}

@@ -23,7 +23,7 @@ approximation: imputed probabilities are estimates and the rest bucket merges to
 can only lower KL and TVD, by the data-processing inequality). ``top1_agreement`` is exact.
 
 Measured error against the exact full-vocabulary values (SmolLM2-135M-Instruct teacher, 1,672
-tokens of GSM8K test solutions, k = 128; tests/test_language_modeling.py re-measures it):
+tokens of GSM8K test solutions, k = 128; tests/integration/backends/test_language_modeling.py re-measures it):
 a 24-of-30-layer student (exact KL 2.13): forward KL −1 %, reverse KL −9 %, TVD −0.012;
 an 8-of-30-layer student (exact KL 9.2, TVD 0.97): forward KL −2 %, reverse KL −21 %, TVD −0.022;
 the teacher in bf16 against fp32 (KL 0.0008): KL −4 %, TVD −0.0004. α = 1 − TVD on the coarsened

@@ -8,7 +8,7 @@ ranking (rank 1 first), 0 for an unjudged document or an empty slot of a ranking
 A document is *relevant* when its relevance is ≥ 1 (trec_eval's ``relevance_level`` 1: a qrel
 score of 0 is judged non-relevant). Negative judgments count as 0.
 
-Conventions (checked against pytrec_eval 0.5 / trec_eval 9 in tests/test_retrieval.py):
+Conventions (checked against pytrec_eval 0.5 / trec_eval 9 in tests/unit/tasks/test_retrieval.py):
 
 * nDCG@k (``ndcg_cut_k``; Järvelin & Kekäläinen 2002, linear gain as trec_eval):
   DCG@k = Σ_{i=1..k} rel_i / log2(i + 1);  nDCG@k = DCG@k / IDCG@k, IDCG@k the DCG of ``ideal``

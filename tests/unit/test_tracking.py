@@ -20,7 +20,7 @@ ALPHA = 0.7
 
 @pytest.fixture(scope="module")
 def job(data_dir):
-    from tests.helpers.trainer_job import job
+    from tests.helpers.jobs.trainer_job import job
 
     return job(rows=48, loss="taid", loss_args={"t": 0.4}, alpha=ALPHA, epochs=1, batch_size=8, warmup_ratio=0.34)
 

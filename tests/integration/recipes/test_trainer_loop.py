@@ -19,12 +19,12 @@ from kdbench.errors import KdbenchError
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
-JOB = ROOT / "tests" / "helpers" / "trainer_job.py"
+JOB = ROOT / "tests" / "helpers" / "jobs" / "trainer_job.py"
 
 
 @pytest.fixture(scope="module")
 def base(data_dir):
-    from tests.helpers.trainer_job import job
+    from tests.helpers.jobs.trainer_job import job
 
     return job(rows=64)
 
@@ -159,7 +159,7 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path, data_dir):
 def test_evaluation_is_sharded_across_two_processes_and_gathered_in_order(tmp_path, data_dir):
     """Two launched CPU processes (gloo): each runs about half the forward passes of a classifier,
     an embedder and a causal LM, and both end with every output, in order, equal to one process's."""
-    from tests.helpers.shard_job import outputs
+    from tests.helpers.jobs.shard_job import outputs
 
     proc = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from tests.helpers import ROOT
 
-JOB = ROOT / "tests" / "helpers" / "trainer_job.py"
+JOB = ROOT / "tests" / "helpers" / "jobs" / "trainer_job.py"
 pytestmark = pytest.mark.slow
 
 

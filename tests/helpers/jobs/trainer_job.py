@@ -2,8 +2,8 @@
 MiniLM teacher) shared by the loop tests; run as a script it trains with checkpoints and writes the
 final weights, so a test can kill it with SIGKILL and resume it.
 
-    python tests/helpers/trainer_job.py CHECKPOINT_DIR OUT.safetensors [--delay SECONDS] [--accum N]
-    accelerate launch --cpu --num_processes 2 tests/helpers/trainer_job.py CHECKPOINT_DIR 'OUT-{rank}.safetensors'
+    python tests/helpers/jobs/trainer_job.py CHECKPOINT_DIR OUT.safetensors [--delay SECONDS] [--accum N]
+    accelerate launch --cpu --num_processes 2 tests/helpers/jobs/trainer_job.py CHECKPOINT_DIR 'OUT-{rank}.safetensors'
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 share of the batches of a classifier, an embedder and a causal LM's scoring, then all gather; every
 process saves what it holds and how many forward passes it ran.
 
-    accelerate launch --multi_gpu --num_processes 2 tests/helpers/shard_job.py 'OUT-{rank}.npz'
+    accelerate launch --multi_gpu --num_processes 2 tests/helpers/jobs/shard_job.py 'OUT-{rank}.npz'
 """
 from __future__ import annotations
 

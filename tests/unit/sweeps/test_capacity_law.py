@@ -8,25 +8,10 @@ import numpy as np
 import pytest
 
 from kdbench.metrics import spec as metric_spec
-from kdbench.metrics.classification import ClassifierTable
 from kdbench.metrics.pooled import seed_pooled_ci
 from kdbench.metrics.stats import aggregate_seed_results, bootstrap_mean_ci
 from kdbench.sweeps.capacity_law import best_tier, fit_law
-
-HOW = metric_spec.Resampling(1000, 0.95, 0, {})
-ACCURACY = metric_spec.kind("classifier").metric("accuracy")
-
-
-def table(correct: np.ndarray) -> ClassifierTable:
-    """A two-class classifier right exactly where ``correct`` is true (labels all 0)."""
-    correct = np.asarray(correct, dtype=bool)
-    probs = np.where(correct[:, None], [0.9, 0.1], [0.1, 0.9])
-    return ClassifierTable(probs, np.zeros(correct.size, dtype=np.int64))
-
-
-def outcomes(n: int, rate: float, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).random(n) < rate
-
+from tests.helpers.capacity_law import ACCURACY, HOW, outcomes, table
 
 def test_seed_pooled_interval_does_not_collapse_when_seeds_tie():
     right = outcomes(400, 0.7, 1)

@@ -54,7 +54,7 @@ def bench_classifier(n: int) -> None:
     for dtype in ("bf16", "fp32"):
         settings = RunSettings(dtype=dtype, max_length=64, eval=EvalConfig(batch_size=32))
         task.predict(loaded, task.eval_data(32), "teacher", settings)  # warm-up
-        t, _ = timed(lambda: task.predict(loaded, data, "teacher", settings))
+        t, _ = timed(lambda settings=settings: task.predict(loaded, data, "teacher", settings))
         print(f"    kdbench sst2 predict {dtype} batch 32:  {len(sentences) / t:8.1f} examples/s  "
               f"({t_pipe / t:.2f}x the pipeline)")
 
@@ -88,7 +88,7 @@ def bench_loglikelihood(n: int) -> None:
     print(f"    plain per-example transformers fp32: {len(requests) / t_plain:8.2f} pairs/s")
     for dtype in ("bf16", "fp32"):
         backend = HFCausalLM(model, tok, dtype, batch_size=16)
-        t, got = timed(lambda: backend.loglikelihood(requests))
+        t, got = timed(lambda backend=backend: backend.loglikelihood(requests))
         diff = np.abs(np.array([g for g, _ in got]) - np.array(ref)).max()
         print(f"    kdbench HFCausalLM {dtype} batch 16:    {len(requests) / t:8.2f} pairs/s  "
               f"({t_plain / t:.2f}x; max |Δ log-lik| {diff:.1e})")
@@ -113,10 +113,10 @@ def bench_generation(n: int, new_tokens: int) -> None:
           f"(vLLM CPU threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
     for dtype in ("bf16", "fp32"):
         hf = HFCausalLM(model, tok, dtype, batch_size=n)
-        t_hf, out_hf = timed(lambda: hf.generate(prompts, new_tokens))
-        t_init, vllm = timed(lambda: VLLMCausalLM(LM, tok, dtype, batch_size=n, max_length=1024))
+        t_hf, out_hf = timed(lambda hf=hf: hf.generate(prompts, new_tokens))
+        t_init, vllm = timed(lambda dtype=dtype: VLLMCausalLM(LM, tok, dtype, batch_size=n, max_length=1024))
         with vllm:
-            t_v, out_v = timed(lambda: vllm.generate(prompts, new_tokens))
+            t_v, out_v = timed(lambda vllm=vllm: vllm.generate(prompts, new_tokens))
         tokens = lambda outs: sum(len(tok(o, add_special_tokens=False)["input_ids"]) for o in outs)  # noqa: E731
         same = sum(a == b for a, b in zip(out_hf, out_v))
         print(f"    {dtype}: hf {tokens(out_hf) / t_hf:7.1f} tokens/s, vllm {tokens(out_v) / t_v:7.1f} tokens/s "

@@ -70,8 +70,8 @@ def worker(args) -> None:
         threads.apply()  # what `kdbench` does before torch is imported
     import numpy as np
     import torch
-
     from bench_trainer import TEACHER_ID, kd
+
     from kdbench.config import TrainConfig
     from kdbench.distill.trainer import register_step_hook, train
     from kdbench.models.loading import load_classifier, load_tokenizer

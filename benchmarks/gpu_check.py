@@ -294,9 +294,8 @@ class Check:
         from kdbench import devices
         from kdbench.backends.causal_lm import HFCausalLM
         from kdbench.backends.hf import HFClassifier
-        from kdbench.models.loading import load_for_head, load_tokenizer
-
         from kdbench.models.cache import finetuned_dir
+        from kdbench.models.loading import load_for_head, load_tokenizer
 
         texts, _ = self.sst2("validation", self.rows["eval"])
         cpu = devices.resolve("cpu")
@@ -397,7 +396,6 @@ class Check:
                     plain_train, (steps, steps))
 
     def _llama(self, s: Summary) -> None:
-        import numpy as np
         import torch
         import torch.nn.functional as F
 
@@ -465,7 +463,7 @@ class Check:
         self.versus(s, "4 training", f"{tag} training (batch 8 × ≤256 tokens, {steps} steps)", "steps per s",
                     kdbench_train, plain_train, (steps, steps))
 
-        del model
+        model = None  # the closures above share this variable: drop the model so its memory can go
         if self.gpu:
             torch.cuda.empty_cache()
         eff = efficiency.measure(str(self.work / "llama"), texts[:64], None, dtype="bf16", max_length=256,

@@ -118,7 +118,7 @@ class StudentConfig(StrictModel):
         return BUILDERS.check(name)
 
     @model_validator(mode="after")
-    def _builder_arguments(self) -> "StudentConfig":
+    def _builder_arguments(self) -> StudentConfig:
         if self.builder == "layer_selection":
             if not self.layers and not (self.layer_rule and self.num_layers):
                 raise ValueError("builder layer_selection needs student.layers (or student.layer_rule with student.num_layers)")
@@ -148,7 +148,7 @@ class FeatureLossConfig(StrictModel):
     args: dict[str, Any] = Field(default_factory=dict, description="e.g. {kind: mse} for attention_transfer")
 
     @model_validator(mode="after")
-    def _known_feature_loss(self) -> "FeatureLossConfig":
+    def _known_feature_loss(self) -> FeatureLossConfig:
         check_feature_loss(self.loss, self.args, self.layer_map is not None)
         return self
 
@@ -195,7 +195,7 @@ class DistillConfig(TrainConfig):
                                              "samples (GKD); null = off-policy KD on the fixed texts")
 
     @model_validator(mode="after")
-    def _on_policy_needs_token_kd(self) -> "DistillConfig":
+    def _on_policy_needs_token_kd(self) -> DistillConfig:
         if self.on_policy is not None and self.sequence_level:
             raise ValueError("distill.on_policy and distill.sequence_level both given: on-policy KD scores the "
                              "student's samples with the teacher's distributions, sequence-level KD trains on the "
@@ -313,7 +313,7 @@ class SuiteConfig(StrictModel):
         return seeds
 
     @model_validator(mode="after")
-    def _one_teacher_section(self) -> "SuiteConfig":
+    def _one_teacher_section(self) -> SuiteConfig:
         if self.teacher is not None and self.teachers is not None:
             raise ValueError("teacher and teachers both given: one teacher, or an ensemble under teachers")
         return self
@@ -329,7 +329,7 @@ class SuiteConfig(StrictModel):
     def run_seeds(self) -> list[int]:
         return list(self.seeds) if self.seeds else [self.seed]
 
-    def for_task(self, task: str) -> "SuiteConfig":
+    def for_task(self, task: str) -> SuiteConfig:
         """This suite with ``per_task[task]`` merged in (a mixed suite such as ``full`` gives each
         family its own teacher, student and slice sizes)."""
         override = self.per_task.get(task)

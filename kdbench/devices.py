@@ -48,7 +48,7 @@ def _why_no_cuda() -> str:
             + (f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""))
 
 
-def resolve(setting: str = "auto") -> "torch.device":
+def resolve(setting: str = "auto") -> torch.device:
     """The torch device a setting means in this process, or a one-line error saying why it cannot
     be had (no CUDA, a GPU index that does not exist, an index under a multi-process launcher)."""
     import torch
@@ -89,7 +89,7 @@ def deterministic_training(device) -> bool:
     return not is_cuda(device)
 
 
-def configure(device: "torch.device") -> None:
+def configure(device: torch.device) -> None:
     """Per-process settings for a run on ``device``: on a GPU of compute capability 8 or more
     (Ampere on), fp32 matmuls and convolutions may use TF32 (``dtype: fp32`` then means TF32
     products with fp32 accumulation); the device becomes the current one. Nothing on the CPU."""
@@ -108,7 +108,7 @@ def place(model, device):
     return model if device is None else model.to(device)
 
 
-def to_device(batch: Mapping[str, "torch.Tensor"], device) -> dict[str, "torch.Tensor"]:
+def to_device(batch: Mapping[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
     """A padded batch on ``device``. To a GPU the copy is made from pinned (page-locked) host
     memory and is non-blocking, so it overlaps the host's next work; the caching host allocator
     keeps the pinned buffer alive until the copy is done."""
@@ -123,7 +123,7 @@ def cache_fields(device) -> dict:
     return {"device": CUDA} if device is not None and is_cuda(device) else {}
 
 
-def _accelerate_state(device: "torch.device"):
+def _accelerate_state(device: torch.device):
     """accelerate's per-process state for ``device``. The state is a process singleton fixed by its
     first use; a single process that moves to another device kind (a CPU test, then a GPU one)
     gets a fresh state, while a launched job must keep the device it started with."""
@@ -140,13 +140,13 @@ def _accelerate_state(device: "torch.device"):
     return PartialState(cpu=not is_cuda(device))
 
 
-def process_state(device: "torch.device"):
+def process_state(device: torch.device):
     """accelerate's ``PartialState`` of this process on ``device`` (process index, count, barriers):
     gloo across launched CPU processes, NCCL across GPUs."""
     return _accelerate_state(device)
 
 
-def accelerator(device: "torch.device"):
+def accelerator(device: torch.device):
     """An ``Accelerator`` that places on ``device`` (``prepare`` moves the model there)."""
     from accelerate import Accelerator
 

@@ -24,7 +24,7 @@ import math
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kdbench import names
@@ -525,7 +525,7 @@ def promote(run: str | Path, name: str, baselines_dir: str | Path = "baselines",
     if dest.exists() and not force:
         raise KdbenchError(f"baseline {dest} already exists (pass --force to replace it)")
     record = {**record, "promoted": {"from": str(record_path), "name": name,
-                                     "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
+                                     "at": datetime.now(UTC).isoformat(timespec="seconds")}}
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest_samples.with_name(f".{dest_samples.name}.tmp")
     shutil.copyfile(samples_src, tmp)

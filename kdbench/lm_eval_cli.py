@@ -16,8 +16,9 @@ def main() -> None:
     from kdbench import threads
 
     threads.apply()  # before lm-eval imports torch
-    import kdbench.backends.lm_eval_model  # noqa: F401  (registers --model kdbench)
     from lm_eval.__main__ import cli_evaluate
+
+    import kdbench.backends.lm_eval_model  # noqa: F401  (registers --model kdbench)
 
     cli_evaluate()
 

@@ -8,14 +8,13 @@ and evaluation imports nothing of the trainer (``kdbench.distill``).
 """
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kdbench import devices, environment, names, preflight, progress, tracking
@@ -24,11 +23,11 @@ from kdbench.backends import efficiency, engines, speculative
 from kdbench.config import SuiteConfig
 from kdbench.errors import KdbenchError, ModelHeadError
 from kdbench.fsio import within, write_atomic
+from kdbench.metrics.glue import glue_average
+from kdbench.metrics.sanity import run_warnings
 from kdbench.metrics.stats import aggregate_seed_results
 from kdbench.models import card
 from kdbench.models.loading import count_parameters, model_revision
-from kdbench.metrics.glue import glue_average
-from kdbench.metrics.sanity import run_warnings
 from kdbench.predictions import samples_frame
 from kdbench.predictions.ensemble import ensemble_predictions
 from kdbench.report import html, leaderboard
@@ -50,7 +49,7 @@ class Score:
     ci: tuple[float, float] | None = None
 
     @classmethod
-    def of(cls, entry: dict) -> "Score":
+    def of(cls, entry: dict) -> Score:
         return cls(entry["value"], tuple(entry["ci"]) if entry.get("ci") is not None else None)
 
 
@@ -145,7 +144,7 @@ class CurveEvaluator:
 
 
 def new_run_id(suite: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{suite}-{secrets.token_hex(3)}"
 
 
@@ -283,7 +282,7 @@ def _speculative(run: TaskRun, eval_data, suite: SuiteConfig) -> dict:
             "draft_tokens": cfg.draft_tokens, "decoding": speculative.DECODING, "engines": measured}
 
 
-def _efficiency(run: _TaskRun, eval_data, suite: SuiteConfig, settings: RunSettings, device) -> dict:
+def _efficiency(run: TaskRun, eval_data, suite: SuiteConfig, settings: RunSettings, device) -> dict:
     """Each model in its own process on the run's device, on the task's evaluation inputs."""
     texts, pairs = run.task.efficiency_inputs(eval_data)
     return {role: efficiency.measure(folder, texts, pairs, dtype=suite.dtype, max_length=run.task.max_length(settings),
@@ -351,7 +350,7 @@ def score_and_write(suite: SuiteConfig, tasks: list[Task], runs, reports_dir, le
             "git_hash": environment.git_hash(),
             **({"trainer_revision": environment.trainer_revision()} if trained else {}),
             "run_id": run_id,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "suite": suite.name,
             "config": {**suite.model_dump(mode="json"),
                        "task_specs": {t.name: t.spec.model_dump(mode="json") for t in tasks}},

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from tests.helpers import ROOT, TEACHER_ID
 from tests.helpers.cli import SMALL, run_kdbench
 

@@ -120,10 +120,10 @@ class CausalLMBackend(ABC):
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a no-op default, not abstract: only engines that hold resources override it)
         """Free what the engine holds (nothing for a transformers model its caller owns)."""
 
-    def __enter__(self) -> "CausalLMBackend":
+    def __enter__(self) -> CausalLMBackend:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -249,7 +249,7 @@ class HFCausalLM(CausalLMBackend):
 
     @classmethod
     def open(cls, model, tokenizer, source: str, *, dtype: str, batch_size: int, max_length: int | None,
-             tensor_parallel_size: int = 1) -> "HFCausalLM":
+             tensor_parallel_size: int = 1) -> HFCausalLM:
         return cls(model, tokenizer, dtype, batch_size, max_length)
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dtype: str = "bf16",

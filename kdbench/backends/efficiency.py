@@ -84,8 +84,8 @@ def _decode(model, tokenizer, features: list[dict], sizes: list[int], clock, new
             for size in sizes:
                 batch = devices.to_device(collate(tokenizer, [features[j % len(features)] for j in range(size)]),
                                           model.device)
-                first = clock(lambda: generate(batch, 1))
-                whole = clock(lambda: generate(batch, new_tokens + 1))
+                first = clock(lambda batch=batch: generate(batch, 1))
+                whole = clock(lambda batch=batch: generate(batch, new_tokens + 1))
                 out[f"decode_tokens_per_s_b{size}"] = size * new_tokens / max(whole - first, 1e-9)
     finally:
         tokenizer.padding_side = padding_side
@@ -134,7 +134,7 @@ def _measure(model_dir: str, head: str, texts: list[str], pairs: list[str] | Non
         for batch in batches[:2]:  # warm-up: first calls pay for kernel selection
             forward(batch)
         calls = iter(batches)
-        times = _timed_calls(lambda: forward(next(calls)), len(batches), clock)
+        times = _timed_calls(lambda calls=calls: forward(next(calls)), len(batches), clock)
         out[f"latency_ms_b{size}"] = 1000.0 * float(np.median(times)) / size
         if gpu:  # the timed calls' FLOPs as torch counts them, and the share of the peak they reached
             work = sum(flops.count_flops(lambda b=b: forward(b)) for b in batches[:len(times)])

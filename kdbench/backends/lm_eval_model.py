@@ -75,7 +75,7 @@ class KdbenchLM(LM):
                            pretrained)
 
     @classmethod
-    def from_backend(cls, backend: CausalLMBackend, name: str | None = None) -> "KdbenchLM":
+    def from_backend(cls, backend: CausalLMBackend, name: str | None = None) -> KdbenchLM:
         """An lm-eval model over an existing backend (no loading)."""
         self = cls.__new__(cls)
         LM.__init__(self)
@@ -84,7 +84,7 @@ class KdbenchLM(LM):
 
     @classmethod
     def from_model(cls, model, tokenizer, dtype: str = "bf16", batch_size: int = DEFAULT_BATCH_SIZE,
-                   max_length: int | None = None, name: str | None = None) -> "KdbenchLM":
+                   max_length: int | None = None, name: str | None = None) -> KdbenchLM:
         """An lm-eval model over a transformers causal LM already in memory."""
         return cls.from_backend(HFCausalLM(model, tokenizer, _dtype(dtype), batch_size, max_length), name)
 

@@ -53,7 +53,7 @@ class WordEncoding:
         out[self.positions[i]] = np.asarray(word_labels)[self.words[i]]
         return out
 
-    def only(self, keep: Sequence[np.ndarray]) -> "WordEncoding":
+    def only(self, keep: Sequence[np.ndarray]) -> WordEncoding:
         """The same sentences with only the words ``keep[i]`` (a bool mask per sentence) marks as
         targets, e.g. the words another tokenizer's model also sees."""
         positions, words = [], []

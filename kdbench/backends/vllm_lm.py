@@ -90,7 +90,7 @@ class VLLMCausalLM(CausalLMBackend):
 
     @classmethod
     def open(cls, model, tokenizer, source: str, *, dtype: str, batch_size: int, max_length: int | None,
-             tensor_parallel_size: int = 1) -> "VLLMCausalLM":
+             tensor_parallel_size: int = 1) -> VLLMCausalLM:
         return cls(source, tokenizer, dtype, batch_size, max_length, tensor_parallel_size=tensor_parallel_size)
 
     def __init__(self, source: str, tokenizer: PreTrainedTokenizerBase, dtype: str = "bf16", batch_size: int = 16,

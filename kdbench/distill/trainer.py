@@ -28,10 +28,10 @@ from kdbench.backends.batching import collate, length_grouped_batches
 from kdbench.backends.hf import autocast
 from kdbench.config import DistillConfig, TrainConfig
 from kdbench.distill import checkpoint
-from kdbench.registry import LOSSES
 from kdbench.distill.losses.interpolation import TAIDSchedule
 from kdbench.errors import KdbenchError
 from kdbench.fsio import within
+from kdbench.registry import LOSSES
 
 # Bump when the loop's numerics change, so cached fine-tuned models are not reused across versions
 # (3: a fresh head is initialised from the run's seed).
@@ -418,7 +418,9 @@ def _step_curves(loss: float, lr: float, hooks: _StepHooks) -> dict[str, float]:
     values = {"train/loss": loss, "train/lr": lr}
     values.update({f"train/{name}_loss": sum(v) / len(v) for name, v in terms.items() if v})
     terms.clear()
-    values.update({"train/taid_t": h.t for h in hooks.hooks if isinstance(h, TAIDDriver)})
+    for h in hooks.hooks:
+        if isinstance(h, TAIDDriver):
+            values["train/taid_t"] = h.t
     return values
 
 

@@ -14,10 +14,11 @@ treatment: a mean of per-unit values and a statistic (F1, perplexity, nDCG...) a
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 
 from kdbench.metrics import spec as metric_spec
-from kdbench.metrics.samples import Side, task_spec, tables
+from kdbench.metrics.samples import Side, tables, task_spec
 from kdbench.metrics.stats import finite_ci, paired_draws
 
 SEED_STREAM = 7919  # the seed-level draws' own random stream, apart from every example-level one

@@ -18,7 +18,6 @@ from kdbench.metrics.spec import Kind, Table, metric, register_kind, statistic
 from kdbench.metrics.stats import ColumnContext, Resampled
 
 
-
 def pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pearson r along the last axis: Σ(x−x̄)(y−ȳ) / √(Σ(x−x̄)² Σ(y−ȳ)²); 0 for a constant input."""
     xc = x - x.mean(axis=-1, keepdims=True)

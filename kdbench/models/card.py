@@ -14,10 +14,10 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from kdbench.roles import BASELINE, STUDENT, TEACHER
 from kdbench.models.heads import head
 from kdbench.registry import FAMILIES
 from kdbench.report.summary import ROLE_LABELS, fmt_params, main_score, percent
+from kdbench.roles import BASELINE, STUDENT, TEACHER
 
 CARD_FILE = "README.md"
 TAGS = ["knowledge-distillation", "kdbench"]

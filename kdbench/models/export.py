@@ -7,10 +7,10 @@ import os
 import shutil
 from pathlib import Path
 
-from kdbench.roles import STUDENT
 from kdbench.errors import KdbenchError
 from kdbench.models.card import CARD_FILE, model_card, saved_models
 from kdbench.report.record import RECORD_FILE, read_record
+from kdbench.roles import STUDENT
 
 
 def run_folder(run: str | Path, reports_dir: str | Path = "reports") -> Path:

@@ -15,7 +15,7 @@ class Predictions:
     role: str
     example_ids: list[str]
 
-    def aligned_with(self, other: "Predictions") -> None:
+    def aligned_with(self, other: Predictions) -> None:
         """Pairwise metrics need the same examples in the same order."""
         if self.example_ids != other.example_ids:
             raise ValueError(f"{self.task}: {self.role} and {other.role} predictions cover different examples")

@@ -34,7 +34,7 @@ class ChoicePredictions(ClassifierPredictions):
     @classmethod
     def from_loglikelihoods(cls, task: str, role: str, example_ids: list[str], loglikelihoods: np.ndarray,
                             labels: np.ndarray | None, sample_metrics: dict[str, list] | None = None,
-                            reported: dict[str, Any] | None = None) -> "ChoicePredictions":
+                            reported: dict[str, Any] | None = None) -> ChoicePredictions:
         lls = np.asarray(loglikelihoods, dtype=np.float64)
         return cls(task, role, example_ids, softmax(lls, axis=1), labels, lls, sample_metrics or {}, reported or {})
 

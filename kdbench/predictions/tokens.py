@@ -55,7 +55,7 @@ class TokenPredictions(Predictions):
     def word_counts(self) -> np.ndarray:
         return np.array([len(p) for p in self.probs], dtype=np.int64)
 
-    def aligned_with(self, other: "Predictions") -> None:
+    def aligned_with(self, other: Predictions) -> None:
         super().aligned_with(other)
         if isinstance(other, TokenPredictions) and not np.array_equal(self.word_counts, other.word_counts):
             raise ValueError(f"{self.task}: {self.role} and {other.role} predictions split sentences into different words")

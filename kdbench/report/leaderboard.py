@@ -16,16 +16,15 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kdbench import names
 from kdbench.errors import KdbenchError, KdbenchWarning
 from kdbench.fsio import within, write_atomic
-from kdbench.report import compare, plots
+from kdbench.report import compare, plots, ranking
 from kdbench.report.html import environment
 from kdbench.report.runs import scan
-from kdbench.report import ranking
 from kdbench.report.summary import (
     ROLE_LABELS,
     columns,
@@ -349,7 +348,7 @@ def _commit(out_dir: Path, files: dict[str, str]) -> None:
 
 def _render(board: _Board, runs: list[tuple[Path, dict]], skipped: list, reports_dir: Path) -> None:
     env = environment()
-    built = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    built = datetime.now(UTC).isoformat(timespec="seconds")
     by_suite: dict[str, list] = {}
     for run_dir, record in runs:
         by_suite.setdefault(record["suite"], []).append((run_dir, record))

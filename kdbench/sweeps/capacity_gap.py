@@ -43,7 +43,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -236,8 +236,8 @@ def plan_points(plan: dict) -> list[Point]:
     when the suite trains one, is trained in the first teacher's points only (it does not depend on
     the teacher). With an assistant, the direct points are followed by the ASSISTANT points (per
     teacher and seed) and the VIA points (per student, teacher and seed), without a baseline."""
-    from kdbench.distill import preflight
     from kdbench.config import SuiteConfig, load_suite
+    from kdbench.distill import preflight
     from kdbench.tasks import get_task
 
     teachers = [Teacher(t["model"], t.get("layers")) for t in plan["teachers"]]
@@ -426,7 +426,7 @@ def run_sweep(plan: dict | None, *, reports_dir: str | Path = "reports", leaderb
         leaderboard.check_output(Path(leaderboard_dir))
     points = plan_points(plan)  # before a new sweep's folder exists: bad input leaves nothing behind
     if resume is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         sweep_dir = within(reports_dir, f"capacity-gap-{stamp}-{secrets.token_hex(3)}")
         sweep_dir.mkdir(parents=True)
     with held(sweep_dir / SWEEP_LOCK, f"sweep {sweep_dir} is running in another kdbench process (it holds "
@@ -536,7 +536,7 @@ def curve_of(plan: dict, points: list[Point], records: dict[str, dict], status: 
         opts = options(first, task)
         how = metric_spec.Resampling(int(opts.get("bootstrap_samples", 1000)), float(opts.get("confidence", 0.95)), 0, opts)
         rows, verdicts, via = [], [], []
-        for i, student in enumerate(students):
+        for student in students:
             mine = [p for p in points if p.student == student]
             label = _student_label(student, records[mine[0].name])
             params = {records[p.name]["models_by_task"][task]["student"]["params"] for p in mine}
@@ -662,7 +662,7 @@ def _write_outputs(plan, points, status, sweep_dir: Path, reports_dir, leaderboa
 
     records = {p.name: json.loads((status[p.name]["run_dir"] / RECORD_FILE).read_text()) for p in points}
     tasks = curve_of(plan, points, records, status, sweep_dir)
-    curve = {"sweep_id": sweep_dir.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    curve = {"sweep_id": sweep_dir.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
              "suite": plan["suite"], "overrides": plan["overrides"], "seeds": plan["seeds"],
              "students": [s["student"] for s in next(iter(tasks.values()))["students"]],
              "teachers": [t["model"] + (f"@L{t['layers']}" if t.get("layers") else "") for t in plan["teachers"]],

@@ -20,7 +20,7 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kdbench.config import SuiteConfig
@@ -139,7 +139,7 @@ def merge(suite: SuiteConfig, seeds: list[int], point_dirs: dict, run_dir: Path,
     first = records[suite.tasks[0], seeds[0]]
     record = {k: first[k] for k in ("schema_version", "kdbench_version", "git_hash", "trainer_revision") if k in first}
     record.update({
-        "run_id": run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "suite": suite.name,
+        "run_id": run_id, "created": datetime.now(UTC).isoformat(timespec="seconds"), "suite": suite.name,
         "config": {**suite.model_dump(mode="json"),
                    "task_specs": {t: records[t, seeds[0]]["config"]["task_specs"][t] for t in suite.tasks}},
         "environment": {**first["environment"], "executor": executor},

@@ -50,7 +50,7 @@ class DatasetRef(StrictModel):
         return str(path)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "DatasetRef":
+    def _one_source(self) -> DatasetRef:
         if (self.id is None) == (self.path is None):
             raise ValueError("give dataset.id (a hub dataset) or dataset.path (your own file or folder)"
                              + (", not both" if self.id else ""))
@@ -117,7 +117,7 @@ class RunSettings:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     @classmethod
-    def of(cls, suite) -> "RunSettings":
+    def of(cls, suite) -> RunSettings:
         return cls(dtype=suite.dtype, max_length=suite.max_length, seed=suite.seed, eval=suite.eval)
 
 

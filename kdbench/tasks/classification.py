@@ -2,15 +2,13 @@
 (STS-B) tasks."""
 from __future__ import annotations
 
-
 import numpy as np
 from pydantic import Field
+from scipy.special import softmax
 
 from kdbench.backends.hf import HFClassifier
 from kdbench.data import LoadedSplit
 from kdbench.errors import KdbenchError, ModelHeadError
-from scipy.special import softmax
-
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.predictions import ClassifierPredictions, RegressionPredictions
 from kdbench.registry import FAMILIES

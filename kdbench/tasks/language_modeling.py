@@ -35,6 +35,7 @@ from kdbench.registry import FAMILIES
 from kdbench.tasks.base import LoadedModel, RunSettings, Task, TaskSpecBase, unknown_metric
 from kdbench.yamlio import StrictModel
 
+
 class TextColumns(StrictModel):
     text: str = "text"
     id: str | None = Field(None, description="stable document id column; row number when absent")

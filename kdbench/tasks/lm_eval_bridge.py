@@ -42,8 +42,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from kdbench.errors import KdbenchError
 from kdbench.metrics import spec as metric_spec
 from kdbench.predictions.lm_eval import ChoicePredictions, LmEvalGenerationPredictions
-from kdbench.registry import unknown_name
-from kdbench.registry import FAMILIES
+from kdbench.registry import FAMILIES, unknown_name
 from kdbench.tasks.base import DatasetRef, LoadedModel, RunSettings, Task, TaskSpecBase
 from kdbench.tasks.lm_eval_tasks import TASKS_DIR
 from kdbench.yamlio import beside_file

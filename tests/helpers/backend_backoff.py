@@ -1,7 +1,6 @@
 """The out-of-memory stand-in both backoff test files use: which batch sizes fit, and a forward that raises above them."""
 from __future__ import annotations
 
-
 FITS = 4  # the largest batch the patched forward accepts
 
 

@@ -9,7 +9,6 @@ from kdbench.distill.tokens import encode_pairs
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.models.students import layer_selection
 
-
 LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PAD = 2  # SmolLM2's pad token is its eos <|im_end|>: masks, not token ids, must tell padding
 

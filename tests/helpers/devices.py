@@ -3,5 +3,4 @@ from __future__ import annotations
 
 import torch
 
-
 NO_GPU = not torch.cuda.is_available()

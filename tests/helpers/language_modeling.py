@@ -1,13 +1,11 @@
 """SmolLM2 on GSM8K solutions for the language-modelling tests (perplexity, top-k approximations)."""
 from __future__ import annotations
 
-
 import pytest
 
 from kdbench.config import EvalConfig
 from kdbench.tasks import get_task
 from kdbench.tasks.base import RunSettings
-
 
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 FP32 = RunSettings(dtype="fp32", max_length=256, seed=0, eval=EvalConfig(batch_size=8, bootstrap_samples=1000))

@@ -1,10 +1,8 @@
 """The teacher the model-card tests name and the checks every card must pass."""
 from __future__ import annotations
 
-
 from huggingface_hub import EvalResult, ModelCard
 from huggingface_hub.repocard_data import eval_results_to_model_index
-
 
 TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
 

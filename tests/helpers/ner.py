@@ -1,13 +1,11 @@
 """WNUT-17 for the NER tests: the task, a real slice, an untrained tagger's predictions and its settings."""
 from __future__ import annotations
 
-
 import pytest
 
 from kdbench.config import EvalConfig
 from kdbench.tasks import get_task
 from kdbench.tasks.base import LoadedModel, RunSettings
-
 
 TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 ROWS = 120

@@ -6,7 +6,6 @@ from kdbench.distill.on_policy import OnPolicy
 from kdbench.distill.recipes.causal_lm import encode_pairs
 from kdbench.models.loading import load_for_head, load_tokenizer
 
-
 LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PAD = EOS = 2
 

@@ -1,11 +1,9 @@
 """DBpedia-Entity for the retrieval tests: the task, a small slice of it and the embedding models."""
 from __future__ import annotations
 
-
 import pytest
 
 from kdbench.tasks.registry import get_task
-
 
 DATASET = "BeIR/dbpedia-entity-5k"
 TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"

@@ -4,7 +4,6 @@ import pytest
 
 from kdbench.models.loading import load_tokenizer
 
-
 LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 

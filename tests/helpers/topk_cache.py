@@ -5,7 +5,6 @@ import pytest
 from kdbench.models.loading import load_for_head
 from kdbench.models.students import layer_selection
 
-
 LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 

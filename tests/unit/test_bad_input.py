@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 from click.testing import CliRunner
-from tests.helpers import TEACHER_ID
 
 from kdbench.cli import main
 from kdbench.errors import KdbenchError
+from tests.helpers import TEACHER_ID
 
 L3 = "sentence-transformers/paraphrase-MiniLM-L3-v2"  # its checkpoint has no BERT pooler
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -77,8 +77,8 @@ def test_ner_teacher_used_as_is_must_carry_a_trained_head(tmp_path, monkeypatch,
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("suite", ["quickstart", "glue", "ner", "retrieval", "lm", "reasoning", "multi_teacher", "full"])
 def test_every_local_suite_passes_the_preflight(suite, data_dir):
-    from kdbench.distill import preflight
     from kdbench.config import load_suite
+    from kdbench.distill import preflight
     from kdbench.tasks import get_task
 
     cfg = load_suite(suite)

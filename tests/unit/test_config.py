@@ -36,7 +36,7 @@ def test_bad_value_names_file_line_and_key(tmp_path):
     with pytest.raises(KdbenchError) as e:
         load_suite(str(path))
     msg = str(e.value)
-    line = next(i for i, l in enumerate(path.read_text().splitlines(), 1) if "alpha: 1.5" in l)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "alpha: 1.5" in text)
     assert f"{path}:{line}: key 'distill.alpha'" in msg and "\n" not in msg
 
 

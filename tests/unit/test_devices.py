@@ -92,10 +92,9 @@ def test_per_task_device_is_refused(tmp_path):
 def test_training_on_the_explicit_cpu_device_is_the_default_training(data_dir):
     """Placement code leaves CPU numerics alone: ``device=cpu`` trains to the same bits as the
     model's own device, and the student's predictions are the same."""
-    from tests.helpers.jobs.trainer_job import job
-
     from kdbench.backends.hf import HFClassifier
     from kdbench.distill.trainer import train
+    from tests.helpers.jobs.trainer_job import job
 
     weights, preds = [], []
     for device in (None, devices.resolve("cpu")):

@@ -11,7 +11,6 @@ import torch
 from kdbench.registry import LOSSES
 from tests.helpers.extending import plugin
 
-
 HALF_KL = '''
 from kdbench.distill.losses.kl import forward_kl
 from kdbench.registry import LOSSES

@@ -16,9 +16,9 @@ import traceback
 import pytest
 import yaml
 from click.testing import CliRunner
-from tests.helpers import TEACHER_ID
 
 from kdbench.cli import main
+from tests.helpers import TEACHER_ID
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 L3 = "sentence-transformers/paraphrase-MiniLM-L3-v2"

@@ -9,11 +9,11 @@ import math
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from tests.helpers.reports import edit_record, make_run
 
 from kdbench import gate
 from kdbench.cli import main
 from kdbench.errors import KdbenchError
+from tests.helpers.reports import edit_record, make_run
 
 
 def cli(*args):

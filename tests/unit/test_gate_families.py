@@ -10,13 +10,13 @@ import copy
 
 import numpy as np
 import pytest
-from tests.helpers.pinned_runs import _degrade, write_run
 from scipy import stats as st
 
 from kdbench import gate
 from kdbench.metrics.samples import recompute
 from kdbench.metrics.spec import Resampling, kind, paired_test
 from kdbench.metrics.stats import Resampled, adjust_p_values, paired_draws
+from tests.helpers.pinned_runs import _degrade, write_run
 
 RUNS = ["glue", "ner", "retrieval", "lm", "reasoning", "lm_eval"]
 
@@ -188,7 +188,7 @@ def test_language_modelling_ratios_over_documents_against_lm_eval(folders, tmp_p
     for name, ref, den in (("perplexity", weighted_perplexity, "tokens"), ("bits_per_byte", bits_per_byte, "bytes")):
         d, draws, _ = _deltas("lm", name, cand, base, n=40)
 
-        def agg(t, i):
+        def agg(t, i, ref=ref, den=den):
             return ref(list(zip(-t.nll[i], getattr(t, den)[i])))
 
         np.testing.assert_allclose(d, [agg(cand, i) - agg(base, i) for i in draws], rtol=1e-10)

@@ -9,7 +9,6 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from tests.helpers.reports import make_run
 
 from kdbench import names
 from kdbench.cli import main
@@ -17,6 +16,7 @@ from kdbench.config import SUITES_DIR, load_suite
 from kdbench.errors import KdbenchError
 from kdbench.fsio import within
 from kdbench.report.record import read_record, validate_record
+from tests.helpers.reports import make_run
 
 BAD = ["my suite", "süite", "it's", "<script>alert(1)</script>", "../../x", "..", ".hidden", "a/b", "-x", "",
        "x\n", "x" * 5000]
@@ -90,7 +90,7 @@ def _one_line_exit_2(result, *needles):
 def _suite_file(tmp_path, **changes):
     text = (SUITES_DIR / "quickstart.yaml").read_text()
     for key, value in changes.items():
-        text = re.sub(rf"^{key}:.*$", lambda _: f"{key}: {json.dumps(value, ensure_ascii=False)}", text, flags=re.M)
+        text = re.sub(rf"^{key}:.*$", lambda _, key=key, value=value: f"{key}: {json.dumps(value, ensure_ascii=False)}", text, flags=re.M)
     path = tmp_path / "suite.yaml"
     path.write_text(text)
     return path

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from tests.helpers import ROOT
-from tests.helpers.packaging import _kdbench
 from tests.helpers import packaging as shared
+from tests.helpers.packaging import _kdbench
 
 # fixtures shared with tests/integration/train_and_eval/test_packaging.py (pytest finds them as attributes of this module)
 installed = shared.installed

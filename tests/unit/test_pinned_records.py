@@ -13,8 +13,8 @@ import pytest
 
 from kdbench import pipeline
 from kdbench.config import EvalConfig
-from kdbench.tasks.base import RunSettings
 from kdbench.tasks import get_task
+from kdbench.tasks.base import RunSettings
 from kdbench.tasks.registry import family_class
 from tests.helpers.pinned_runs import PINNED, _predictions
 

@@ -48,7 +48,7 @@ except SystemExit:
     pass
 import json, os, torch
 print(json.dumps({"env": {k: os.environ.get(k) for k in %r}, "torch_threads": torch.get_num_threads()}))
-""" % (POLICY_VARS,)
+""" % (POLICY_VARS,)  # noqa: UP031 (the probe is code full of braces; %r keeps it readable)
 
 
 def _probe(*args: str, cpus: set[int] | None = None) -> dict:

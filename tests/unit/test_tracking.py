@@ -14,7 +14,6 @@ from kdbench import tracking
 from kdbench.errors import KdbenchError
 from tests.helpers.tracking import scalars
 
-
 ALPHA = 0.7
 
 

@@ -61,7 +61,7 @@ class FeatureTerm(nn.Module):
         return None
 
     @classmethod
-    def build(cls, pairs: list[tuple[int, int]] | None, student_config, teacher_config, args: dict) -> "FeatureTerm":
+    def build(cls, pairs: list[tuple[int, int]] | None, student_config, teacher_config, args: dict) -> FeatureTerm:
         raise NotImplementedError
 
     def term(self, student: Features, teacher: Features, mask: torch.Tensor | None) -> torch.Tensor:

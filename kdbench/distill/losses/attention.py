@@ -74,7 +74,7 @@ class AttentionTransfer(FeatureTerm):
         return None
 
     @classmethod
-    def build(cls, pairs, student_config, teacher_config, args: dict) -> "AttentionTransfer":
+    def build(cls, pairs, student_config, teacher_config, args: dict) -> AttentionTransfer:
         return cls(pairs, args.get("kind", "kl"))
 
     def term(self, student: Features, teacher: Features, mask: torch.Tensor | None) -> torch.Tensor:

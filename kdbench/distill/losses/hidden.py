@@ -66,7 +66,7 @@ class HiddenStateMSE(FeatureTerm):
         self.projections = nn.ModuleList(nn.Linear(student_dim, teacher_dim, bias=False) for _ in range(n))
 
     @classmethod
-    def build(cls, pairs, student_config, teacher_config, args: dict) -> "HiddenStateMSE":
+    def build(cls, pairs, student_config, teacher_config, args: dict) -> HiddenStateMSE:
         return cls(pairs, student_config.hidden_size, teacher_config.hidden_size,
                    shared=args.get("projection", "shared") == "shared")
 

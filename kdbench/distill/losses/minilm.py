@@ -109,7 +109,7 @@ class MiniLMRelation(FeatureTerm):
         return None
 
     @classmethod
-    def build(cls, pairs, student_config, teacher_config, args: dict) -> "MiniLMRelation":
+    def build(cls, pairs, student_config, teacher_config, args: dict) -> MiniLMRelation:
         return cls(value_heads(teacher_config))
 
     def term(self, student: Features, teacher: Features, mask: torch.Tensor | None) -> torch.Tensor:

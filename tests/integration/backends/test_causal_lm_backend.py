@@ -13,7 +13,6 @@ import torch
 
 from kdbench.backends.causal_lm import HFCausalLM, cut_at_stop, rolling_windows
 
-
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TOL = 2e-3  # fp32: batched/padded vs one-by-one forward passes differ by float rounding only
 

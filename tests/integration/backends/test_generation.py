@@ -15,7 +15,6 @@ from kdbench.tasks import get_task
 from kdbench.tasks.base import RunSettings
 from kdbench.tasks.generation import GenerationSettings
 
-
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SETTINGS = RunSettings(dtype="bf16", max_length=512, seed=0, eval=EvalConfig(batch_size=8, bootstrap_samples=1000))
 

@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-from scipy.special import softmax
 import pytest
 import torch
+from scipy.special import softmax
 
 from kdbench import devices, environment
 from kdbench.errors import KdbenchError

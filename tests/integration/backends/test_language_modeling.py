@@ -4,15 +4,14 @@ token metrics on identical predictions, and the error of the top-k approximation
 full-vocabulary values for real teacher–student pairs."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 
 from kdbench.metrics.loyalty import expected_tokens_per_call, lm_token_metrics_per_token
 from kdbench.models.students import layer_selection
 from kdbench.tasks.base import LoadedModel
-from tests.helpers.language_modeling import FP32
 from tests.helpers import language_modeling as shared
+from tests.helpers.language_modeling import FP32
 
 # fixtures shared with tests/unit/tasks/test_language_modeling.py (pytest finds them as attributes of this module)
 setup = shared.setup

@@ -11,8 +11,8 @@ import shutil
 import pytest
 
 from kdbench.report.record import read_record
-from tests.helpers.cli import run_kdbench
 from tests.helpers.capacity_gap import MINILM, TINY
+from tests.helpers.cli import run_kdbench
 
 
 @pytest.mark.parametrize("args, message", [

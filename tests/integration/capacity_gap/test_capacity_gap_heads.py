@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from tests.helpers.cli import run_kdbench
 from tests.helpers.capacity_gap import MINILM
+from tests.helpers.cli import run_kdbench
 
 SMALL = ["--set", "distill.epochs=1", "--set", "eval.efficiency=false", "--set", "eval.bootstrap_samples=200",
          "--seeds", "0,1", "--jobs", "2"]

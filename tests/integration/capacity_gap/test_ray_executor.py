@@ -12,11 +12,10 @@ import pytest
 
 from kdbench.sweeps import capacity_gap as sweep
 from kdbench.sweeps.executors import Job, LocalExecutor, RayExecutor
-from tests.helpers.cli import run_kdbench
-from tests.helpers.ray_jobs import crash_once
 from tests.helpers.capacity_gap import MINILM, TINY
+from tests.helpers.cli import run_kdbench
 from tests.helpers.ray_executor import ray
-
+from tests.helpers.ray_jobs import crash_once
 
 needs_ray = pytest.mark.skipif(ray is None, reason="needs Ray: pip install 'kdbench[ray]' (make ray)")
 

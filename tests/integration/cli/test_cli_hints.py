@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tests.helpers.cli import run_kdbench
 
 from kdbench.config import SUITES_DIR, load_suite
+from tests.helpers.cli import run_kdbench
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in SUITES_DIR.glob("*.yaml")))

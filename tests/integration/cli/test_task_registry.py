@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.helpers.cli import run_kdbench
 
 from kdbench.errors import KdbenchError
 from kdbench.tasks import get_task, list_tasks
-
+from tests.helpers.cli import run_kdbench
 
 AG_NEWS = """\
 name: ag_news_topics

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tests.helpers.cli import run_kdbench
 
 from kdbench.report.record import read_record
+from tests.helpers.cli import run_kdbench
 
 TEACHER = "HuggingFaceTB/SmolLM2-135M-Instruct"
 LAYERS = [0, 4, 8, 12, 16, 20, 24, 29]

@@ -5,12 +5,12 @@ kdbench.metrics.loyalty applied by hand to each text alone), one-line errors, an
 Real SmolLM2-135M-Instruct teacher and an 8-of-30-layer student, fp32."""
 
 import pytest
-from tests.helpers.cli import run_kdbench
 
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.models.students import layer_selection
 from kdbench.report.record import read_record
 from kdbench.tasks import generated_text
+from tests.helpers.cli import run_kdbench
 from tests.helpers.generated_text import LM_ID
 
 

@@ -21,7 +21,6 @@ from kdbench.errors import KdbenchError
 from kdbench.tasks.base import RunSettings
 from tests.helpers.lm_eval_bridge import _write_task
 
-
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SST2_ROWS = 30
 FP32 = RunSettings(dtype="fp32")
@@ -148,9 +147,9 @@ def test_loglikelihoods_in_doc_order_with_gold_labels(tmp_path, data_dir, smol):
 # --------------------------------------------------------------------------------------------------
 def test_lm_eval_kdbench_model_round_trip(sst2_run, lm_eval_tasks_dir):
     import lm_eval
+    from lm_eval.api.registry import get_model
 
     import kdbench.backends.lm_eval_model  # noqa: F401  (registers "kdbench")
-    from lm_eval.api.registry import get_model
 
     assert get_model("hf").__name__ == "HFLM"  # lm-eval's own models are still there
     rows = 8

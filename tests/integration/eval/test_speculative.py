@@ -9,7 +9,6 @@ import os
 from types import SimpleNamespace
 
 import pytest
-from tests.helpers.cli import run_kdbench
 
 from kdbench.backends import speculative
 from kdbench.config import SpeculativeConfig
@@ -18,8 +17,9 @@ from kdbench.models.loading import load_for_head
 from kdbench.models.students import layer_selection
 from kdbench.report.record import read_record
 from kdbench.tasks.base import LoadedModel
-from tests.helpers.speculative import LM_ID
 from tests.helpers import speculative as shared
+from tests.helpers.cli import run_kdbench
+from tests.helpers.speculative import LM_ID
 
 # fixtures shared with tests/unit/backends/test_speculative.py (pytest finds them as attributes of this module)
 tok = shared.tok

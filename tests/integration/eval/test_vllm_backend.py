@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from tests.helpers.cli import run_kdbench
 
 from kdbench.backends.vllm_lm import require_vllm
 from kdbench.errors import KdbenchError
+from tests.helpers.cli import run_kdbench
 
 try:
     require_vllm()

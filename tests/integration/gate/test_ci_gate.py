@@ -4,10 +4,10 @@ A change that moves these numbers fails here until the baseline is re-made in th
 (`make baselines`); the gate names a trainer change when that is the cause."""
 from __future__ import annotations
 
-
 import pytest
-from tests.helpers.cli import run_kdbench
+
 from tests.helpers import ROOT
+from tests.helpers.cli import run_kdbench
 
 pytestmark = pytest.mark.slow
 

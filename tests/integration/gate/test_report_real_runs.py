@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.helpers.cli import run_kdbench
 
 from kdbench.report import load_runs
 from kdbench.report.record import read_record
+from tests.helpers.cli import run_kdbench
 
 pytestmark = pytest.mark.slow
 

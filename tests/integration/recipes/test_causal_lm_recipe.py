@@ -13,8 +13,8 @@ from kdbench.distill.recipes.causal_lm import token_loss
 from kdbench.distill.tokens import encode_pairs, right_pad
 from kdbench.models.students import layer_selection
 from kdbench.roles import BASELINE, STUDENT, TEACHER
-from tests.helpers.causal_lm_recipe import PAD, _suite
 from tests.helpers import causal_lm_recipe as shared
+from tests.helpers.causal_lm_recipe import PAD, _suite
 
 # fixtures shared with tests/unit/distill/recipes/test_causal_lm_recipe.py (pytest finds them as attributes of this module)
 lm, tok, tasks, student, two_examples = shared.lm, shared.tok, shared.tasks, shared.student, shared.two_examples

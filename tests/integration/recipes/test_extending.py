@@ -11,7 +11,6 @@ import pytest
 from kdbench.registry import FAMILIES, HEADS, RECIPES
 from tests.helpers.extending import plugin
 
-
 # a family on the classification head: labels given as words in a column, mapped by label_names
 WORD_LABELS = '''
 import numpy as np

@@ -11,11 +11,11 @@ import torch
 
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import run_recipe
-from kdbench.roles import STUDENT, TEACHER
 from kdbench.errors import KdbenchError
 from kdbench.models.students import build_student, layer_stack
-from tests.helpers.losses_on_heads import get_task, FEATURES, suite_for, applicable
+from kdbench.roles import STUDENT, TEACHER
 from tests.helpers import losses_on_heads as shared
+from tests.helpers.losses_on_heads import FEATURES, applicable, get_task, suite_for
 
 # fixtures shared with tests/unit/distill/losses/test_losses_on_heads.py (pytest finds them as attributes of this module)
 workdir = shared.workdir

@@ -13,7 +13,6 @@ from kdbench.distill.run import train_and_eval
 from kdbench.report.record import validate_record
 from tests.helpers.multi_teacher import L3, MPNET
 
-
 TINY = ["data.train_rows=64", "data.eval_rows=64", "max_length=32", "distill.epochs=1", "eval.efficiency=false",
         "eval.bootstrap_samples=100",
         f"teachers=[{{model: {L3}, weight: 1, finetune: {{epochs: 1, lr: 1.0e-4}}}}, "

@@ -2,7 +2,6 @@
 seqeval on real model predictions over the real WNUT-17 slice."""
 from __future__ import annotations
 
-
 import pytest
 from seqeval.metrics import accuracy_score, f1_score
 

@@ -11,8 +11,8 @@ from kdbench.distill.on_policy import prompts_of
 from kdbench.distill.recipes.causal_lm import right_pad, token_loss
 from kdbench.distill.trainer import train
 from kdbench.models.students import layer_selection
-from tests.helpers.on_policy import PAD, _sampler
 from tests.helpers import on_policy as shared
+from tests.helpers.on_policy import PAD, _sampler
 
 # fixtures shared with tests/unit/distill/test_on_policy.py (pytest finds them as attributes of this module)
 lm, tok, reasoning = shared.lm, shared.tok, shared.reasoning

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from kdbench.config import load_suite
-from kdbench.models.loading import load_tokenizer
 from kdbench.distill.run import train_and_eval
+from kdbench.models.loading import load_tokenizer
 from kdbench.report.record import validate_record
 from kdbench.tasks import get_task
 from kdbench.tasks.base import RunSettings

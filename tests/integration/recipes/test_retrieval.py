@@ -3,14 +3,13 @@ against pytrec_eval on real rankings of the real models), teacher–student metr
 KD recipe. Real models, the local DBpedia-Entity 5k mirror, small corpus slices."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from kdbench.backends.embeddings import HFEmbedder
 from kdbench.data.beir import load_beir
-from tests.helpers.retrieval import DATASET, STUDENT_ID, small_task
 from tests.helpers import retrieval as shared
+from tests.helpers.retrieval import DATASET, STUDENT_ID, small_task
 
 # fixtures shared with tests/unit/tasks/test_retrieval.py (pytest finds them as attributes of this module)
 task, models = shared.task, shared.models

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from tests.helpers import ROOT
 
 JOB = ROOT / "tests" / "helpers" / "jobs" / "trainer_job.py"

@@ -12,8 +12,9 @@ import time
 
 import pytest
 import torch
-from tests.helpers.cli import run_kdbench
 from safetensors.torch import load_file
+
+from tests.helpers.cli import run_kdbench
 
 ARGS = ["--train-rows", "64", "--eval-rows", "32", "--layers", "0", "--epochs", "1", "--set", "distill.batch_size=8",
         "--set", "distill.checkpoint_every=2", "--set", "teacher.finetune.epochs=0.25", "--set", "eval.efficiency=false"]

@@ -4,9 +4,9 @@ label-only baseline, tiny slices."""
 from __future__ import annotations
 
 import pytest
-from tests.helpers.cli import run_kdbench
 
 from kdbench.report.record import read_record
+from tests.helpers.cli import run_kdbench
 
 TEACHER = "HuggingFaceTB/SmolLM2-135M-Instruct"
 

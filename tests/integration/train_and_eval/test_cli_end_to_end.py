@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tests.helpers.cli import SMALL, run_kdbench
 
 from kdbench.report.record import read_record
+from tests.helpers.cli import SMALL, run_kdbench
 
 kdbench = run_kdbench
 

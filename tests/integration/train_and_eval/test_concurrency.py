@@ -12,11 +12,10 @@ import time
 
 import pytest
 from filelock import FileLock
-from tests.helpers.reports import make_run
 
 from kdbench.report import leaderboard
 from tests.helpers import ROOT
-
+from tests.helpers.reports import make_run
 
 
 def _start(code: str, *args, env: dict | None = None) -> subprocess.Popen:
@@ -128,9 +127,8 @@ def test_two_runs_compute_one_teachers_outputs_once(tmp_path):
 def test_resume_of_a_run_in_progress_is_refused(tmp_path):
     """The writer of a run holds its staging folder's lock for the run's life; here this test
     process holds it, as a running `kdbench train-and-eval` does."""
-    from tests.helpers.cli import run_kdbench
-
     from kdbench.config import load_suite
+    from tests.helpers.cli import run_kdbench
 
     staging = tmp_path / "reports" / ".20260101-000000-quickstart-abcdef.partial"
     (staging / "checkpoints").mkdir(parents=True)

@@ -4,9 +4,9 @@ and `kdbench train-and-eval` writing them to the record and drawing them in the 
 on-policy student and the metrics on generated text on the way)."""
 import numpy as np
 import pytest
-from tests.helpers.cli import run_kdbench
 
 from kdbench.report.record import read_record
+from tests.helpers.cli import run_kdbench
 
 
 @pytest.mark.slow
@@ -25,7 +25,7 @@ def test_train_and_eval_writes_curves_and_draws_them(tmp_path, data_dir):
     record = read_record(run)
     curve = record["curves"]["gsm8k_text"]
     assert curve["every"] == 2 and curve["rows"] == 8 and curve["split"] == "test" and set(curve["roles"]) == {"student", "baseline"}
-    for role, points in curve["roles"].items():
+    for points in curve["roles"].values():
         assert [p["step"] for p in points] == [0, 2, 4]
         assert {"perplexity", "bits_per_byte"} <= set(points[0]["metrics"])
         assert {"kl_teacher_student", "acceptance_rate"} <= set(points[0]["pairs"])

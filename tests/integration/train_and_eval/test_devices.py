@@ -5,8 +5,8 @@ that is the same with the device given explicitly."""
 from __future__ import annotations
 
 import pytest
-from tests.helpers.cli import run_kdbench
 
+from tests.helpers.cli import run_kdbench
 from tests.helpers.devices import NO_GPU
 
 

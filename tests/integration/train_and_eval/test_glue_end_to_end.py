@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from tests.helpers.cli import TINY, run_kdbench
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from kdbench.report.record import validate_record
+from tests.helpers.cli import TINY, run_kdbench
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.helpers.cli import run_kdbench
 from huggingface_hub import ModelCard
 
 from kdbench.models.card import saved_models
 from kdbench.report.record import read_record
+from tests.helpers.cli import run_kdbench
 from tests.helpers.model_cards import check_card
 
 

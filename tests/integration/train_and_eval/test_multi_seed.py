@@ -5,10 +5,9 @@ import json
 
 import numpy as np
 import pytest
-from tests.helpers.cli import run_kdbench
-from tests.helpers.cli import TINY
 
 from kdbench.report.record import validate_record
+from tests.helpers.cli import TINY, run_kdbench
 
 
 @pytest.mark.slow

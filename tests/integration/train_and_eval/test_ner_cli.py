@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tests.helpers.cli import run_kdbench
 from seqeval.metrics import f1_score
 
 from kdbench.report.record import read_record
+from tests.helpers.cli import run_kdbench
 
 TINY = ["--train-rows", "160", "--eval-rows", "60", "--epochs", "1", "--set", "teacher.finetune.epochs=1",
         "--set", "eval.bootstrap_samples=200"]
@@ -24,7 +24,7 @@ def test_ner_suite_train_and_eval_then_eval(tmp_path, data_dir):
     record = read_record(run)  # validates against the JSON Schema
     results = record["results"]["wnut_17"]
     assert set(results) == {"teacher", "student", "baseline"}
-    for role, metrics in results.items():
+    for metrics in results.values():
         assert {"f1", "precision", "recall", "token_accuracy", "f1_person", "f1_creative_work"} <= set(metrics)
         assert metrics["f1"]["ci"][0] <= metrics["f1"]["value"] <= metrics["f1"]["ci"][1]
     pairs = record["pairs"]["wnut_17"]

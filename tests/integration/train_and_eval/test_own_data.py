@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tests.helpers.cli import run_kdbench
-from tests.helpers.own_data import make_folder, mirror_rows, write_jsonl, write_task
 
 from tests.helpers import own_data as shared
+from tests.helpers.cli import run_kdbench
+from tests.helpers.own_data import make_folder, mirror_rows, write_jsonl, write_task
 
 # fixtures shared with tests/unit/data/test_own_data.py (pytest finds them as attributes of this module)
 own = shared.own

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.helpers.packaging import _kdbench
+
 from tests.helpers import packaging as shared
+from tests.helpers.packaging import _kdbench
 
 # fixtures shared with tests/unit/test_packaging.py (pytest finds them as attributes of this module)
 installed = shared.installed

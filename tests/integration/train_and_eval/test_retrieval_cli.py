@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tests.helpers.cli import run_kdbench
 
 from kdbench.report.record import read_record
+from tests.helpers.cli import run_kdbench
 
 TASK = "dbpedia_entity_5k"
 TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from tests.helpers.cli import run_kdbench
 
+from tests.helpers.cli import run_kdbench
 from tests.helpers.tracking import scalars
 
 

@@ -3,7 +3,6 @@ plain per-example transformers forward passes, lm-eval's own HFLM (tokenisation 
 windows) and unbatched greedy generation."""
 from __future__ import annotations
 
-
 from kdbench.backends.causal_lm import cut_at_stop
 
 

@@ -12,8 +12,8 @@ from kdbench.config import load_suite
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import load_tokenizer
 from kdbench.tasks.base import LoadedModel
-from tests.helpers.speculative import LM_ID
 from tests.helpers import speculative as shared
+from tests.helpers.speculative import LM_ID
 
 # fixtures shared with tests/integration/eval/test_speculative.py (pytest finds them as attributes of this module)
 tok = shared.tok

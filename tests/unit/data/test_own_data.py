@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tests.helpers.own_data import mirror_rows, write_jsonl, write_task
 
 from kdbench.data import DatasetSpec, load_split
 from kdbench.errors import KdbenchError
 from kdbench.report import compare
 from kdbench.tasks import get_task, list_tasks
 from tests.helpers import own_data as shared
+from tests.helpers.own_data import mirror_rows, write_jsonl, write_task
 
 # fixtures shared with tests/integration/train_and_eval/test_own_data.py (pytest finds them as attributes of this module)
 own = shared.own

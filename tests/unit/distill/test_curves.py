@@ -13,7 +13,6 @@ from kdbench.errors import KdbenchError
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.models.students import layer_selection
 
-
 LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 

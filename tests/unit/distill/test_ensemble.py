@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from kdbench.distill.ensemble import mean_scores, mixture_logits
-from kdbench.predictions.ensemble import ensemble_predictions, normalised
-from kdbench.roles import ENSEMBLE
 from kdbench.distill.losses import LOSSES
 from kdbench.predictions import ClassifierPredictions
+from kdbench.predictions.ensemble import ensemble_predictions, normalised
+from kdbench.roles import ENSEMBLE
 
 
 def test_mixture_logits_soften_back_to_the_weighted_mixture_by_hand():

@@ -13,8 +13,8 @@ from kdbench.distill.on_policy import is_on_policy, prompts_of, sampling_seed
 from kdbench.distill.recipes.causal_lm import encode_pairs, right_pad, token_loss
 from kdbench.errors import KdbenchError
 from kdbench.models.students import layer_selection
-from tests.helpers.on_policy import EOS, PAD, _sampler
 from tests.helpers import on_policy as shared
+from tests.helpers.on_policy import EOS, PAD, _sampler
 
 # fixtures shared with tests/integration/recipes/test_on_policy.py (pytest finds them as attributes of this module)
 lm, tok, reasoning = shared.lm, shared.tok, shared.reasoning

@@ -13,8 +13,8 @@ from kdbench.distill.recipes.causal_lm import token_loss
 from kdbench.distill.tokens import encode_pairs, right_pad
 from kdbench.distill.topk import cached_topk, compute_topk
 from kdbench.models.loading import load_tokenizer
-from tests.helpers.topk_cache import LM_ID
 from tests.helpers import topk_cache as shared
+from tests.helpers.topk_cache import LM_ID
 
 # fixtures shared with tests/integration/recipes/test_topk_cache.py (pytest finds them as attributes of this module)
 lm, student = shared.lm, shared.student

@@ -6,15 +6,15 @@ from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import jensenshannon
 from sklearn.metrics import brier_score_loss, log_loss
 
-from kdbench.metrics.classification import ClassifierTable
-from kdbench.metrics.spec import Resampling, score
 from kdbench.metrics.calibration import (
     brier_score,
     expected_calibration_error,
     negative_log_likelihood,
     reliability_bins,
 )
+from kdbench.metrics.classification import ClassifierTable
 from kdbench.metrics.loyalty import js_divergence, label_loyalty, probability_loyalty
+from kdbench.metrics.spec import Resampling, score
 from kdbench.metrics.stats import bootstrap_mean_ci
 
 

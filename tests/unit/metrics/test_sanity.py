@@ -5,13 +5,12 @@ the record, the HTML report and the terminal line."""
 from __future__ import annotations
 
 import pandas as pd
-from tests.helpers.pinned_runs import write_run
-from tests.helpers.reports import make_run
-from tests.helpers.pinned_runs import _degrade
 
 from kdbench.metrics.sanity import run_warnings
 from kdbench.report import html
 from kdbench.report.record import read_record
+from tests.helpers.pinned_runs import _degrade, write_run
+from tests.helpers.reports import make_run
 
 
 def _warnings(folder):

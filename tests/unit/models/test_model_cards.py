@@ -4,7 +4,6 @@ turns the model-index back into ``EvalResult`` objects), compared with the run r
 from, and an exported folder loaded with ``from_pretrained``."""
 from __future__ import annotations
 
-
 import pytest
 
 from kdbench.models.card import model_card, saved_models

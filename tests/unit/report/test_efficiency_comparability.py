@@ -3,11 +3,10 @@ leaderboard ranks them together), never in latency (the gate says it does not co
 leaderboard marks the other hardware's latencies and plots them apart)."""
 from __future__ import annotations
 
-from tests.helpers.reports import make_run
-
 from kdbench import gate
 from kdbench.report import compare, leaderboard
 from kdbench.report.record import read_record
+from tests.helpers.reports import make_run
 
 H200 = {"dtype": "bf16", "device": "cuda:0", "device_type": "cuda", "device_index": 0, "gpu_name": "NVIDIA H200"}
 

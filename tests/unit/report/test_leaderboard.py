@@ -7,11 +7,11 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from tests.helpers.reports import edit_record, make_run
 
 from kdbench.cli import main
 from kdbench.report import leaderboard
 from kdbench.report.record import read_record
+from tests.helpers.reports import edit_record, make_run
 
 XSS = "<script>alert(1)</script>"
 
@@ -197,7 +197,7 @@ def test_a_malformed_record_is_skipped_with_one_warning(reports, tmp_path):
     out = tmp_path / "lb"
     proc = CliRunner().invoke(main, ["leaderboard", str(reports), "-o", str(out)])
     assert proc.exit_code == 0, proc.output
-    warns = [l for l in proc.stderr.splitlines() if l.startswith("kdbench: warning:")]
+    warns = [w for w in proc.stderr.splitlines() if w.startswith("kdbench: warning:")]
     assert len(warns) == 1 and str(reports / "run-b" / "report.json") in warns[0], proc.stderr
     assert (out / "runs" / "run-a.html").exists() and not (out / "runs" / "run-b.html").exists()
 
@@ -245,11 +245,11 @@ def test_rows_rank_by_significance_tier_with_percent_of_teacher_and_collapsed_re
 
 def test_the_run_report_shows_each_familys_own_columns(tmp_path):
     import pandas as pd
-    from tests.helpers.pinned_runs import write_run
 
     from kdbench.report import html
+    from tests.helpers.pinned_runs import write_run
 
-    for run, task, want, absent in (("ner", "wnut_17", ["f1", "precision", "recall", "token_accuracy",
+    for run, _task, want, absent in (("ner", "wnut_17", ["f1", "precision", "recall", "token_accuracy",
                                                         "label_loyalty vs teacher", "entity_f1_vs_teacher"], "ECE"),
                                     ("retrieval", "dbpedia_entity_5k", ["ndcg_at_10", "mrr_at_10", "recall_at_100",
                                                                         "overlap_at_10 vs teacher"], "NLL"),

@@ -5,12 +5,12 @@ import json
 import warnings
 
 import pytest
-from tests.helpers.reports import make_run
 
 from kdbench.errors import KdbenchError
-from kdbench.report import ComparabilityWarning, compare, load_runs
 from kdbench.fsio import write_atomic
+from kdbench.report import ComparabilityWarning, compare, load_runs
 from kdbench.report.record import read_record, samples_path, write_record
+from tests.helpers.reports import make_run
 
 
 @pytest.fixture()

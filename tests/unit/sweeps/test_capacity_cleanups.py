@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
+from kdbench.config import SUITES_DIR
 from kdbench.metrics import spec as metric_spec
 from kdbench.metrics.stats import finite_ci, format_p
 from kdbench.sweeps.capacity_law import best_tier, fit_law, verdict
-from kdbench.config import SUITES_DIR
-from tests.helpers.cli import run_kdbench
 from tests.helpers.capacity_law import HOW, outcomes, table
+from tests.helpers.cli import run_kdbench
 
 
 def test_a_resampled_p_of_zero_is_a_bound():

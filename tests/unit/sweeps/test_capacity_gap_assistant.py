@@ -3,20 +3,15 @@ constructed outcomes, bad input, the via point's suite and --help (the real swee
 tests/integration/capacity_gap/test_capacity_gap_assistant.py)."""
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from kdbench.config import SuiteConfig, load_suite
-from kdbench.report.record import read_record
 from kdbench.sweeps.capacity_gap import via_suite
 from kdbench.sweeps.capacity_law import vs_direct
-from tests.helpers.cli import run_kdbench
-from tests.helpers.capacity_gap import MINILM, TINY
+from tests.helpers.capacity_gap import MINILM
 from tests.helpers.capacity_law import ACCURACY, HOW, outcomes, table
+from tests.helpers.cli import run_kdbench
 
 ONE = ["--teachers", MINILM, "--student-layers", f"{MINILM}:1"]
 

@@ -13,6 +13,7 @@ from kdbench.metrics.stats import aggregate_seed_results, bootstrap_mean_ci
 from kdbench.sweeps.capacity_law import best_tier, fit_law
 from tests.helpers.capacity_law import ACCURACY, HOW, outcomes, table
 
+
 def test_seed_pooled_interval_does_not_collapse_when_seeds_tie():
     right = outcomes(400, 0.7, 1)
     tied = [table(right), table(right), table(right)]  # three seeds, the same outcomes

@@ -20,7 +20,6 @@ from kdbench.tasks import generated_text
 from kdbench.tasks.base import RunSettings
 from tests.helpers.generated_text import LM_ID
 
-
 SETTINGS = RunSettings(dtype="fp32", max_length=256, eval=EvalConfig(bootstrap_samples=200))
 
 

@@ -9,10 +9,10 @@ from sklearn.metrics import f1_score, matthews_corrcoef
 
 from kdbench.config import EvalConfig
 from kdbench.metrics.classification import ClassifierTable
+from kdbench.metrics.glue import glue_average
 from kdbench.metrics.regression import RegressionTable
 from kdbench.metrics.spec import Resampling, compare, score
 from kdbench.models.loading import load_for_head, load_tokenizer, save_model
-from kdbench.metrics.glue import glue_average
 from kdbench.tasks import get_task
 from kdbench.tasks.base import RunSettings
 

@@ -14,8 +14,8 @@ from kdbench.errors import KdbenchError
 from kdbench.metrics import lm as lm_metrics
 from kdbench.metrics.loyalty import lm_token_metrics_per_token
 from kdbench.metrics.stats import bootstrap_statistic_ci
-from tests.helpers.language_modeling import FP32
 from tests.helpers import language_modeling as shared
+from tests.helpers.language_modeling import FP32
 
 # fixtures shared with tests/integration/backends/test_language_modeling.py (pytest finds them as attributes of this module)
 setup = shared.setup

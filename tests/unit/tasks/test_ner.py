@@ -20,8 +20,8 @@ from kdbench.metrics import spec as metric_spec
 from kdbench.tasks import get_task
 from kdbench.tasks.base import LoadedModel, RunSettings
 from tests.helpers import ROOT
-from tests.helpers.ner import TEACHER_ID, ROWS
 from tests.helpers import ner as shared
+from tests.helpers.ner import ROWS, TEACHER_ID
 
 # fixtures shared with tests/integration/recipes/test_ner.py (pytest finds them as attributes of this module)
 task, data, run_settings, untrained, preds = shared.task, shared.data, shared.run_settings, shared.untrained, shared.preds

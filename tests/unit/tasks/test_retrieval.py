@@ -19,8 +19,8 @@ from kdbench.metrics import retrieval as rm
 from kdbench.predictions.ranking import RankingPredictions
 from kdbench.tasks.base import RunSettings
 from kdbench.tasks.registry import get_task, load_spec
-from tests.helpers.retrieval import DATASET, TEACHER_ID, STUDENT_ID, CORPUS_ROWS, small_task
 from tests.helpers import retrieval as shared
+from tests.helpers.retrieval import CORPUS_ROWS, DATASET, STUDENT_ID, TEACHER_ID, small_task
 
 # fixtures shared with tests/integration/recipes/test_retrieval.py (pytest finds them as attributes of this module)
 task, models = shared.task, shared.models

@@ -1,7 +1,6 @@
 """The task registry: built-ins, external folders that add or override tasks, one-line errors."""
 from __future__ import annotations
 
-
 from kdbench.tasks import list_tasks
 
 

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from kdbench.distill.losses import (
-    HiddenStateMSE, attention_transfer, cosine_embedding, hidden_mse, margin_mse, minilm_relation,
+    HiddenStateMSE,
+    attention_transfer,
+    cosine_embedding,
+    hidden_mse,
+    margin_mse,
+    minilm_relation,
 )
 
 rng = np.random.default_rng(0)

@@ -5,7 +5,16 @@ import pytest
 import torch
 
 from kdbench.distill.losses import (
-    LOSSES, TAIDSchedule, forward_kl, generalized_jsd, logit_mse, reverse_kl, skew_kl, skew_reverse_kl, taid, tvd,
+    LOSSES,
+    TAIDSchedule,
+    forward_kl,
+    generalized_jsd,
+    logit_mse,
+    reverse_kl,
+    skew_kl,
+    skew_reverse_kl,
+    taid,
+    tvd,
 )
 
 # two examples, three classes; the teacher is peaked, the student not
@@ -203,7 +212,7 @@ def test_every_logit_loss_zero_at_teacher_masks_padding_and_has_gradients(name):
     t_alt = t3.clone()
     t_alt[~mask] = 100.0
     assert close(full, fn(s3, t_alt, 2.0, True, mask=mask))
-    kept = torch.stack([fn(s3[b, l][None], t3[b, l][None], 2.0, True) for b, l in mask.nonzero().tolist()]).mean()
+    kept = torch.stack([fn(s3[b, j][None], t3[b, j][None], 2.0, True) for b, j in mask.nonzero().tolist()]).mean()
     assert close(full, kept)
     full.backward()
     assert torch.isfinite(s3.grad).all() and s3.grad[~mask].abs().max() == 0

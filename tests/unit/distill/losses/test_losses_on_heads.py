@@ -4,16 +4,15 @@ loss is finite, the student's weights moved, and what the run record says. Pairs
 apply are a one-line KdbenchError before any training."""
 from __future__ import annotations
 
-
 import pytest
 
 from kdbench.config import SuiteConfig
 from kdbench.distill.recipes import run_recipe
-from kdbench.registry import LOSSES
 from kdbench.errors import KdbenchError
 from kdbench.models.students import build_student
-from tests.helpers.losses_on_heads import get_task, TASKS, suite_for, applicable
+from kdbench.registry import LOSSES
 from tests.helpers import losses_on_heads as shared
+from tests.helpers.losses_on_heads import TASKS, applicable, get_task, suite_for
 
 # fixtures shared with tests/integration/recipes/test_losses_on_heads.py (pytest finds them as attributes of this module)
 workdir = shared.workdir

@@ -8,7 +8,13 @@ import torch.nn.functional as F
 
 from kdbench.config import DistillConfig
 from kdbench.distill.losses import (
-    LOSSES, HiddenStateMSE, attention_transfer, cosine_embedding, hidden_mse, margin_mse, minilm_relation,
+    LOSSES,
+    HiddenStateMSE,
+    attention_transfer,
+    cosine_embedding,
+    hidden_mse,
+    margin_mse,
+    minilm_relation,
     record_values,
 )
 from kdbench.distill.trainer import kd_objective

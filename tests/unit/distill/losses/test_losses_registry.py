@@ -11,9 +11,9 @@ import torch
 import kdbench.distill.losses as losses
 from kdbench.config import DistillConfig, load_suite
 from kdbench.distill.losses import LOSSES
-from kdbench.registry import LOSS_LEVELS
 from kdbench.distill.trainer import kd_objective
 from kdbench.errors import KdbenchError
+from kdbench.registry import LOSS_LEVELS
 
 LOGIT_PARAMS = ["student_logits", "teacher_logits", "temperature", "t2_scaling"]
 

@@ -13,8 +13,8 @@ from kdbench.distill.recipes import run_recipe as run
 from kdbench.distill.recipes.causal_lm import token_loss, training_pairs
 from kdbench.distill.tokens import encode_pairs, right_pad, scored_positions
 from kdbench.errors import KdbenchError
-from tests.helpers.causal_lm_recipe import PAD, _suite
 from tests.helpers import causal_lm_recipe as shared
+from tests.helpers.causal_lm_recipe import PAD, _suite
 
 # fixtures shared with tests/integration/recipes/test_causal_lm_recipe.py (pytest finds them as attributes of this module)
 lm, tok, tasks, student, two_examples = shared.lm, shared.tok, shared.tasks, shared.student, shared.two_examples

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, TEACHER_ID
+from tests.helpers import ROOT, SMOLLM, TEACHER_ID
 from tests.helpers.cli import SMALL, run_kdbench
 
 _MIRROR = ROOT.parent / "shared" / "data"
@@ -76,3 +76,18 @@ def small_runs(tmp_path_factory, data_dir):
         (runs[name],) = set(reports.iterdir()) - before
         procs[name] = proc
     return {"root": root, "reports": reports, "procs": procs, **runs}
+
+
+@pytest.fixture(scope="module")
+def lm():
+    """SmolLM2-135M-Instruct as a causal LM in eval mode (one per test module: some tests train copies of it)."""
+    from kdbench.models.loading import load_for_head
+
+    return load_for_head(SMOLLM, "causal_lm").eval()
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from kdbench.models.loading import load_tokenizer
+
+    return load_tokenizer(SMOLLM)

@@ -6,21 +6,10 @@ import pytest
 from kdbench.config import SuiteConfig
 from kdbench.data import DatasetSpec, load_split
 from kdbench.distill.tokens import encode_pairs
-from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.models.students import layer_selection
+from tests.helpers import SMOLLM
 
-LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PAD = 2  # SmolLM2's pad token is its eos <|im_end|>: masks, not token ids, must tell padding
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return load_for_head(LM_ID, "causal_lm").eval()
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer(LM_ID)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +41,7 @@ def _suite(**distill) -> SuiteConfig:
     return SuiteConfig.model_validate({
         "name": "causal-test", "tasks": ["gsm8k_text"], "seed": 0, "dtype": "bf16", "max_length": 96,
         "data": {"train_rows": 24},
-        "teacher": {"model": LM_ID, "finetune": None},
+        "teacher": {"model": SMOLLM, "finetune": None},
         "student": {"builder": "layer_selection", "layers": [0, 10, 20, 29]},
         "distill": {"epochs": 2, "batch_size": 4, "lr": 5e-4, "warmup_ratio": 0.1, "loss": "forward_kl",
                     "temperature": 1.0, "alpha": 0.5, **distill},

@@ -4,20 +4,8 @@ import pytest
 from kdbench.config import OnPolicyConfig
 from kdbench.distill.on_policy import OnPolicy
 from kdbench.distill.recipes.causal_lm import encode_pairs
-from kdbench.models.loading import load_for_head, load_tokenizer
 
-LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PAD = EOS = 2
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return load_for_head(LM_ID, "causal_lm").eval()
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer(LM_ID)
 
 
 @pytest.fixture(scope="module")

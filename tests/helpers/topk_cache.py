@@ -2,15 +2,7 @@
 
 import pytest
 
-from kdbench.models.loading import load_for_head
 from kdbench.models.students import layer_selection
-
-LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return load_for_head(LM_ID, "causal_lm").eval()
 
 
 @pytest.fixture(scope="module")

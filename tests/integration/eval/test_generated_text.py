@@ -10,8 +10,8 @@ from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.models.students import layer_selection
 from kdbench.report.record import read_record
 from kdbench.tasks import generated_text
+from tests.helpers import SMOLLM
 from tests.helpers.cli import run_kdbench
-from tests.helpers.generated_text import LM_ID
 
 
 @pytest.mark.slow
@@ -20,9 +20,9 @@ def test_eval_lm_suite_records_the_metrics_on_generated_text(tmp_path, data_dir)
     from kdbench.models.loading import save_model
 
     folder = tmp_path / "student"
-    save_model(layer_selection(load_for_head(LM_ID, "causal_lm"), [0, 29]), load_tokenizer(LM_ID), folder)
+    save_model(layer_selection(load_for_head(SMOLLM, "causal_lm"), [0, 29]), load_tokenizer(SMOLLM), folder)
     reports = tmp_path / "reports"
-    proc = run_kdbench("eval", "--suite", "lm", "--teacher", LM_ID, "--student", folder, "--eval-rows", "5",
+    proc = run_kdbench("eval", "--suite", "lm", "--teacher", SMOLLM, "--student", folder, "--eval-rows", "5",
                        "--set", "eval.generated_text.rows=4", "--set", "eval.generated_text.max_new_tokens=12",
                        "--set", "eval.generated_text.prompt_tokens=16", "--set", "eval.bootstrap_samples=200",
                        "--set", "eval.efficiency=false", "--reports-dir", reports, "--leaderboard-dir", tmp_path / "lb")
@@ -36,6 +36,6 @@ def test_eval_lm_suite_records_the_metrics_on_generated_text(tmp_path, data_dir)
     assert pair["acceptance_rate"]["value"] != pair["acceptance_rate_on_own_text"]["value"]  # gold text vs its own
     assert "acceptance_rate_on_own_text" in (run / "report.html").read_text()
     # no room in the scoring window for prompt + continuation: one line, exit 2
-    proc = run_kdbench("eval", "--suite", "lm", "--teacher", LM_ID, "--eval-rows", "2", "--set",
+    proc = run_kdbench("eval", "--suite", "lm", "--teacher", SMOLLM, "--eval-rows", "2", "--set",
                        "eval.generated_text.max_new_tokens=250", "--reports-dir", reports, "--leaderboard-dir", tmp_path / "lb")
     assert proc.returncode == 2 and "exceed max_length 256" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -17,12 +17,10 @@ from kdbench.models.loading import load_for_head
 from kdbench.models.students import layer_selection
 from kdbench.report.record import read_record
 from kdbench.tasks.base import LoadedModel
-from tests.helpers import speculative as shared
+from tests.helpers import SMOLLM
 from tests.helpers.cli import run_kdbench
-from tests.helpers.speculative import LM_ID
 
 # fixtures shared with tests/unit/backends/test_speculative.py (pytest finds them as attributes of this module)
-tok = shared.tok
 
 
 LAYERS = [0, 4, 8, 12, 16, 20, 24, 29]
@@ -40,11 +38,11 @@ pair_metrics: [answer_agreement]
 def pair(tok, tmp_path_factory):
     from kdbench.models.loading import save_model
 
-    teacher = load_for_head(LM_ID, "causal_lm").eval()
+    teacher = load_for_head(SMOLLM, "causal_lm").eval()
     folder = tmp_path_factory.mktemp("draft")
     student = layer_selection(teacher, LAYERS).eval()
     save_model(student, tok, folder)
-    return LoadedModel(teacher, tok, LM_ID), LoadedModel(student, tok, str(folder))
+    return LoadedModel(teacher, tok, SMOLLM), LoadedModel(student, tok, str(folder))
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +107,9 @@ def test_vllm_draft_model_decoding_is_lossless_and_counted(pair, prompts):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--suite", "lm", "--teacher", LM_ID, "--student", LM_ID], "task gsm8k_text (language_modeling) has no prompts"),
-    (["--suite", "reasoning", "--teacher", LM_ID], "name the target as --teacher and at least one draft"),
-    (["--suite", "reasoning", "--student", LM_ID], "name the target as --teacher and at least one draft"),
+    (["--suite", "lm", "--teacher", SMOLLM, "--student", SMOLLM], "task gsm8k_text (language_modeling) has no prompts"),
+    (["--suite", "reasoning", "--teacher", SMOLLM], "name the target as --teacher and at least one draft"),
+    (["--suite", "reasoning", "--student", SMOLLM], "name the target as --teacher and at least one draft"),
 ])
 def test_speculative_setups_that_cannot_work_stop_before_any_work(tmp_path, args, message):
     proc = run_kdbench("eval", *args, "--set", "eval.speculative.rows=1", "--reports-dir", tmp_path / "r",
@@ -129,7 +127,7 @@ def test_eval_records_speculative_decoding_from_the_cli(tmp_path, data_dir, pair
     (tmp_path / "tasks" / "gsm8k_short.yaml").write_text(TASK)
     reports, board = tmp_path / "reports", tmp_path / "lb"
     proc = run_kdbench("eval", "--suite", "reasoning", "--include-path", tmp_path / "tasks", "--set", "tasks=[gsm8k_short]",
-                       "--teacher", LM_ID, "--student", student.source, "--eval-rows", "2", "--dtype", "fp32",
+                       "--teacher", SMOLLM, "--student", student.source, "--eval-rows", "2", "--dtype", "fp32",
                        "--set", "eval.speculative.rows=2", "--set", "eval.speculative.max_new_tokens=16",
                        "--set", "eval.bootstrap_samples=200", "--set", "eval.efficiency=false",
                        "--reports-dir", reports, "--leaderboard-dir", board)

@@ -15,7 +15,7 @@ from tests.helpers import on_policy as shared
 from tests.helpers.on_policy import PAD, _sampler
 
 # fixtures shared with tests/unit/distill/test_on_policy.py (pytest finds them as attributes of this module)
-lm, tok, reasoning = shared.lm, shared.tok, shared.reasoning
+reasoning = shared.reasoning
 
 
 # --- training ----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from tests.helpers import topk_cache as shared
 
 # fixtures shared with tests/unit/distill/test_topk_cache.py (pytest finds them as attributes of this module)
-lm, student = shared.lm, shared.student
+student = shared.student
 
 
 TOPK_SUITE = """

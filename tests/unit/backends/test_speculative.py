@@ -12,17 +12,13 @@ from kdbench.config import load_suite
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import load_tokenizer
 from kdbench.tasks.base import LoadedModel
-from tests.helpers import speculative as shared
-from tests.helpers.speculative import LM_ID
-
-# fixtures shared with tests/integration/eval/test_speculative.py (pytest finds them as attributes of this module)
-tok = shared.tok
+from tests.helpers import SMOLLM
 
 
 def test_a_draft_with_another_tokenizer_is_refused_in_one_line(tok):
     other = LoadedModel(None, load_tokenizer("sentence-transformers/all-MiniLM-L6-v2"), "all-MiniLM-L6-v2")
     with pytest.raises(KdbenchError, match="the draft student .* tokenise differently") as e:
-        speculative.check("task gsm8k", LoadedModel(None, tok, LM_ID), other, "student")
+        speculative.check("task gsm8k", LoadedModel(None, tok, SMOLLM), other, "student")
     assert "\n" not in str(e.value)
 
 

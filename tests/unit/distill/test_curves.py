@@ -12,8 +12,7 @@ from kdbench.distill.trainer import train
 from kdbench.errors import KdbenchError
 from kdbench.models.loading import load_for_head, load_tokenizer
 from kdbench.models.students import layer_selection
-
-LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+from tests.helpers import SMOLLM
 
 
 class _Evaluator:
@@ -32,8 +31,8 @@ class _Evaluator:
 
 
 def _train(steps, curve=None, checkpoint_dir=None):
-    tok = load_tokenizer(LM_ID)
-    lm = load_for_head(LM_ID, "causal_lm")
+    tok = load_tokenizer(SMOLLM)
+    lm = load_for_head(SMOLLM, "causal_lm")
     feats, masks = encode_pairs(tok, [("", "Natalia sold 48 clips in April."), ("", "She sold half as many in May.")], 32)
     student = layer_selection(lm, [0, 29])
     if curve == "make":

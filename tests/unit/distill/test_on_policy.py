@@ -17,7 +17,7 @@ from tests.helpers import on_policy as shared
 from tests.helpers.on_policy import EOS, PAD, _sampler
 
 # fixtures shared with tests/integration/recipes/test_on_policy.py (pytest finds them as attributes of this module)
-lm, tok, reasoning = shared.lm, shared.tok, shared.reasoning
+reasoning = shared.reasoning
 
 
 # --- the schedule and the prompts ------------------------------------------------------------------

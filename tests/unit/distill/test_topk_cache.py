@@ -13,11 +13,11 @@ from kdbench.distill.recipes.causal_lm import token_loss
 from kdbench.distill.tokens import encode_pairs, right_pad
 from kdbench.distill.topk import cached_topk, compute_topk
 from kdbench.models.loading import load_tokenizer
+from tests.helpers import SMOLLM
 from tests.helpers import topk_cache as shared
-from tests.helpers.topk_cache import LM_ID
 
 # fixtures shared with tests/integration/recipes/test_topk_cache.py (pytest finds them as attributes of this module)
-lm, student = shared.lm, shared.student
+student = shared.student
 
 
 PAD = 2
@@ -25,7 +25,7 @@ PAD = 2
 
 @pytest.fixture(scope="module")
 def data(data_dir):
-    tok = load_tokenizer(LM_ID)
+    tok = load_tokenizer(SMOLLM)
     loaded = load_split(DatasetSpec("openai/gsm8k", "main", "test"), rows=2)
     pairs = [(f"Question: {q}\nAnswer:", f" {a}{tok.eos_token}") for q, a in zip(loaded.rows["question"], loaded.rows["answer"])]
     return encode_pairs(tok, pairs, max_length=80)  # lm-eval gsm8k's prompt and target
@@ -77,20 +77,20 @@ def test_cache_entry_is_reused_keyed_and_rebuilt_when_corrupt(lm, data, tmp_path
     monkeypatch.setenv("KDBENCH_CACHE_DIR", str(tmp_path))
     feats, masks = data
     args = dict(k=4, temperature=1.0, dtype="bf16")
-    first, reused, key = cached_topk(lm, LM_ID, "rev-a", feats, masks, right_pad(PAD), **args)
+    first, reused, key = cached_topk(lm, SMOLLM, "rev-a", feats, masks, right_pad(PAD), **args)
     assert not reused
     path = tmp_path / "teacher_topk" / f"{key}.safetensors"
     assert path.is_file() and path.read_bytes()[:8]  # safetensors: 8-byte header length first
-    again, reused, key2 = cached_topk(lm, LM_ID, "rev-a", feats, masks, right_pad(PAD), **args)
+    again, reused, key2 = cached_topk(lm, SMOLLM, "rev-a", feats, masks, right_pad(PAD), **args)
     assert reused and key2 == key
     for name in ("offsets", "ids", "logprobs", "rest"):
         assert np.array_equal(getattr(first, name), getattr(again, name))
     # a different teacher revision, temperature or data is a different entry
-    assert cached_topk(lm, LM_ID, "rev-b", feats, masks, right_pad(PAD), **args)[2] != key
-    assert cached_topk(lm, LM_ID, "rev-a", feats, masks, right_pad(PAD), **{**args, "temperature": 2.0})[2] != key
-    assert cached_topk(lm, LM_ID, "rev-a", feats[:1], masks[:1], right_pad(PAD), **args)[2] != key
+    assert cached_topk(lm, SMOLLM, "rev-b", feats, masks, right_pad(PAD), **args)[2] != key
+    assert cached_topk(lm, SMOLLM, "rev-a", feats, masks, right_pad(PAD), **{**args, "temperature": 2.0})[2] != key
+    assert cached_topk(lm, SMOLLM, "rev-a", feats[:1], masks[:1], right_pad(PAD), **args)[2] != key
     path.write_bytes(b"\x00" * 40)  # truncated / corrupt
-    rebuilt, reused, _ = cached_topk(lm, LM_ID, "rev-a", feats, masks, right_pad(PAD), **args)
+    rebuilt, reused, _ = cached_topk(lm, SMOLLM, "rev-a", feats, masks, right_pad(PAD), **args)
     assert not reused and np.array_equal(rebuilt.ids, first.ids)
 
 

@@ -4,21 +4,10 @@ import pytest
 import torch
 
 from kdbench.errors import KdbenchError
-from kdbench.models.loading import load_for_head, load_tokenizer, save_model
+from kdbench.models.loading import load_for_head, save_model
 from kdbench.models.students import layer_selection, layer_stack, student_layers, uniform_map
 
-LM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MAP = [2, 6, 10, 14, 17, 21, 25, 29]  # TinyBERT's uniform rule for 30 -> 8
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return load_for_head(LM_ID, "causal_lm").eval()
-
-
-@pytest.fixture(scope="module")
-def lm_tokenizer():
-    return load_tokenizer(LM_ID)
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +67,12 @@ def test_pruned_decoder_weights_are_bit_identical_copies(lm, pruned):
     assert pruned.model.embed_tokens.weight.data_ptr() != lm.model.embed_tokens.weight.data_ptr()
 
 
-def test_tied_embeddings_stay_tied(lm, pruned, tmp_path, lm_tokenizer):
+def test_tied_embeddings_stay_tied(lm, pruned, tmp_path, tok):
     assert lm.config.tie_word_embeddings and lm.lm_head.weight is lm.model.embed_tokens.weight
     assert pruned.lm_head.weight is pruned.model.embed_tokens.weight
     assert sum(p.numel() for p in pruned.parameters()) == 49152 * 576 + 576 + len(MAP) * 3_540_096
     # and after a save and reload, as the pipeline reloads students
-    save_model(pruned, lm_tokenizer, tmp_path / "s")
+    save_model(pruned, tok, tmp_path / "s")
     again = load_for_head(str(tmp_path / "s"), "causal_lm")
     assert again.lm_head.weight is again.model.embed_tokens.weight
     assert again.config.kdbench_layer_map == MAP and again.config.num_hidden_layers == len(MAP)
@@ -94,18 +83,18 @@ def test_layer_indices_follow_the_student_positions(pruned):
     assert [layer.self_attn.layer_idx for layer in pruned.model.layers] == list(range(len(MAP)))
 
 
-def test_kv_cache_has_one_entry_per_student_layer(pruned, lm_tokenizer):
-    batch = lm_tokenizer(["Question: 2 + 3?\nAnswer:"], return_tensors="pt")
+def test_kv_cache_has_one_entry_per_student_layer(pruned, tok):
+    batch = tok(["Question: 2 + 3?\nAnswer:"], return_tensors="pt")
     with torch.inference_mode():
         out = pruned(**batch, use_cache=True)
     assert len(out.past_key_values.layers) == len(MAP)
     assert all(layer.keys.shape[2] == batch["input_ids"].shape[1] for layer in out.past_key_values.layers)
 
 
-def test_greedy_generation_with_cache_equals_without(pruned, lm_tokenizer):
+def test_greedy_generation_with_cache_equals_without(pruned, tok):
     """fp32, greedy: the KV-cached decode must reproduce the full recomputation token for token
     (a layer reading another layer's cache slot would diverge at the second token)."""
-    batch = lm_tokenizer(["Question: Tom has 3 apples and buys 4 more. How many apples?\nAnswer:"],
+    batch = tok(["Question: Tom has 3 apples and buys 4 more. How many apples?\nAnswer:"],
                          return_tensors="pt")
     with torch.inference_mode():
         cached = pruned.generate(**batch, max_new_tokens=16, do_sample=False, use_cache=True)
@@ -115,8 +104,8 @@ def test_greedy_generation_with_cache_equals_without(pruned, lm_tokenizer):
     assert pruned.generation_config.eos_token_id == 2 and pruned.generation_config.pad_token_id == 2
 
 
-def test_pruned_logits_differ_from_teacher_but_full_map_is_the_teacher(lm, pruned, lm_tokenizer):
-    batch = lm_tokenizer(["The capital of France is"], return_tensors="pt")
+def test_pruned_logits_differ_from_teacher_but_full_map_is_the_teacher(lm, pruned, tok):
+    batch = tok(["The capital of France is"], return_tensors="pt")
     full = layer_selection(lm, list(range(30))).eval()
     with torch.inference_mode():
         t, s, f = lm(**batch).logits, pruned(**batch).logits, full(**batch).logits

@@ -18,19 +18,14 @@ from kdbench.models.students import layer_selection
 from kdbench.predictions.generated import GeneratedText
 from kdbench.tasks import generated_text
 from kdbench.tasks.base import RunSettings
-from tests.helpers.generated_text import LM_ID
+from tests.helpers import SMOLLM
 
 SETTINGS = RunSettings(dtype="fp32", max_length=256, eval=EvalConfig(bootstrap_samples=200))
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer(LM_ID)
-
-
-@pytest.fixture(scope="module")
 def models():
-    lm = load_for_head(LM_ID, "causal_lm").eval()
+    lm = load_for_head(SMOLLM, "causal_lm").eval()
     return lm, layer_selection(lm, [0, 4, 8, 12, 16, 20, 24, 29]).eval()
 
 
@@ -140,7 +135,7 @@ def test_metrics_on_own_and_teacher_text_are_the_exact_token_means(models, tok, 
 def test_models_that_tokenise_differently_are_refused_in_one_line(tok):
     other = load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")
     text = GeneratedText("x", ["0"], [[1]], [np.array([5])])
-    models = {"teacher": SimpleNamespace(tokenizer=tok, source=LM_ID),
+    models = {"teacher": SimpleNamespace(tokenizer=tok, source=SMOLLM),
               "student": SimpleNamespace(tokenizer=other, source="all-MiniLM-L6-v2")}
     predictions = {"teacher": SimpleNamespace(generated=text), "student": SimpleNamespace(generated=text)}
     task = SimpleNamespace(name="gsm8k_text")

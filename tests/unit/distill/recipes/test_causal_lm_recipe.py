@@ -17,7 +17,7 @@ from tests.helpers import causal_lm_recipe as shared
 from tests.helpers.causal_lm_recipe import PAD, _suite
 
 # fixtures shared with tests/integration/recipes/test_causal_lm_recipe.py (pytest finds them as attributes of this module)
-lm, tok, tasks, student, two_examples = shared.lm, shared.tok, shared.tasks, shared.student, shared.two_examples
+tasks, student, two_examples = shared.tasks, shared.student, shared.two_examples
 
 
 # --- training texts --------------------------------------------------------------------------------

@@ -114,18 +114,22 @@ def capacity_gap(curves: list[dict], metric: str, title: str, png: Path | None =
         if best is not None:
             ax.scatter([best["teacher_params"]], [best["value"]], s=160, facecolors="none", edgecolors=color, lw=1.5)
     ax.set_xscale("log")
-    # short labels; every minor tick on a narrow range (a truncated family), else only 2× and 5× ticks
-    xs = [p["teacher_params"] for c in curves for p in c["points"]]
-    narrow = max(xs) < 3 * min(xs)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1e6:g}M"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
-        lambda v, _: f"{v / 1e6:g}M" if narrow or f"{v:e}"[0] in "25" else ""))
+    _parameter_axis(ax.xaxis, [p["teacher_params"] for c in curves for p in c["points"]])
     ax.set(xlabel="teacher parameters (log scale)", ylabel=metric, title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     if png is not None:
         fig.savefig(png, format="png", dpi=150, bbox_inches="tight")
     return _svg(fig)
+
+
+def _parameter_axis(axis, counts) -> None:
+    """Short labels (``20M``) on a log axis of parameter counts: every minor tick on a narrow range
+    (a truncated family), else only the 2× and 5× ones, so the labels do not run into each other."""
+    narrow = max(counts) < 3 * min(counts)
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1e6:g}M"))
+    axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _: f"{v / 1e6:g}M" if narrow or f"{v:e}"[0] in "25" else ""))
 
 
 def capacity_law(fit: dict, title: str, png: Path | None = None) -> str:
@@ -144,6 +148,8 @@ def capacity_law(fit: dict, title: str, png: Path | None = None) -> str:
         ax.plot(span, fit["ratio"] * span, ls="--", color="C1", label=f"T* = {fit['ratio']:.2f}·S")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _parameter_axis(ax.xaxis, x)
+        _parameter_axis(ax.yaxis, [p["teacher_params"] for p in pts])
         ax.legend(fontsize=7)
     else:
         ax.text(0.5, 0.5, "no student with a best teacher", ha="center", va="center", transform=ax.transAxes)

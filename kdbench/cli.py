@@ -249,7 +249,8 @@ def _print_run(result) -> None:
               help="Students of MODEL's first K layers with its pretrained weights (repeatable).")
 @click.option("--teachers", help="Teachers, comma-separated hub ids or folders.")
 @click.option("--teacher-layers", multiple=True, metavar="MODEL:K1,K2",
-              help="A family: MODEL truncated to its first K layers before fine-tuning (repeatable).")
+              help="A family: MODEL truncated to its first K layers, before fine-tuning where the head fine-tunes "
+                   "its teacher, else used as it is (repeatable).")
 @click.option("--assistant", metavar="SPEC",
               help="A teacher assistant (TAKD): each teacher first distils it (once per seed), then each student is "
                    "also distilled from it and compared with its direct point (paired test). A --student SPEC, or "

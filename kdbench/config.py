@@ -89,7 +89,8 @@ class TeacherConfig(StrictModel):
     )
     # capacity-gap teacher families (kdbench capacity-gap --teacher-layers): one architecture at several depths
     layers: int | None = Field(None, gt=0, description="keep only the first k transformer layers of the model "
-                                                       "(before fine-tuning); null = all")
+                                                       "(before fine-tuning, or as it is where the head's teacher "
+                                                       "is not fine-tuned); null = all")
 
 
 class EnsembleTeacherConfig(TeacherConfig):

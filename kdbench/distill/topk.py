@@ -93,12 +93,13 @@ def compute_topk(
 def cached_topk(
     teacher: torch.nn.Module, teacher_id: str, revision: str | None, features: Sequence[dict],
     loss_masks: Sequence[Sequence[int]], collate, *, k: int, temperature: float, dtype: str = "bf16",
-    batch_size: int = 16,
+    batch_size: int = 16, layers: int | None = None,
 ) -> tuple[TopK, bool, str]:
     """The teacher's top-k over the training set, from the cache when an entry with the same key
-    exists, else computed and stored. Returns (top-k, reused, key)."""
+    exists, else computed and stored. ``layers``: the teacher is ``teacher_id`` truncated to its first
+    K layers. Returns (top-k, reused, key)."""
     key = {"teacher": teacher_id, "revision": revision, "data_sha256": data_hash(features, loss_masks), "k": k,
-           "temperature": temperature, "dtype": dtype, "version": CACHE_VERSION,
+           "temperature": temperature, "dtype": dtype, "version": CACHE_VERSION, **({"layers": layers} if layers else {}),
            **devices.cache_fields(next(teacher.parameters()).device)}
     scored = sum(sum(m[1:]) for m in loss_masks)
 

@@ -170,14 +170,11 @@ class Recipe:
                                f"{LOSSES.meta(suite.distill.loss)['level']}; this head is distilled with: "
                                f"{', '.join(head_losses(task.head))}")
         for spec in suite.teachers or [suite.teacher]:
-            if spec.layers and not cls.finetunes_teacher:
-                raise KdbenchError(f"{at}: teacher.layers truncates a teacher before fine-tuning; this recipe uses its "
-                                   "teacher as it is and cannot honour it (set teacher.layers: null)")
             if not cls.finetunes_teacher and spec.finetune is not None:
                 raise KdbenchError(f"suite {suite.name}: teacher.finetune must be null for the {task.head} task "
                                    f"{task.name} (kdbench uses a {task.head.replace('_', ' ')} teacher as it is and "
                                    "does not fine-tune it)")
-            if spec.layers and spec.finetune is None:
+            if spec.layers and spec.finetune is None and cls.finetunes_teacher:
                 raise KdbenchError(f"suite {suite.name}: teacher.layers truncates a teacher before fine-tuning; "
                                    "it needs teacher.finetune")
         if suite.distill.features and (suite.student.model or suite.teachers):
@@ -321,12 +318,30 @@ class Recipe:
 
     # teachers ------------------------------------------------------------------------------------------
     def teacher_as_is(self, spec: TeacherConfig | None = None) -> tuple[LoadedModel, dict]:
-        """A teacher used as published: loaded with the task's head on the run's device."""
+        """A teacher used as published: loaded with the task's head on the run's device. With
+        ``teacher.layers``, its first K layers (everything outside the layer stack kept: embeddings,
+        final norm, head), written once into the model cache, so the efficiency figures, a
+        re-evaluation and the other points of a sweep load the same truncated model; the returned
+        model's ``source`` is that folder."""
         spec = spec or self.suite.teacher
-        model = load_for_head(spec.model, self.task.head, spec.revision, self.device).eval()
-        info = {"id": spec.model, "revision": model_revision(spec.model, spec.revision),
-                "params": count_parameters(model), "finetuned": False}
-        return LoadedModel(model, load_tokenizer(spec.model, spec.revision), spec.model), info
+        head, revision = self.task.head, model_revision(spec.model, spec.revision)
+        tokenizer = load_tokenizer(spec.model, spec.revision)
+        info: dict[str, Any] = {"id": spec.model, "revision": revision, "finetuned": False}
+        if not spec.layers:
+            model = load_for_head(spec.model, head, spec.revision, self.device).eval()
+            return LoadedModel(model, tokenizer, spec.model), {**info, "params": count_parameters(model)}
+        key = cache.cache_key(model=spec.model, revision=revision, head=head, layers=spec.layers)
+        with cache.entry_lock(key):
+            reused = cache.is_cached(key)
+            if not reused and PartialState().is_main_process:
+                # from_pretrained with a smaller num_hidden_layers keeps the first k layers' weights
+                truncated = load_for_head(spec.model, head, spec.revision, num_hidden_layers=spec.layers)
+                cache.save_finetuned(key, truncated, tokenizer, {"model": spec.model, "revision": revision,
+                                                                 "head": head, "layers": spec.layers})
+        folder = str(cache.finetuned_dir(key))
+        model = load_for_head(folder, head, device=self.device).eval()
+        info.update(params=count_parameters(model), layers=spec.layers, cache_key=key, reused_from_cache=reused)
+        return LoadedModel(model, tokenizer, folder), info
 
     def finetuned_teacher(self, tokenizer, features: list[dict], loss_fn: LossFn, data_sha: str, durations: dict, *,
                           spec: TeacherConfig | None = None, role: str = TEACHER,

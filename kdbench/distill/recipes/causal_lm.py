@@ -159,7 +159,7 @@ class CausalLMRecipe(Recipe):
     def setup(self) -> None:
         task, suite = self.task, self.suite
         self.teacher, info = self.teacher_as_is()
-        self.add_teacher(TEACHER, self.teacher, info, suite.teacher.model)
+        self.add_teacher(TEACHER, self.teacher, info, self.teacher.source)
         tokenizer = self.teacher.tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         data = task.train_data(suite.data.train_rows, suite.seed)
@@ -179,7 +179,7 @@ class CausalLMRecipe(Recipe):
                 self.topk, reused, key = cached_topk(
                     self.teacher.model, suite.teacher.model, info["revision"], self.gold, self.masks,
                     right_pad(self.pad_id), k=self.k, temperature=self.distill.temperature, dtype=suite.dtype,
-                    batch_size=suite.eval.batch_size)
+                    batch_size=suite.eval.batch_size, layers=suite.teacher.layers)
             info.update(topk_cache_key=key, topk_reused=reused, topk=self.k)
         self.on_policy = self._on_policy()
 

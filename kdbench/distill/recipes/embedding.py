@@ -134,7 +134,7 @@ class EmbeddingRecipe(Recipe):
         settings = RunSettings.of(suite)
         self.doc_len, self.query_len = task.doc_max_length(settings), task.query_max_length(settings)
         self.teacher, info = self.teacher_as_is()
-        self.add_teacher(TEACHER, self.teacher, info, suite.teacher.model)
+        self.add_teacher(TEACHER, self.teacher, info, self.teacher.source)
         self.revision = info["revision"]
         self.embedder = HFEmbedder(self.teacher.model, self.teacher.tokenizer, suite.dtype,
                                    batch_size=suite.eval.batch_size)
@@ -146,6 +146,7 @@ class EmbeddingRecipe(Recipe):
 
     def _cache_key(self, texts: list[str]) -> dict:
         return {"teacher": self.suite.teacher.model, "revision": self.revision, "texts_sha256": _sha(texts),
+                **({"layers": self.suite.teacher.layers} if self.suite.teacher.layers else {}),  # old keys unchanged
                 "doc_max_length": self.doc_len, "query_max_length": self.query_len, "dtype": self.suite.dtype,
                 "pooling": "mean+l2", **devices.cache_fields(self.teacher.model.device)}
 

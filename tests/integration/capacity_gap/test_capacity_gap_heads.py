@@ -1,7 +1,7 @@
 """kdbench capacity-gap beyond classifiers, as real tiny sweeps (slow, each under a minute): token
 classification (WNUT-17 NER: entity F1, paired bootstrap over sentences) over a truncated teacher
 family, and a causal LM (GSM8K text: perplexity, lower is better, paired bootstrap over documents)
-with its teacher as it is. Retrieval works the same way but encodes the whole 5k-document corpus
+with its teacher as it is and over a truncated teacher family (SmolLM2's first 2 and 4 layers). Retrieval works the same way but encodes the whole 5k-document corpus
 per point (minutes), so it is not run here."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tests.helpers import SMOLLM
 from tests.helpers.capacity_gap import MINILM
 from tests.helpers.cli import run_kdbench
 
@@ -63,3 +64,26 @@ def test_causal_lm_sweep(tmp_path):
     assert not c["fit"]["enough_data"] and "a law needs at least 3" in c["fit"]["limits"][0]
     if not s["no_teacher_helps"]:
         assert "the true optimum may lie beyond the range" in c["fit"]["limits"][1]
+
+
+@pytest.mark.slow
+def test_causal_lm_sweep_over_a_truncated_teacher_family(tmp_path):
+    """The LM teacher family is SmolLM2 cut to its first K layers, used as it is (no fine-tuning):
+    each truncation is written once into the model cache and shared by both seeds."""
+    curve = _sweep(tmp_path, "--suite", "lm", "--teacher-layers", f"{SMOLLM}:2,4", "--student", "config:num_hidden_layers=1",
+                   "--set", "data.train_rows=16", "--set", "data.eval_rows=8", "--set", "max_length=64")
+    c = curve["tasks"]["gsm8k_text"]
+    by_teacher = {p["teacher"]: p for p in c["points"]}
+    two, four = by_teacher[f"{SMOLLM}@L2"], by_teacher[f"{SMOLLM}@L4"]
+    assert two["teacher_params"] < four["teacher_params"] < 135_000_000
+    assert two["teacher_value"] != four["teacher_value"]  # two different teachers, each scored as it was distilled from
+    sweep_dir = next((tmp_path / "reports").glob("capacity-gap-*"))
+    for point in (two, four):
+        assert point["teacher_finetuned_once"]  # one truncated model for both seeds
+        infos = [json.loads((sweep_dir / r["path"] / "report.json").read_text())["models_by_task"]["gsm8k_text"]["teacher"]
+                 for r in point["runs"]]
+        assert {i["layers"] for i in infos} == {int(point["teacher"][-1])} and not any(i["finetuned"] for i in infos)
+        assert sorted(i["reused_from_cache"] for i in infos) == [False, True]
+        config = json.loads((tmp_path / "cache" / "finetuned" / infos[0]["cache_key"] / "config.json").read_text())
+        assert config["num_hidden_layers"] == int(point["teacher"][-1])
+    _consistent(c, "paired bootstrap over documents")

@@ -2,7 +2,7 @@
 (one formatter, kdbench.metrics.stats.format_p, the gate's table cells unchanged); a percentile
 interval is None, not NaN, when too few resamples are finite (kdbench.metrics.stats.finite_ci, for
 the seed-pooled CI and the law fit alike); recipes that use their teacher as it is (retrieval's
-embedding, causal LM) refuse a truncated teacher (teacher.layers) in a suite file, in one line."""
+embedding, causal LM) take a truncated teacher (teacher.layers) and refuse one deeper than the model."""
 from __future__ import annotations
 
 import numpy as np
@@ -55,14 +55,16 @@ def test_an_interval_of_no_finite_samples_is_none():
     assert all(isinstance(v, float) for v in fit["slope_ci"]) and fit["ratio_ci"][0] <= fit["ratio_ci"][1]
 
 
-@pytest.mark.parametrize("suite, head", [("retrieval", "embedding"), ("lm", "causal_lm")])
-def test_a_truncated_teacher_is_refused_where_the_teacher_is_used_as_it_is(tmp_path, suite, head):
+@pytest.mark.parametrize("suite, depth", [("retrieval", 6), ("lm", 30)])
+def test_a_truncated_teacher_deeper_than_the_model_is_refused(tmp_path, suite, depth):
+    """Recipes that use their teacher as it is take teacher.layers too (its first K layers); more layers
+    than the model has would add random ones: one line, exit 2, nothing written."""
     config = yaml.safe_load((SUITES_DIR / f"{suite}.yaml").read_text())
-    config["name"], config["teacher"]["layers"] = f"truncated_{suite}", 2
+    config["name"], config["teacher"]["layers"] = f"truncated_{suite}", depth + 1
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(config))
     out = run_kdbench("train-and-eval", "--suite", path, "--reports-dir", tmp_path / "reports")
     assert out.returncode == 2, out.stderr
     (line,) = out.stderr.strip().splitlines()
-    assert f"suite truncated_{suite}, task" in line and f"({head} head): teacher.layers" in line
-    assert "cannot honour it" in line and not (tmp_path / "reports").exists()
+    assert f"teacher.layers {depth + 1}" in line and f"has {depth} layers" in line, line
+    assert not (tmp_path / "reports").exists()

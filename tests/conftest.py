@@ -30,6 +30,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _environment_restored():
+    """Every test module leaves os.environ as it found it: vLLM sets process variables (LD_PRELOAD of
+    torch's libgomp among them) on import and engine start, often in a module-scoped fixture, and later
+    tests start kdbench subprocesses from this environment (tests/unit/test_threads.py checks their
+    thread policy), so a leak would make results depend on test order. Module scope: an autouse
+    fixture is set up before the module's other fixtures and torn down after them."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     value = os.environ.get("KDBENCH_DATA_DIR")

@@ -5,7 +5,6 @@ to the target has every token accepted), one-line errors before any work, and `k
 the record section, the report table and the leaderboard column. SmolLM2-135M-Instruct in fp32, an
 8-of-30-layer selection of it as the draft, GSM8K chat prompts."""
 import copy
-import os
 from types import SimpleNamespace
 
 import pytest
@@ -79,18 +78,7 @@ def test_assisted_generation_is_lossless_and_counted(pair, prompts):
     assert student.model.generation_config.num_assistant_tokens_schedule != "constant"  # restored after the call
 
 
-@pytest.fixture
-def environ_restored():
-    # vLLM sets process variables on import and engine start; later tests start kdbench subprocesses
-    # from this environment (tests/unit/test_threads.py checks their thread policy)
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 @pytest.mark.slow
-@pytest.mark.usefixtures("environ_restored")
 def test_vllm_draft_model_decoding_is_lossless_and_counted(pair, prompts):
     from kdbench.backends.vllm_lm import require_vllm
 

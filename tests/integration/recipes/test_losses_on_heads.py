@@ -117,9 +117,8 @@ def test_config_builder_students_train_with_a_learned_projection(head, overrides
     import copy
     import json
 
-    from test_record import RECORD
-
     from kdbench.report.record import validate_record
+    from tests.helpers.record import RECORD
 
     record = copy.deepcopy(RECORD)
     record["models"]["student"] = json.loads(json.dumps(info))

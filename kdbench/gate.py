@@ -415,10 +415,6 @@ def _num(x: float) -> str:
     return f"{x:.4f}"
 
 
-def _cell(p: float | None, test: str, n_samples: int) -> str:
-    return format_p(p, n_samples, test, name="")
-
-
 _VERDICT_ICON = {"regression": "❌ regression", "worse, within tolerance": "⚠️ worse, within tolerance",
                  "worse, not significant": "worse, not significant", "better": "✅ better",
                  "better, not significant": "better, not significant", "unchanged": "unchanged"}
@@ -461,8 +457,8 @@ def render_markdown(result: GateResult) -> str:
         ci = f"[{ch.ci[0]:+.4f}, {ch.ci[1]:+.4f}]" if ch.ci else "–"
         arrow = "↑" if ch.higher_is_better else "↓"
         lines.append(f"| {_md(ch.task)} | {_md(ch.model)} | {_md(ch.metric)} {arrow} | {_num(ch.baseline)} | "
-                     f"{_num(ch.candidate)} | {ch.delta:+.4f} | {ci} | {_cell(ch.p_value, ch.test, result.n_samples)} | "
-                     f"{_cell(ch.p_corrected, ch.test, result.n_samples)} | {_md(ch.test)} | {ch.tolerance} | "
+                     f"{_num(ch.candidate)} | {ch.delta:+.4f} | {ci} | {format_p(ch.p_value, result.n_samples, ch.test, name='')} | "
+                     f"{format_p(ch.p_corrected, result.n_samples, ch.test, name='')} | {_md(ch.test)} | {ch.tolerance} | "
                      f"{_VERDICT_ICON[ch.verdict]} |")
     if result.not_gated:
         lines += ["", "Not gated: " + ", ".join(_md(x) for x in result.not_gated) + "."]
